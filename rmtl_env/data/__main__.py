@@ -1,0 +1,80 @@
+"""Command line: ``python -m rmtl_env.data {prepare,stats,synth} NAME ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from rmtl_env.data.catalog import CATALOG, load_dataset
+from rmtl_env.data.stats import format_statistics
+from rmtl_env.data.synthetic import SCALES, TWINS, write_twin
+
+
+def _dataset_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help=f"one of {list(CATALOG)}, a processed folder, or a log file")
+    parser.add_argument("--data-dir", help="folder of the real raw files")
+    parser.add_argument("--scale", default="small", choices=SCALES, help="synthetic twin size")
+    parser.add_argument("--seed", type=int, default=0, help="synthetic twin seed")
+    parser.add_argument("--roles", help="column-role JSON for a log file")
+    parser.add_argument("--session-key", choices=["gap", "visitor"], help="RetailRocket sessions")
+    parser.add_argument("--session-gap-minutes", type=float, help="inactivity gap ending a session")
+    parser.add_argument("--tasks", nargs="+", help="KuaiRand feedback columns used as tasks")
+    parser.add_argument("--min-count", type=int, help="training occurrences for an own id")
+    parser.add_argument("--refresh", action="store_true", help="rebuild even if cached")
+
+
+def _load(args: argparse.Namespace):
+    params = {
+        "session_key": args.session_key,
+        "session_gap_minutes": args.session_gap_minutes,
+        "tasks": tuple(args.tasks) if args.tasks else None,
+        "min_count": args.min_count,
+    }
+    params = {k: v for k, v in params.items() if v is not None}
+    return load_dataset(
+        args.name, data_dir=args.data_dir, scale=args.scale, seed=args.seed,
+        refresh=args.refresh, roles=args.roles, **params,
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rmtl_env.data", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    prepare = commands.add_parser("prepare", help="build (or reuse) the processed dataset")
+    _dataset_args(prepare)
+    stats = commands.add_parser("stats", help="print per-split statistics")
+    _dataset_args(stats)
+    stats.add_argument("--json", action="store_true", help="print meta.json's statistics as JSON")
+    synth = commands.add_parser("synth", help="write a synthetic twin's raw files")
+    synth.add_argument("name", choices=list(TWINS))
+    synth.add_argument("--scale", default="small", choices=SCALES)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--out", required=True, help="output folder")
+    args = parser.parse_args(argv)
+
+    start = time.perf_counter()
+    if args.command == "synth":
+        out = write_twin(args.name, args.out, scale=args.scale, seed=args.seed)
+        print(
+            f"wrote {args.name} ({args.scale}, seed {args.seed}) to {out} in {time.perf_counter() - start:.1f}s"
+        )
+        return 0
+    try:
+        dataset = _load(args)
+    except (FileNotFoundError, ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "prepare":
+        print(f"{dataset!r}\nprocessed dataset: {dataset.meta.get('path', '(cached)')} "
+              f"({time.perf_counter() - start:.1f}s)")  # fmt: skip
+    elif args.json:
+        print(json.dumps(dataset.meta["splits"], indent=2))
+    else:
+        print(format_statistics(dataset.meta))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Dataset catalog: names to loaders, and the processed-dataset cache.
+
+``load_dataset(name, **params)`` accepts
+
+- ``"retailrocket"``: the Kaggle files in ``data_dir`` (default ``$RMTL_DATA_DIR/raw/retailrocket``);
+- ``"kuairand-1k"``: the Zenodo files in ``data_dir`` (default ``$RMTL_DATA_DIR/raw/kuairand-1k``);
+- ``"retailrocket-synthetic"`` and ``"kuairand-synthetic"``: the synthetic twins (``scale``,
+  ``seed``), whose raw files are generated once into the cache and then read by the real loaders;
+- a path to a processed dataset folder (``meta.json`` inside), loaded as is;
+- a path to a CSV or Parquet log with ``roles=ColumnRoles(...)`` (or a path to a roles JSON).
+
+Processed datasets are cached under ``$RMTL_DATA_DIR`` (default ``~/.cache/rmtl``) in
+``processed/<name>-<key>``, where the key hashes the name, every parameter and the identity of
+the raw files (size and modification time); a second load with the same parameters reads the
+cached Parquet. Writes are atomic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import fields
+from pathlib import Path
+
+from rmtl_env.data import custom, kuairand, retailrocket
+from rmtl_env.data.dataset import META_FILE, SessionDataset
+from rmtl_env.data.io import atomic_directory
+from rmtl_env.data.processing import ProcessingConfig, build_processed
+from rmtl_env.data.synthetic.common import check_scale
+
+GENERATOR_VERSION = 1
+CATALOG = ("retailrocket", "kuairand-1k", "retailrocket-synthetic", "kuairand-synthetic")
+DEFAULT_DATASET = "retailrocket-synthetic"
+
+
+def cache_root() -> Path:
+    """``$RMTL_DATA_DIR`` or ``~/.cache/rmtl``."""
+    return Path(os.environ.get("RMTL_DATA_DIR", Path.home() / ".cache" / "rmtl")).expanduser()
+
+
+def _split_params(params: dict, config_class: type) -> tuple[dict, dict]:
+    names = {f.name for f in fields(config_class)}
+    mine = {k: v for k, v in params.items() if k in names}
+    return mine, {k: v for k, v in params.items() if k not in names}
+
+
+def _processing(params: dict) -> tuple[ProcessingConfig, dict]:
+    mine, rest = _split_params(params, ProcessingConfig)
+    return ProcessingConfig(**mine), rest
+
+
+def _reject(rest: dict, name: str, accepted: list[str]) -> None:
+    if rest:
+        raise TypeError(
+            f"load_dataset({name!r}): unknown parameter(s) {sorted(rest)}; accepted: {sorted(accepted)}"
+        )
+
+
+def synthetic_raw_dir(name: str, scale: str, seed: int) -> Path:
+    """Folder of a twin's raw files, generated atomically on first use."""
+    from rmtl_env.data.synthetic import write_twin
+
+    folder = cache_root() / "raw" / f"{name}-{scale}-seed{seed}-v{GENERATOR_VERSION}"
+    if not folder.is_dir():
+        with atomic_directory(folder) as staging:
+            write_twin(name, staging, scale=scale, seed=seed)
+    return folder
+
+
+def _file_identity(paths: list[Path]) -> list:
+    return [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in paths]
+
+
+def load_dataset(
+    name: str | os.PathLike = DEFAULT_DATASET,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    scale: str = "small",
+    seed: int = 0,
+    refresh: bool = False,
+    roles: custom.ColumnRoles | str | os.PathLike | None = None,
+    **params,
+) -> SessionDataset:
+    """Load (building and caching on first use) a processed session dataset.
+
+    Args:
+        name: a catalog name, a processed dataset folder or a log file (see the module docstring).
+        data_dir: folder of the real raw files.
+        scale: ``tiny``, ``small`` or ``full`` (synthetic twins only).
+        seed: generator seed (synthetic twins only).
+        refresh: rebuild even if a cached copy exists.
+        roles: column roles of a log file.
+        **params: loader parameters (``RetailRocketConfig`` or ``KuaiRandConfig`` fields) and
+            processing parameters (``split_ratios``, ``min_count``, ``share_threshold``).
+    """
+    path = Path(name)
+    if str(name) not in CATALOG:
+        if (path / META_FILE).is_file():
+            _reject(params, str(name), [])
+            return SessionDataset.load(path)
+        if path.is_file() and roles is not None:
+            return _load_custom(path, roles, refresh, params)
+        raise ValueError(
+            f"unknown dataset {str(name)!r}: expected one of {list(CATALOG)}, a processed dataset "
+            f"folder (with {META_FILE}), or a CSV/Parquet log file together with roles=..."
+        )
+    name = str(name)
+    processing, rest = _processing(params)
+    if name.startswith("retailrocket"):
+        loader_params, rest = _split_params(rest, retailrocket.RetailRocketConfig)
+        _reject(rest, name, _accepted(retailrocket.RetailRocketConfig))
+        config = retailrocket.RetailRocketConfig(**loader_params)
+    else:
+        loader_params, rest = _split_params(rest, kuairand.KuaiRandConfig)
+        _reject(rest, name, _accepted(kuairand.KuaiRandConfig))
+        config = kuairand.KuaiRandConfig(**loader_params)
+
+    if name.endswith("-synthetic"):
+        raw_dir = synthetic_raw_dir(name, check_scale(scale), int(seed))
+        identity = {"scale": scale, "seed": int(seed), "generator": GENERATOR_VERSION}
+    else:
+        raw_dir = Path(data_dir) if data_dir is not None else cache_root() / "raw" / name
+        identity = None
+    if name.startswith("retailrocket"):
+        files = retailrocket.RetailRocketFiles.in_folder(raw_dir, "retailrocket-synthetic")
+        paths = [files.events, *files.properties]
+        build = lambda: retailrocket.build_impressions(files, config, name)  # noqa: E731
+    else:
+        files = kuairand.KuaiRandFiles.in_folder(raw_dir, config.include_random_log)
+        paths = [*files.logs, files.user_features, files.video_features]
+        build = lambda: kuairand.build_impressions(files, config, name)  # noqa: E731
+    key_source = {
+        "name": name,
+        "loader": repr(config),
+        "processing": repr(processing),
+        "raw": identity or _file_identity(paths),
+    }
+    dataset = _cached(name, key_source, refresh, lambda: build_processed(build(), processing))
+    if identity:
+        dataset.meta["params"]["synthetic"] = identity
+    return dataset
+
+
+def _accepted(config_class: type) -> list[str]:
+    return [f.name for f in fields(config_class)] + [f.name for f in fields(ProcessingConfig)]
+
+
+def _load_custom(path: Path, roles, refresh: bool, params: dict) -> SessionDataset:
+    if not isinstance(roles, custom.ColumnRoles):
+        roles = custom.ColumnRoles.from_json(roles)
+    processing, rest = _processing(params)
+    dataset_name = rest.pop("dataset_name", path.stem)
+    _reject(rest, str(path), [f.name for f in fields(ProcessingConfig)] + ["dataset_name"])
+    key_source = {
+        "name": dataset_name,
+        "roles": repr(roles),
+        "processing": repr(processing),
+        "raw": _file_identity([path]),
+    }
+    build = lambda: build_processed(custom.build_impressions(path, roles, dataset_name), processing)  # noqa: E731
+    return _cached(dataset_name, key_source, refresh, build)
+
+
+def _cached(name: str, key_source: dict, refresh: bool, build) -> SessionDataset:
+    key = hashlib.sha256(json.dumps(key_source, sort_keys=True, default=str).encode()).hexdigest()
+    folder = cache_root() / "processed" / f"{name}-{key[:16]}"
+    if folder.is_dir() and not refresh:
+        return SessionDataset.load(folder)
+    dataset = build()
+    dataset.meta["cache_key"] = key
+    if refresh and folder.is_dir():
+        import shutil
+
+        shutil.rmtree(folder)
+    dataset.save(folder)
+    dataset.meta["path"] = str(folder)
+    return dataset
+
+
+def processed_path(dataset: SessionDataset) -> str | None:
+    return dataset.meta.get("path")

@@ -1,0 +1,183 @@
+"""Reading raw CSV files with schema checks, file digests and atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from rmtl_env.data.errors import DataFormatError
+
+INTEGER = "int64"
+FLOAT = "float64"
+STRING = "string"
+
+
+def find_raw_file(folder: Path, name: str) -> Path | None:
+    """Return ``folder/name`` or ``folder/name.gz`` if either exists."""
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def file_digest(path: Path, chunk: int = 1 << 22) -> dict[str, object]:
+    """Size and md5 of a file (what ``meta.json`` records for each raw file)."""
+    md5 = hashlib.md5()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            md5.update(block)
+    return {"file": path.name, "bytes": path.stat().st_size, "md5": md5.hexdigest()}
+
+
+def _read_header(path: Path) -> list[str]:
+    reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16))
+    return reader.schema.names
+
+
+def read_csv_checked(
+    path: Path,
+    schema: dict[str, str],
+    *,
+    nullable: Sequence[str] = (),
+    what: str = "",
+) -> pd.DataFrame:
+    """Read a CSV whose header must contain the columns of ``schema``.
+
+    Columns are read with the given types (``int64``, ``float64`` or ``string``); other columns
+    in the file are ignored. Raises :class:`DataFormatError` naming the file and column on a
+    missing column, an empty file, a value that does not parse as the expected type, or a
+    missing value in a column not listed in ``nullable``.
+    """
+    label = f"{what} file {path}" if what else f"file {path}"
+    if path.stat().st_size == 0:
+        raise DataFormatError(f"{label} is empty; expected a header with columns {list(schema)}")
+    try:
+        header = _read_header(path)
+    except pa.ArrowInvalid as exc:
+        raise DataFormatError(f"{label}: cannot read a CSV header ({exc})") from exc
+    missing = [c for c in schema if c not in header]
+    if missing:
+        raise DataFormatError(
+            f"{label}: missing column(s) {missing}; found columns {header}, "
+            f"expected at least {list(schema)}"
+        )
+    types = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string()}
+    try:
+        table = pacsv.read_csv(
+            path,
+            convert_options=pacsv.ConvertOptions(
+                include_columns=list(schema),
+                column_types={c: types[k] for c, k in schema.items()},
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid:
+        # Re-read as text so the bad value is reported with its column and row.
+        table = pacsv.read_csv(
+            path,
+            convert_options=pacsv.ConvertOptions(
+                include_columns=list(schema),
+                column_types={c: pa.string() for c in schema},
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    if table.num_rows == 0:
+        raise DataFormatError(f"{label} has a header but no data rows")
+    frame = {}
+    for column, kind in schema.items():
+        frame[column] = _convert_column(
+            table.column(column), column, kind, label, column in nullable
+        )
+    return pd.DataFrame(frame)
+
+
+def _convert_column(
+    values: pa.ChunkedArray, column: str, kind: str, label: str, nullable: bool
+) -> np.ndarray | pd.Series:
+    nulls = values.null_count
+    if nulls and not nullable:
+        first = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+        raise DataFormatError(
+            f"{label}: column '{column}' has {nulls} empty value(s) (first at data row {first + 1}); "
+            f"expected a {kind} in every row"
+        )
+    if kind == STRING:
+        return pd.Series(values.to_pandas(), dtype="string")
+    target = pa.int64() if kind == INTEGER else pa.float64()
+    try:
+        converted = values if values.type == target else values.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        text = values.to_pandas()
+        numeric = pd.to_numeric(text, errors="coerce")
+        bad = numeric.isna() & text.notna()
+        if kind == INTEGER and not bad.any():
+            bad = numeric.notna() & (numeric != np.floor(numeric))
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataFormatError(
+            f"{label}: column '{column}' has value {text.iloc[row]!r} at data row {row + 1}; "
+            f"expected {'an integer' if kind == INTEGER else 'a number'}"
+        ) from None
+    if kind == INTEGER and nulls:
+        return pd.array(converted.to_pandas(), dtype="Int64")
+    return converted.to_numpy()
+
+
+def check_binary(frame: pd.DataFrame, columns: Sequence[str], label: str) -> None:
+    """Raise unless every value of ``columns`` is 0 or 1 (no NaN)."""
+    for column in columns:
+        values = frame[column]
+        bad = ~values.isin([0, 1]) | values.isna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataFormatError(
+                f"{label}: label column '{column}' has {int(bad.sum())} value(s) outside {{0, 1}} "
+                f"(first: {values.iloc[row]!r} at data row {row + 1}); expected 0 or 1"
+            )
+
+
+@contextlib.contextmanager
+def atomic_directory(final: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``final`` and rename it to ``final`` when the block ends.
+
+    Readers never see a half-written folder. If another process finished ``final`` first,
+    ours is discarded and theirs is kept.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        yield staging
+        try:
+            os.replace(staging, final)
+        except OSError:
+            if not final.is_dir():
+                raise
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write a file through a temporary name and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
