@@ -1,0 +1,73 @@
+"""Benchmark: generate the full-size RetailRocket twin and time ``prepare`` on it.
+
+Prints generation time, raw row counts, and the wall time and peak RSS of preparing the processed
+dataset (read events and 20M property rows, sessionise, label, as-of join, split, map, write
+Parquet) in a fresh process. Targets: at most 60 s and 3 GB on 2 cores.
+
+    python benchmarks/bench_data.py [--scale full] [--seed 0] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PREPARE = """
+import json, resource, sys, time
+from rmtl_env.data.processing import ProcessingConfig, build_processed
+from rmtl_env.data.retailrocket import RetailRocketConfig, RetailRocketFiles, build_impressions
+start = time.perf_counter()
+files = RetailRocketFiles.in_folder(sys.argv[1])
+dataset = build_processed(build_impressions(files, RetailRocketConfig(), "retailrocket-synthetic"), ProcessingConfig())
+dataset.save(sys.argv[2])
+wall = time.perf_counter() - start
+peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"wall_s": wall, "peak_rss_gb": peak_kb / 1024**2, "impressions": len(dataset.frame),
+                  "row_counts": dataset.meta["row_counts"], "splits": dataset.meta["splits"]}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scale", default="full", choices=["tiny", "small", "full"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", help="where raw and processed files go (default: a temp dir)")
+    args = parser.parse_args()
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="rmtl-bench-data-"))
+    raw = workdir / f"retailrocket-synthetic-{args.scale}-seed{args.seed}"
+    from rmtl_env.data.synthetic import write_twin
+
+    if not (raw / "events.csv").is_file():
+        start = time.perf_counter()
+        write_twin("retailrocket-synthetic", raw, scale=args.scale, seed=args.seed)
+        print(f"generated the {args.scale} twin in {time.perf_counter() - start:.1f}s at {raw}")
+    sizes = {p.name: p.stat().st_size for p in sorted(raw.glob("*.csv"))}
+    print("raw files (bytes):", json.dumps(sizes))
+    out = workdir / "processed"
+    result = subprocess.run(
+        [sys.executable, "-c", PREPARE, str(raw), str(out)],
+        check=True, capture_output=True, text=True, env={**os.environ},
+    )  # fmt: skip
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    counts = report["row_counts"]
+    print(
+        f"events read: {counts['events_read']:,}  property rows read: {counts['property_rows_read']:,}"
+    )
+    print(f"impressions: {report['impressions']:,}")
+    print(f"prepare wall time: {report['wall_s']:.1f} s (target <= 60 s)")
+    print(f"prepare peak RSS: {report['peak_rss_gb']:.2f} GB (target <= 3 GB)")
+    print(f"cores: {os.cpu_count()}, max RSS of children: "
+          f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2:.2f} GB")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

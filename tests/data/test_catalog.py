@@ -1,0 +1,97 @@
+"""Catalog, cache reuse and the command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from rmtl_env.data import load_dataset
+from rmtl_env.data.dataset import SessionDataset
+
+
+def test_second_load_reuses_cache_and_is_10x_faster():
+    from rmtl_env.data.catalog import synthetic_raw_dir
+
+    synthetic_raw_dir("retailrocket-synthetic", "tiny", 11)  # raw files exist: time processing only
+    start = time.perf_counter()
+    first = load_dataset("retailrocket-synthetic", scale="tiny", seed=11)
+    first_s = time.perf_counter() - start
+    start = time.perf_counter()
+    second = load_dataset("retailrocket-synthetic", scale="tiny", seed=11)
+    second_s = time.perf_counter() - start
+    assert second.meta["cache_key"] == first.meta["cache_key"]
+    assert second.frame.equals(first.frame)
+    assert first_s >= 10 * second_s, f"first {first_s:.3f}s, cached {second_s:.3f}s"
+
+
+def test_parameters_change_the_cache_key():
+    a = load_dataset("retailrocket-synthetic", scale="tiny", seed=11)
+    b = load_dataset("retailrocket-synthetic", scale="tiny", seed=11, session_key="visitor")
+    c = load_dataset(
+        "retailrocket-synthetic", scale="tiny", seed=11, share_threshold={"776": 0.2, "364": 0.2}
+    )
+    assert len({a.meta["cache_key"], b.meta["cache_key"], c.meta["cache_key"]}) == 3
+    assert b.meta["params"]["retailrocket"]["session_key"] == "visitor"
+    assert b.frame["session_id"].nunique() <= a.frame["session_id"].nunique()
+    fields = c.categorical_fields
+    assert c.field_dims[fields.index("776")] < a.field_dims[fields.index("776")]
+
+
+def test_processed_folder_loads_and_meta_is_complete():
+    dataset = load_dataset(
+        "kuairand-synthetic", scale="tiny", seed=1, tasks=("is_click", "long_view", "is_like")
+    )
+    assert dataset.tasks == ["is_click", "long_view", "is_like"]
+    again = load_dataset(dataset.meta["path"])
+    assert isinstance(again, SessionDataset) and again.tasks == dataset.tasks
+    meta = again.meta
+    for key in (
+        "tasks",
+        "categorical_fields",
+        "field_dims",
+        "numerical_fields",
+        "params",
+        "raw_files",
+        "splits",
+    ):
+        assert key in meta
+    assert all(len(entry["md5"]) == 32 for entry in meta["raw_files"])
+    assert set(meta["splits"]) == {"train", "val", "test"}
+    split = again.split("train")
+    assert split.labels.shape[1] == 3 and split.true_probs.shape[1] == 3
+    assert (split.categorical < np.array(again.field_dims)).all()
+
+
+def test_cli_stats_prepare_and_synth(tmp_path):
+    run = [sys.executable, "-m", "rmtl_env.data"]
+    out = subprocess.run(
+        [*run, "stats", "kuairand-synthetic", "--scale", "tiny"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "oracle_auc:is_click" in out.stdout and "train" in out.stdout
+    out = subprocess.run(
+        [*run, "prepare", "retailrocket-synthetic", "--scale", "tiny"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "processed dataset" in out.stdout
+    subprocess.run(
+        [*run, "synth", "retailrocket-synthetic", "--scale", "tiny", "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
+    assert (tmp_path / "events.csv").is_file() and (
+        tmp_path / "item_properties_part2.csv"
+    ).is_file()
+    missing = subprocess.run(
+        [*run, "stats", "retailrocket", "--data-dir", str(tmp_path / "nowhere")],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2 and "events.csv" in missing.stderr
