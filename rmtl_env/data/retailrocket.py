@@ -138,19 +138,31 @@ def read_events(path: Path) -> tuple[pd.DataFrame, dict]:
     return events.iloc[order].reset_index(drop=True), counts
 
 
+@dataclass
+class PropertyLog:
+    """The wanted rows of the property logs as arrays: ``property`` indexes the wanted names and
+    ``value`` indexes ``values`` (each distinct value text once, so 20M rows stay small)."""
+
+    timestamp: np.ndarray
+    itemid: np.ndarray
+    property: np.ndarray
+    value: np.ndarray
+    names: tuple[str, ...]
+    values: np.ndarray
+
+    def rows_of(self, name: str) -> np.ndarray:
+        return np.flatnonzero(self.property == self.names.index(name))
+
+
 def read_item_properties(
-    paths: tuple[Path, ...], wanted: tuple[str, ...], block_size: int = 1 << 26
-) -> tuple[pd.DataFrame, dict]:
+    paths: tuple[Path, ...], wanted: tuple[str, ...], block_size: int = 1 << 25
+) -> tuple[PropertyLog, dict]:
     """Rows of the property logs whose ``property`` is in ``wanted``, streamed block by block so
-    the 20M-row files never sit whole in memory. Duplicates across the parts are removed."""
+    the 20M-row files never sit whole in memory. Exact duplicates (across parts too) are removed."""
     wanted_array = pa.array(list(wanted), type=pa.string())
-    types = {
-        "timestamp": pa.int64(),
-        "itemid": pa.int64(),
-        "property": pa.string(),
-        "value": pa.string(),
-    }
-    pieces, rows_read = [], 0
+    types = {"timestamp": pa.int64(), "itemid": pa.int64(), "property": pa.string(), "value": pa.string()}
+    times, items, props, values = [], [], [], []
+    rows_read = 0
     for path in paths:
         if path.stat().st_size == 0:
             raise DataFormatError(f"item properties file {path} is empty")
@@ -164,32 +176,46 @@ def read_item_properties(
             )
             for batch in reader:
                 rows_read += batch.num_rows
-                keep = pc.is_in(batch.column("property"), value_set=wanted_array)
-                pieces.append(pa.Table.from_batches([batch]).filter(keep))
+                batch = batch.filter(pc.is_in(batch.column("property"), value_set=wanted_array))
+                for column in ("timestamp", "itemid"):
+                    if batch.column(column).null_count:
+                        raise DataFormatError(
+                            f"item properties file {path}: column '{column}' has empty values; "
+                            f"expected an integer in every row"
+                        )
+                times.append(batch.column("timestamp").to_numpy())
+                items.append(batch.column("itemid").to_numpy())
+                props.append(pc.index_in(batch.column("property"), value_set=wanted_array).to_numpy())
+                values.append(batch.column("value"))
         except (pa.ArrowInvalid, KeyError):
             # The typed streaming read failed: re-read with checks to name the column and row.
             read_csv_checked(path, PROPERTIES_SCHEMA, what="item properties")
             raise
     if rows_read == 0:
         raise DataFormatError(f"item properties files {[str(p) for p in paths]} have no data rows")
-    table = (
-        pa.concat_tables(pieces)
-        if pieces
-        else pa.table({k: pa.array([], t) for k, t in types.items()})
+    encoded = pc.dictionary_encode(pa.chunked_array(values, type=pa.string()).combine_chunks())
+    log = PropertyLog(
+        timestamp=np.concatenate(times) if times else np.zeros(0, np.int64),
+        itemid=np.concatenate(items) if items else np.zeros(0, np.int64),
+        property=np.concatenate(props).astype(np.int8) if props else np.zeros(0, np.int8),
+        value=pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64),
+        names=tuple(wanted),
+        values=encoded.dictionary.to_numpy(zero_copy_only=False),
     )
-    for column in ("timestamp", "itemid", "property"):
-        if table.column(column).null_count:
-            raise DataFormatError(
-                f"item properties files {[p.name for p in paths]}: column '{column}' has empty values"
-            )
-    frame = table.to_pandas()
-    duplicated = frame.duplicated()
+    order = np.lexsort((log.value, log.property, log.itemid, log.timestamp))
+    keys = (log.timestamp, log.itemid, log.property, log.value)
+    same = np.ones(max(len(order) - 1, 0), dtype=bool)
+    for key in keys:
+        same &= key[order[1:]] == key[order[:-1]]
+    keep = np.sort(np.concatenate([order[:1], order[1:][~same]]))
+    for name in ("timestamp", "itemid", "property", "value"):
+        setattr(log, name, getattr(log, name)[keep])
     counts = {
         "property_rows_read": rows_read,
-        "property_rows_used": int(len(frame) - duplicated.sum()),
-        "duplicate_property_rows_removed": int(duplicated.sum()),
+        "property_rows_used": len(keep),
+        "duplicate_property_rows_removed": int(same.sum()),
     }
-    return frame[~duplicated.to_numpy()].reset_index(drop=True), counts
+    return log, counts
 
 
 def value_in_force(
@@ -257,25 +283,19 @@ def build_impressions(
         }
     )
     categorical = list(config.properties)
-    if files.properties:
-        properties, prop_counts = read_item_properties(files.properties, config.properties)
-        counts.update(prop_counts)
-    else:
-        properties = pd.DataFrame({c: [] for c in PROPERTIES_SCHEMA})
     view_item = views["raw_item_id"].to_numpy()
+    if files.properties:
+        log, prop_counts = read_item_properties(files.properties, config.properties)
+        counts.update(prop_counts)
     for prop in config.properties:
-        log = properties[properties["property"] == prop]
-        where = value_in_force(
-            view_item,
-            view_time,
-            log["itemid"].to_numpy(np.int64),
-            log["timestamp"].to_numpy(np.int64),
-        )
-        codes, uniques = pd.factorize(log["value"].to_numpy(), sort=False)
-        value_code = np.where(where >= 0, codes[np.maximum(where, 0)] if len(codes) else -1, -1)
-        views[prop] = pd.Categorical.from_codes(
-            value_code, categories=pd.Index(uniques, dtype=object)
-        )
+        if files.properties:
+            rows = log.rows_of(prop)
+            where = value_in_force(view_item, view_time, log.itemid[rows], log.timestamp[rows])
+            value_code = np.where(where >= 0, log.value[rows][np.maximum(where, 0)], -1)
+            categories = pd.Index(log.values, dtype=object)
+        else:
+            value_code, categories = np.full(len(views), -1), pd.Index([], dtype=object)
+        views[prop] = pd.Categorical.from_codes(value_code, categories=categories)
         counts[f"views_without_{prop}"] = int((value_code < 0).sum())
     if config.category_parent:
         views["category_parent"] = _category_parent(files.category_tree, views["categoryid"])

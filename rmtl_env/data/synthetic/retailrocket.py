@@ -78,7 +78,7 @@ class _Scale:
 
 SCALE_SIZES = {
     "tiny": _Scale(2_000, 3_000, 2_000, 48.6),
-    "small": _Scale(50_000, 40_000, 25_000, 48.6),
+    "small": _Scale(53_000, 40_000, 25_000, 48.6),
     "full": _Scale(1_407_580, 417_053, 235_061, 48.6),
 }
 
@@ -204,11 +204,15 @@ def _item_property_log(rng: np.random.Generator, size: _Scale, tree_ids: np.ndar
     cat_index = np.searchsorted(np.unique(category), category)
     log_property("categoryid", cat_vocab, cat_index, 0.005, everyone)
 
+    # Filler properties fill the rest of the real 48.6 rows per item: each present filler has one
+    # row plus, on average, rate * (snapshots left after the item's first) change rows.
     rows_so_far = sum(len(a) for a in logs["item"])
     budget = size.property_rows_per_item * n_items - rows_so_far
-    expected_per_filler = n_items * (1 + 0.1 * (N_SNAPSHOTS - 1) * 0.5)
-    n_fillers = len(FILLER_PROPERTIES)
-    presence = min(1.0, budget / (expected_per_filler * n_fillers))
+    weeks_left = float(np.mean(N_SNAPSHOTS - 1 - first_week))
+    rows_if_present = sum(
+        n_items * (1 + FILLER_CHANGE_RATE.get(name, 0.1) * weeks_left) for name in FILLER_PROPERTIES
+    )
+    presence = float(np.clip(budget / rows_if_present, 0.05, 1.0))
     for name in FILLER_PROPERTIES:
         rate = FILLER_CHANGE_RATE.get(name, 0.1)
         v = max(20, int(20_000 * max(scale, 0.02)))
@@ -240,7 +244,7 @@ def _views(rng: np.random.Generator, size: _Scale, catalog: dict) -> dict:
     visitor_ids = rng.choice(1_407_580, size=n_visitors, replace=False)
     sessions_per_visitor = rng.geometric(1 / 1.12, size=n_visitors)
     session_visitor = np.repeat(np.arange(n_visitors), sessions_per_visitor)
-    lengths = session_lengths(rng, len(session_visitor), mean_extra=0.55, tail=0.02)
+    lengths = session_lengths(rng, len(session_visitor), mean_extra=0.45, tail=0.02)
 
     # Session start times: a visitor's first session anywhere in the window, later ones hours to
     # days after the previous one ended; sessions past the window are dropped.
