@@ -160,7 +160,12 @@ def read_item_properties(
     """Rows of the property logs whose ``property`` is in ``wanted``, streamed block by block so
     the 20M-row files never sit whole in memory. Exact duplicates (across parts too) are removed."""
     wanted_array = pa.array(list(wanted), type=pa.string())
-    types = {"timestamp": pa.int64(), "itemid": pa.int64(), "property": pa.string(), "value": pa.string()}
+    types = {
+        "timestamp": pa.int64(),
+        "itemid": pa.int64(),
+        "property": pa.string(),
+        "value": pa.string(),
+    }
     times, items, props, values = [], [], [], []
     rows_read = 0
     for path in paths:
@@ -185,7 +190,9 @@ def read_item_properties(
                         )
                 times.append(batch.column("timestamp").to_numpy())
                 items.append(batch.column("itemid").to_numpy())
-                props.append(pc.index_in(batch.column("property"), value_set=wanted_array).to_numpy())
+                props.append(
+                    pc.index_in(batch.column("property"), value_set=wanted_array).to_numpy()
+                )
                 values.append(batch.column("value"))
         except (pa.ArrowInvalid, KeyError):
             # The typed streaming read failed: re-read with checks to name the column and row.

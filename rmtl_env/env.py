@@ -1,0 +1,238 @@
+"""``SessionRecEnv``: logged recommendation sessions replayed as episodes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from rmtl_env.data import SessionDataset, SplitData, load_dataset
+from rmtl_env.rewards import DEFAULT_PROB_CLIP, task_rewards
+
+ACTION_TOLERANCE = 1e-6
+
+
+def resolve_dataset(
+    dataset: str | SessionDataset, data_dir: str | None, **params
+) -> SessionDataset:
+    """A loaded dataset as is, or a catalog name / path loaded through the cache."""
+    if isinstance(dataset, SessionDataset):
+        if params:
+            raise TypeError(
+                f"dataset parameters {sorted(params)} need a dataset name, not a loaded dataset"
+            )
+        return dataset
+    return load_dataset(dataset, data_dir=data_dir, **params)
+
+
+def observation_space(dataset: SessionDataset) -> spaces.Dict:
+    """``Dict(categorical=Box(0, vocab - 1, (F,), int64), numerical=Box(low, high, (N,), float32))``.
+
+    Numerical bounds are the processed data's minimum and maximum over all splits (finite), so the
+    box holds every observation the replay can produce.
+    """
+    dims = np.asarray(dataset.field_dims, dtype=np.int64)
+    stats = dataset.meta.get("numerical_stats", {})
+    low = [stats.get(f, {}).get("min", -np.inf) for f in dataset.numerical_fields]
+    high = [stats.get(f, {}).get("max", np.inf) for f in dataset.numerical_fields]
+    return spaces.Dict(
+        {
+            "categorical": spaces.Box(low=np.zeros_like(dims), high=dims - 1, dtype=np.int64),
+            "numerical": spaces.Box(
+                low=np.asarray(low, dtype=np.float32),
+                high=np.asarray(high, dtype=np.float32),
+                shape=(len(low),),
+                dtype=np.float32,
+            ),  # fmt: skip
+        }
+    )
+
+
+class SessionRecEnv(gym.Env):
+    """Replay of logged sessions for session-wise multi-task recommendation (RMTL's MDP).
+
+    ## Description
+    Each logged session of a processed dataset is one episode. At step ``t`` the agent sees the
+    user-item features of the session's ``t``-th impression and predicts, for each of the K tasks
+    (CTR and CTCVR by default), the probability that the user gives that feedback. The logged
+    labels score the prediction. Transitions are deterministic: the next state is the session's
+    next impression whatever the action (Liu et al., "Multi-Task Recommendations with
+    Reinforcement Learning", WWW 2023, section 3).
+
+    ```python
+    import gymnasium as gym
+    import rmtl_env  # registers SessionRecEnv-v0
+
+    env = gym.make("SessionRecEnv-v0", dataset="retailrocket-synthetic", scale="tiny")
+    obs, info = env.reset(seed=0)
+    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    ```
+
+    ## Observation Space
+    A ``Dict`` of integer ids and floats (ids are never one-hot encoded; embed them):
+
+    | key           | space                                        | content                            |
+    |---------------|----------------------------------------------|------------------------------------|
+    | `categorical` | `Box(0, vocab_f - 1, (F,), int64)`           | id of each categorical field (0 = unknown) |
+    | `numerical`   | `Box(min_n, max_n, (N,), float32)`           | standardised numerical features    |
+
+    F, N, the field names and vocabulary sizes come from the dataset's ``meta.json``
+    (``env.unwrapped.dataset``). The numerical bounds are the data's finite minimum and maximum.
+
+    ## Action Space
+    ``Box(0, 1, (K,), float32)``: one probability per task, in ``env.unwrapped.tasks`` order.
+    An action with the wrong shape, a NaN, or a value outside ``[0, 1]`` (beyond 1e-6) raises
+    ``ValueError`` instead of being clipped silently, because a silent clip would hide a policy
+    that emits logits. stable-baselines3's checker warns that this box is not symmetric
+    (``[-1, 1]``); its algorithms rescale their ``[-1, 1]`` outputs to the box themselves, so the
+    warning is informational.
+
+    ## Rewards
+    ``sum_k w_k * (y_k log a_k + (1 - y_k) log(1 - a_k))``, the weighted negative binary
+    cross-entropy, with ``a_k`` clipped to ``[prob_clip, 1 - prob_clip]``. Every reward is <= 0.
+    ``info["task_rewards"]`` holds the K unweighted per-task rewards.
+
+    ## Starting State
+    ``session_order="random"``: a session drawn uniformly with ``self.np_random``.
+    ``session_order="sequential"``: each session of the split once per pass, in start-time order
+    (for evaluation). ``reset(options={"session_id": s})`` replays session ``s``.
+
+    ## Episode End
+    ``terminated`` is True after the session's last impression; the observation returned with it is
+    that last impression again (the official code's convention; TD targets mask it with
+    ``1 - terminated``). Episodes are never truncated. Stepping a finished episode raises
+    ``RuntimeError``.
+
+    ## Info
+    ``task_rewards`` (K,), ``labels`` (K,), ``session_id``, ``step`` (index of the impression just
+    scored); ``reset`` returns ``session_id``, ``session_length`` and ``step`` 0.
+
+    ## Arguments
+    - ``dataset``: catalog name (``retailrocket``, ``kuairand-1k``, ``retailrocket-synthetic``,
+      ``kuairand-synthetic``), a processed dataset folder, or a loaded ``SessionDataset``.
+    - ``split``: ``train``, ``val`` or ``test``.
+    - ``data_dir``: folder of the real raw files.
+    - ``tasks``: subset and order of the dataset's tasks (default: all).
+    - ``reward_weights``: K weights of the scalar reward (default: all 1).
+    - ``session_order``: ``random`` or ``sequential``.
+    - ``prob_clip``: the probability clip inside the log (default 1e-7; the official code 1e-4).
+    - further keyword arguments go to ``load_dataset`` (``scale``, ``seed``, ``session_key``, ...).
+
+    ## Version History
+    - v0: first version.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        dataset: str | SessionDataset = "retailrocket-synthetic",
+        split: str = "train",
+        data_dir: str | None = None,
+        tasks: list[str] | None = None,
+        reward_weights: list[float] | None = None,
+        session_order: str = "random",
+        prob_clip: float = DEFAULT_PROB_CLIP,
+        **dataset_params: Any,
+    ) -> None:
+        if session_order not in ("random", "sequential"):
+            raise ValueError(
+                f"session_order must be 'random' or 'sequential', got {session_order!r}"
+            )
+        if not 0.0 < prob_clip < 0.5:
+            raise ValueError(f"prob_clip must be in (0, 0.5), got {prob_clip}")
+        self.dataset = resolve_dataset(dataset, data_dir, **dataset_params)
+        self.data: SplitData = self.dataset.split(split, tasks)
+        if self.data.num_sessions == 0:
+            raise ValueError(f"split {split!r} of dataset {self.dataset.name!r} has no sessions")
+        self.tasks = list(self.data.tasks)
+        k = len(self.tasks)
+        weights = (
+            np.ones(k) if reward_weights is None else np.asarray(reward_weights, dtype=np.float64)
+        )
+        if weights.shape != (k,) or not np.isfinite(weights).all():
+            raise ValueError(
+                f"reward_weights must be {k} finite numbers (one per task {self.tasks}), got {reward_weights}"
+            )
+        self.reward_weights = weights
+        self.session_order = session_order
+        self.prob_clip = float(prob_clip)
+        self.observation_space = observation_space(self.dataset)
+        self.action_space = spaces.Box(0.0, 1.0, shape=(k,), dtype=np.float32)
+        self._session_ids = self.data.session_id[self.data.session_starts[:-1]]
+        self._next_sequential = 0
+        self._row = -1
+        self._end = -1
+        self._session = -1
+
+    # --- Gymnasium API -------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if options and "session_id" in options:
+            index = int(np.searchsorted(self._session_ids, options["session_id"]))
+            if index >= len(self._session_ids) or self._session_ids[index] != options["session_id"]:
+                raise ValueError(
+                    f"session_id {options['session_id']!r} is not in split {self.data.name!r}"
+                )
+        elif self.session_order == "random":
+            index = int(self.np_random.integers(self.data.num_sessions))
+        else:
+            index = self._next_sequential
+            self._next_sequential = (index + 1) % self.data.num_sessions
+        self._session = index
+        self._row = int(self.data.session_starts[index])
+        self._end = int(self.data.session_starts[index + 1])
+        info = {
+            "session_id": int(self._session_ids[index]),
+            "session_length": self._end - self._row,
+            "step": 0,
+        }
+        return self._observation(self._row), info
+
+    def step(self, action):
+        if self._row < 0 or self._row >= self._end:
+            raise RuntimeError("the episode has ended (or never started): call reset() first")
+        action = self._check_action(action)
+        labels = self.data.labels[self._row]
+        rewards = task_rewards(labels, action, self.prob_clip)
+        info = {
+            "task_rewards": rewards,
+            "labels": labels.copy(),
+            "session_id": int(self._session_ids[self._session]),
+            "step": self._row - int(self.data.session_starts[self._session]),
+        }
+        terminated = self._row + 1 >= self._end
+        observed = self._row if terminated else self._row + 1
+        self._row += 1
+        return (
+            self._observation(observed),
+            float(rewards @ self.reward_weights),
+            terminated,
+            False,
+            info,
+        )
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _observation(self, row: int) -> dict[str, np.ndarray]:
+        return {
+            "categorical": self.data.categorical[row].copy(),
+            "numerical": self.data.numerical[row].copy(),
+        }
+
+    def _check_action(self, action) -> np.ndarray:
+        action = np.asarray(action, dtype=np.float64)
+        k = len(self.tasks)
+        if action.shape != (k,):
+            if action.size == k and action.ndim <= 2:
+                action = action.reshape(k)
+            else:
+                raise ValueError(
+                    f"action must have shape ({k},) (one probability per task {self.tasks}), got {action.shape}"
+                )
+        if not np.isfinite(action).all():
+            raise ValueError(f"action must be finite probabilities, got {action}")
+        if action.min() < -ACTION_TOLERANCE or action.max() > 1 + ACTION_TOLERANCE:
+            raise ValueError(f"action values must be probabilities in [0, 1], got {action}")
+        return np.clip(action, 0.0, 1.0)
