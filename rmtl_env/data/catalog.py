@@ -29,7 +29,7 @@ from rmtl_env.data.io import atomic_directory
 from rmtl_env.data.processing import ProcessingConfig, build_processed
 from rmtl_env.data.synthetic.common import check_scale
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 CATALOG = ("retailrocket", "kuairand-1k", "retailrocket-synthetic", "kuairand-synthetic")
 DEFAULT_DATASET = "retailrocket-synthetic"
 

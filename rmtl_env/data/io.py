@@ -114,7 +114,8 @@ def _convert_column(
             f"expected a {kind} in every row"
         )
     if kind == STRING:
-        return pd.Series(values.to_pandas(), dtype="string")
+        # Dictionary-encoded: each distinct text is held once (event types, property names).
+        return values.dictionary_encode().to_pandas()
     target = pa.int64() if kind == INTEGER else pa.float64()
     try:
         converted = values if values.type == target else values.cast(target)
