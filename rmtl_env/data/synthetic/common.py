@@ -25,6 +25,15 @@ def logit(p: float) -> float:
     return float(np.log(p / (1.0 - p)))
 
 
+def intercept_for_rate(static: np.ndarray, rate: float) -> float:
+    """Intercept ``b`` with ``mean(sigmoid(static + b)) == rate`` (bisection)."""
+    low, high = -15.0, 15.0
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if sigmoid(static + mid).mean() < rate else (low, mid)
+    return (low + high) / 2
+
+
 def zipf_choice(rng: np.random.Generator, n: int, size: int, exponent: float) -> np.ndarray:
     """Draw ``size`` indices in ``[0, n)`` with probability proportional to ``(rank + 1)^-exponent``."""
     weights = (np.arange(1, n + 1, dtype=np.float64)) ** -exponent

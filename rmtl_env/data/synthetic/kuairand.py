@@ -47,6 +47,7 @@ from rmtl_env.data.kuairand import (
 )
 from rmtl_env.data.synthetic.common import (
     check_scale,
+    intercept_for_rate,
     session_lengths,
     sigmoid,
     simulate_intent,
@@ -269,12 +270,12 @@ def _log(rng: np.random.Generator, size: _Scale, users: dict, videos: dict) -> d
         + np.vectorize(tab_effect.get)(tab)
         + 0.25 * np.cos(2 * np.pi * (hour - 21) / 24)
     )
-    static += _intercept(static, 0.31)
+    static += intercept_for_rate(static, 0.31)
     intent, p_click, click = simulate_intent(
         rng, lengths, static, start_sd=0.7, persistence=0.85, step_sd=0.3, drift=-0.03, click_jump=0.3,
     )  # fmt: skip
     long_logit = users["long"][user] + videos["long"][video] + 0.5 * intent
-    long_logit += _intercept(long_logit, 0.69)
+    long_logit += intercept_for_rate(long_logit, 0.69)
     p_long_given_click = sigmoid(long_logit)
     long_view = click & (rng.random(total) < p_long_given_click)
     stray = ~click & (rng.random(total) < 0.003)  # the real log's long views without a click
@@ -329,14 +330,6 @@ def _log(rng: np.random.Generator, size: _Scale, users: dict, videos: dict) -> d
         "p_long_view": p_click * p_long_given_click,
         "p_is_like": p_click * p_long_given_click * p_like_given_long,
     }
-
-
-def _intercept(static: np.ndarray, rate: float) -> float:
-    low, high = -15.0, 15.0
-    for _ in range(60):
-        mid = (low + high) / 2
-        low, high = (mid, high) if sigmoid(static + mid).mean() < rate else (low, mid)
-    return (low + high) / 2
 
 
 __all__ = ["SCALE_SIZES", "write_kuairand_twin"]

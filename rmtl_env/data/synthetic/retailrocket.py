@@ -49,6 +49,7 @@ from rmtl_env.data.retailrocket import (
 )
 from rmtl_env.data.synthetic.common import (
     check_scale,
+    intercept_for_rate,
     session_lengths,
     sigmoid,
     simulate_intent,
@@ -288,12 +289,13 @@ def _views(rng: np.random.Generator, size: _Scale, catalog: dict) -> dict:
     click_static += np.select([available == 1, available == 0], [0.25, -0.45], 0.0)
     pay_static += np.select([available == 1, available == 0], [0.2, -0.8], 0.0)
 
-    click_static += _intercept(click_static, TARGET_CLICK_RATE)
+    # The intent's upward drift adds back about 0.1 on the logit scale.
+    click_static += intercept_for_rate(click_static, TARGET_CLICK_RATE) - 0.1
     intent, p_click, click = simulate_intent(
         rng, lengths, click_static,
         start_sd=0.6, persistence=0.8, step_sd=0.35, drift=0.05, click_jump=0.6,
     )  # fmt: skip
-    pay_static += _intercept(pay_static, TARGET_PAY_GIVEN_CLICK)
+    pay_static += intercept_for_rate(pay_static, TARGET_PAY_GIVEN_CLICK) - 0.1
     p_pay_given_click = sigmoid(pay_static + 0.5 * intent)
     pay = click & (rng.random(len(click)) < p_pay_given_click)
     return {
@@ -306,18 +308,6 @@ def _views(rng: np.random.Generator, size: _Scale, catalog: dict) -> dict:
         "click": click,
         "pay": pay,
     }
-
-
-def _intercept(static: np.ndarray, rate: float) -> float:
-    """Intercept that puts the mean probability near ``rate`` before the session intent."""
-    low, high = -15.0, 15.0
-    for _ in range(60):
-        mid = (low + high) / 2
-        if sigmoid(static + mid).mean() < rate:
-            low = mid
-        else:
-            high = mid
-    return (low + high) / 2 - 0.1  # the intent's upward drift adds back about this much
 
 
 def _distinct_items_per_visitor(
