@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from rmtl_env.data.dataset import SplitData
+
 PROB_EPS = 1e-7
 
 
@@ -60,3 +62,13 @@ def task_metrics(
         }
         for k, task in enumerate(tasks)
     }
+
+
+def oracle_metrics(data: SplitData) -> dict[str, dict[str, float]] | None:
+    """The metrics of the dataset's true probabilities (synthetic twins), or ``None`` without them.
+
+    This is the ceiling a model can reach on average: the oracle row of every results table.
+    """
+    if data.true_probs is None:
+        return None
+    return task_metrics(data.labels, data.true_probs, data.session_id, data.tasks)

@@ -1,0 +1,1 @@
+"""Multi-task backbones, the supervised trainer and the RMTL agent."""

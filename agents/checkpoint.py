@@ -1,0 +1,64 @@
+"""Self-describing backbone checkpoints: constructor arguments and weights in one file."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import torch
+
+from agents.models import MODELS, ModelConfig, MultiTaskModel, build_model
+from rmtl_env.data.io import atomic_write_bytes
+
+FORMAT = "rmtl-backbone/1"
+
+
+def model_name(model: MultiTaskModel) -> str:
+    """The ``MODELS`` key of ``model``'s class."""
+    for name, cls in MODELS.items():
+        if type(model) is cls:
+            return name
+    raise TypeError(f"{type(model).__name__} is not a registered backbone ({sorted(MODELS)})")
+
+
+def save_torch(obj: object, path: str | Path) -> Path:
+    """``torch.save`` written atomically (temporary file, then rename)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
+
+
+def save_model(model: MultiTaskModel, path: str | Path, **extra) -> Path:
+    """Save ``model`` with everything ``load_model`` needs to rebuild it; ``extra`` is kept too."""
+    payload = {
+        "format": FORMAT,
+        "model": model_name(model),
+        "field_dims": model.field_dims,
+        "num_numerical": model.num_numerical,
+        "num_tasks": model.num_tasks,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "extra": extra,
+    }
+    return save_torch(payload, path)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> MultiTaskModel:
+    """Rebuild a backbone saved by ``save_model``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone checkpoint {path} does not exist")
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a backbone checkpoint (expected format {FORMAT!r})")
+    config = ModelConfig(**payload["config"])
+    model = build_model(
+        payload["model"],
+        payload["field_dims"],
+        payload["num_numerical"],
+        payload["num_tasks"],
+        **config.to_dict(),
+    )
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device)

@@ -1,0 +1,71 @@
+"""The interface every backbone shares, and the paper's default dimensions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ModelConfig:
+    """Backbone dimensions; the defaults are the paper's (RMTL section 5.1, official ``run.py``).
+
+    Attributes:
+        embed_dim: size of each field's embedding (and of each numerical projection).
+        bottom_dims: hidden sizes of the shared/per-task bottom, of each expert, or of each PLE level.
+        tower_dims: hidden sizes of each task tower, which ends in one logit.
+        num_experts: experts for OMoE/MMoE; PLE uses half as task-specific experts per task and
+            half as shared experts per level (8 -> 4 + 4, as the official code).
+        dropout: dropout after every hidden layer.
+    """
+
+    embed_dim: int = 128
+    bottom_dims: tuple[int, ...] = (512, 256)
+    tower_dims: tuple[int, ...] = (128, 64)
+    num_experts: int = 8
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        self.bottom_dims = tuple(int(d) for d in self.bottom_dims)
+        self.tower_dims = tuple(int(d) for d in self.tower_dims)
+        if self.embed_dim < 1:
+            raise ValueError(f"embed_dim must be >= 1, got {self.embed_dim}")
+        if not self.bottom_dims or min(self.bottom_dims) < 1:
+            raise ValueError(
+                f"bottom_dims must be non-empty positive sizes, got {self.bottom_dims}"
+            )
+        if self.tower_dims and min(self.tower_dims) < 1:
+            raise ValueError(f"tower_dims must be positive sizes, got {self.tower_dims}")
+        if self.num_experts < 2:
+            raise ValueError(f"num_experts must be >= 2, got {self.num_experts}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class MultiTaskModel(nn.Module):
+    """Maps categorical ids ``[B, F]`` (int64) and numerical features ``[B, N]`` (float32) to
+    one probability per task, ``[B, K]``. Subclasses implement ``forward``."""
+
+    def __init__(
+        self,
+        field_dims: Sequence[int],
+        num_numerical: int,
+        num_tasks: int,
+        config: ModelConfig | None = None,
+    ) -> None:
+        super().__init__()
+        if num_tasks < 2:
+            raise ValueError(f"num_tasks must be >= 2 for a multi-task model, got {num_tasks}")
+        self.field_dims = [int(d) for d in field_dims]
+        self.num_numerical = int(num_numerical)
+        self.num_tasks = int(num_tasks)
+        self.config = config or ModelConfig()
+
+    def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError

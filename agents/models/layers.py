@@ -1,0 +1,132 @@
+"""Layers shared by every backbone: feature embedding, MLP, batched experts, gates and towers.
+
+Follows the official RMTL code (``layers/layers.py``) where it is sound: one embedding table over
+all categorical fields with per-field offsets, a 128-d projection per numerical field, ReLU MLPs
+with dropout and no batch norm. Differences: id 0 is an ordinary learnable row (the data layer
+reserves it for unknown/rare values, which deserve an embedding), and all experts of one level run
+as one batched matrix multiply instead of a Python loop over experts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class FeatureEmbedding(nn.Module):
+    """Embeds ``F`` categorical ids and ``N`` numerical values into ``[B, (F + N) * D]``.
+
+    Each numerical field ``j`` gets its own projection ``x_j * w_j + b_j`` (a ``Linear(1, D)``),
+    so every input field contributes one ``D``-vector, as in the paper's figure 3.
+    """
+
+    def __init__(self, field_dims: Sequence[int], num_numerical: int, embed_dim: int) -> None:
+        super().__init__()
+        if len(field_dims) == 0 or min(field_dims) < 1:
+            raise ValueError(f"field_dims must be a non-empty list of sizes >= 1, got {field_dims}")
+        if num_numerical < 0:
+            raise ValueError(f"num_numerical must be >= 0, got {num_numerical}")
+        self.num_fields = len(field_dims)
+        self.num_numerical = num_numerical
+        self.embed_dim = embed_dim
+        self.embedding = nn.Embedding(int(sum(field_dims)), embed_dim)
+        offsets = torch.zeros(len(field_dims), dtype=torch.long)
+        offsets[1:] = torch.cumsum(torch.as_tensor(list(field_dims)[:-1]), 0)
+        self.register_buffer("offsets", offsets, persistent=False)
+        self.numerical_weight = nn.Parameter(torch.empty(num_numerical, embed_dim))
+        self.numerical_bias = nn.Parameter(torch.zeros(num_numerical, embed_dim))
+        nn.init.xavier_uniform_(self.embedding.weight)
+        nn.init.xavier_uniform_(self.numerical_weight)
+
+    @property
+    def output_dim(self) -> int:
+        return (self.num_fields + self.num_numerical) * self.embed_dim
+
+    def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
+        cat = self.embedding(categorical + self.offsets)  # [B, F, D]
+        num = numerical.unsqueeze(-1) * self.numerical_weight + self.numerical_bias  # [B, N, D]
+        return torch.cat([cat, num], dim=1).flatten(1)  # [B, (F + N) * D]
+
+
+class MLP(nn.Sequential):
+    """``Linear -> ReLU -> Dropout`` per hidden size, then an optional ``Linear(., 1)`` output."""
+
+    def __init__(
+        self, input_dim: int, hidden_dims: Sequence[int], dropout: float, output_layer: bool
+    ) -> None:
+        layers: list[nn.Module] = []
+        for dim in hidden_dims:
+            layers += [nn.Linear(input_dim, dim), nn.ReLU(), nn.Dropout(dropout)]
+            input_dim = dim
+        if output_layer:
+            layers.append(nn.Linear(input_dim, 1))
+        super().__init__(*layers)
+        self.output_dim = 1 if output_layer else input_dim
+
+
+class Tower(MLP):
+    """A task tower: hidden layers then one logit, ``[B, in] -> [B]``."""
+
+    def __init__(self, input_dim: int, hidden_dims: Sequence[int], dropout: float) -> None:
+        super().__init__(input_dim, hidden_dims, dropout, output_layer=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).squeeze(-1)
+
+
+class Experts(nn.Module):
+    """``E`` expert MLPs with identical shapes, evaluated together with batched matmuls.
+
+    Input ``[B, in]`` (every expert sees the same input) or ``[E, B, in]`` (expert ``e`` sees
+    slice ``e``); output ``[E, B, out]``. Each layer is ``Linear -> ReLU -> Dropout``.
+    """
+
+    def __init__(
+        self, num_experts: int, input_dim: int, hidden_dims: Sequence[int], dropout: float
+    ) -> None:
+        super().__init__()
+        if num_experts < 1 or len(hidden_dims) == 0:
+            raise ValueError("Experts needs num_experts >= 1 and at least one hidden size")
+        self.num_experts = num_experts
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for dim in hidden_dims:
+            weight = torch.empty(num_experts, input_dim, dim)
+            bound = 1.0 / input_dim**0.5  # nn.Linear's default initialisation, per expert
+            nn.init.uniform_(weight, -bound, bound)
+            self.weights.append(nn.Parameter(weight))
+            self.biases.append(
+                nn.Parameter(torch.empty(num_experts, 1, dim).uniform_(-bound, bound))
+            )
+            input_dim = dim
+        self.dropout = nn.Dropout(dropout)
+        self.output_dim = input_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.weights[0], self.biases[0]
+        if x.dim() == 2:
+            # One GEMM for all experts: [B, in] @ [in, E * out] is far faster than E small ones.
+            e, d_in, d_out = weight.shape
+            flat_weight = weight.permute(1, 0, 2).reshape(d_in, e * d_out)
+            h = torch.addmm(bias.reshape(1, e * d_out), x, flat_weight)  # [B, E * out]
+            h = h.view(-1, e, d_out).transpose(0, 1)  # [E, B, out]
+        else:
+            h = torch.baddbmm(bias, x, weight)  # [E, B, out]
+        h = self.dropout(torch.relu(h))
+        for weight, bias in zip(self.weights[1:], self.biases[1:], strict=True):
+            h = self.dropout(torch.relu(torch.baddbmm(bias, h, weight)))
+        return h
+
+
+class Gate(nn.Module):
+    """Softmax gate ``Linear(in, E)`` that mixes ``[E, B, d]`` expert outputs into ``[B, d]``."""
+
+    def __init__(self, input_dim: int, num_experts: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(input_dim, num_experts)
+
+    def forward(self, gate_input: torch.Tensor, expert_outputs: torch.Tensor) -> torch.Tensor:
+        weights = torch.softmax(self.linear(gate_input), dim=-1)  # [B, E]
+        return torch.einsum("be,ebd->bd", weights, expert_outputs)  # [B, d]

@@ -1,0 +1,102 @@
+"""Benchmark: supervised training throughput of ESMM, MMoE and PLE at batch 2048 on CPU.
+
+For each model: training samples per second (forward, backward and Adam step on the paper's
+dimensions, 7 RetailRocket fields + 1 numerical), the model's FLOPs per step counted with
+``torch.utils.flop_counter``, and the achieved GFLOP/s as a percentage of this process's own fp32
+matrix-multiply peak (back-to-back 2048^3 ``torch.mm`` for 4 s, measured first; the fastest
+single multiply is printed too). Target: >= 50 %.
+
+    python benchmarks/bench_train.py [--models esmm mmoe ple] [--steps 20] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from agents.models import build_model
+from agents.runtime import seed_everything
+from agents.trainer import weighted_bce
+
+RETAILROCKET_FIELD_DIMS = [41, 26, 61, 3, 1091, 286, 635]
+
+
+def matmul_peak_gflops(size: int = 2048, seconds: float = 4.0) -> tuple[float, float]:
+    """``(sustained, best)`` fp32 GEMM rate of this process in GFLOP/s: the mean rate of
+    back-to-back ``size^3`` multiplies over ``seconds``, and the fastest single one."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    flops = 2 * size**3 / 1e9
+    return flops * len(times) / sum(times), flops / min(times)
+
+
+def train_step_rate(name: str, batch_size: int, steps: int, seed: int) -> tuple[float, float]:
+    """``(samples/s, FLOPs per step)`` of full training steps of model ``name``."""
+    seed_everything(seed)
+    model = build_model(name, RETAILROCKET_FIELD_DIMS, 1, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-6)
+    categorical = torch.stack(
+        [torch.randint(0, d, (batch_size,)) for d in RETAILROCKET_FIELD_DIMS], dim=1
+    )
+    numerical = torch.randn(batch_size, 1)
+    labels = (torch.rand(batch_size, 2) < 0.1).float()
+
+    def step() -> None:
+        loss = weighted_bce(model(categorical, numerical), labels, None)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    for _ in range(2):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    elapsed = time.perf_counter() - start
+    return steps * batch_size / elapsed, float(counter.get_total_flops())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", nargs="+", default=["esmm", "mmoe", "ple"])
+    parser.add_argument("--batch-size", type=int, default=2048)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    peak, best = matmul_peak_gflops()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"fp32 matmul peak (2048^3 torch.mm, sustained): {peak:.1f} GFLOP/s (best single: {best:.1f})"
+    )
+    print(
+        f"{'model':<8} {'params':>10} {'samples/s':>11} {'GFLOP/step':>11} {'GFLOP/s':>9} {'% peak':>7}"
+    )
+    for name in args.models:
+        rate, flops = train_step_rate(name, args.batch_size, args.steps, args.seed)
+        params = sum(
+            p.numel() for p in build_model(name, RETAILROCKET_FIELD_DIMS, 1, 2).parameters()
+        )
+        achieved = rate / args.batch_size * flops / 1e9
+        print(
+            f"{name:<8} {params:>10,} {rate:>11,.0f} {flops / 1e9:>11.2f} {achieved:>9.1f} "
+            f"{100 * achieved / peak:>6.1f}%"
+        )
+
+
+if __name__ == "__main__":
+    main()

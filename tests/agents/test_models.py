@@ -1,0 +1,102 @@
+"""Every backbone: shapes, ranges, gradients, overfitting, checkpoints; ESMM's product identity."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from agents.checkpoint import load_model, save_model
+from agents.models import ESMM, MODELS, build_model
+from agents.trainer import weighted_bce
+
+FIELD_DIMS = [5, 7, 3, 11]
+NUM_NUMERICAL = 2
+SMALL = {"embed_dim": 8, "bottom_dims": (32, 16), "tower_dims": (8,), "num_experts": 4}
+
+
+def batch(size: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    categorical = torch.stack([torch.randint(0, d, (size,), generator=g) for d in FIELD_DIMS], 1)
+    return categorical, torch.randn(size, NUM_NUMERICAL, generator=g)
+
+
+@pytest.mark.parametrize("num_tasks", [2, 3])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_output_shape_and_range_with_paper_dimensions(name: str, num_tasks: int) -> None:
+    model = build_model(name, FIELD_DIMS, NUM_NUMERICAL, num_tasks)
+    assert model.config.embed_dim == 128 and model.config.bottom_dims == (512, 256)
+    assert model.config.tower_dims == (128, 64) and model.config.num_experts == 8
+    probs = model(*batch(32))
+    assert probs.shape == (32, num_tasks)
+    assert torch.all((probs >= 0) & (probs <= 1))
+    assert torch.isfinite(probs).all()
+
+
+@pytest.mark.parametrize("num_tasks", [2, 3])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_gradients_reach_every_parameter(name: str, num_tasks: int) -> None:
+    torch.manual_seed(0)
+    model = build_model(name, FIELD_DIMS, NUM_NUMERICAL, num_tasks, **SMALL)
+    categorical, numerical = batch(64)
+    labels = (torch.rand(64, num_tasks) < 0.5).float()
+    weighted_bce(model(categorical, numerical), labels, None).backward()
+    missing = [
+        n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
+    ]
+    assert not missing, f"no gradient reaches {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_overfits_one_small_batch(name: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(name, FIELD_DIMS, NUM_NUMERICAL, 2, **SMALL, dropout=0.0)
+    categorical, numerical = batch(32, seed=1)
+    click = (torch.rand(32, generator=torch.Generator().manual_seed(2)) < 0.5).float()
+    pay = click * (torch.rand(32, generator=torch.Generator().manual_seed(3)) < 0.5).float()
+    labels = torch.stack([click, pay], 1)  # nested like CTR/CTCVR, so ESMM can fit it exactly
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(300):
+        loss = weighted_bce(model(categorical, numerical), labels, None)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.02, f"{name} did not overfit: loss {loss.item():.4f}"
+
+
+@pytest.mark.parametrize("num_tasks", [2, 3])
+def test_esmm_outputs_are_the_product_of_its_towers(num_tasks: int) -> None:
+    model = build_model("esmm", FIELD_DIMS, NUM_NUMERICAL, num_tasks, **SMALL).eval()
+    assert isinstance(model, ESMM)
+    categorical, numerical = batch(20)
+    conditional = model.conditional_probs(categorical, numerical)
+    probs = model(categorical, numerical)
+    torch.testing.assert_close(probs[:, 0], conditional[:, 0])
+    for k in range(1, num_tasks):
+        torch.testing.assert_close(probs[:, k], probs[:, k - 1] * conditional[:, k])
+        assert torch.all(probs[:, k] <= probs[:, k - 1])  # pCTCVR <= pCTR
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_checkpoint_round_trip_gives_identical_predictions(name: str, tmp_path) -> None:
+    model = build_model(name, FIELD_DIMS, NUM_NUMERICAL, 3, **SMALL).eval()
+    path = save_model(model, tmp_path / f"{name}.pt", note="x")
+    restored = load_model(path).eval()
+    assert type(restored) is type(model) and restored.config == model.config
+    torch.testing.assert_close(restored(*batch()), model(*batch()), rtol=0, atol=0)
+
+
+def test_bad_arguments_have_clear_errors(tmp_path) -> None:
+    with pytest.raises(ValueError, match="unknown model 'xgboost'"):
+        build_model("xgboost", FIELD_DIMS, 1, 2)
+    with pytest.raises(ValueError, match="unknown model option"):
+        build_model("ple", FIELD_DIMS, 1, 2, embedding_size=8)
+    with pytest.raises(ValueError, match="num_tasks must be >= 2"):
+        build_model("mmoe", FIELD_DIMS, 1, 1)
+    with pytest.raises(ValueError, match="dropout"):
+        build_model("mmoe", FIELD_DIMS, 1, 2, dropout=1.5)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_model(tmp_path / "missing.pt")
+    bad = tmp_path / "bad.pt"
+    torch.save({"weights": 1}, bad)
+    with pytest.raises(ValueError, match="not a backbone checkpoint"):
+        load_model(bad)

@@ -1,0 +1,159 @@
+"""Run folders, result tables and plots shared by the scripts in ``train/``.
+
+A run folder holds ``config.json`` (written first), ``metrics.json`` and ``metrics.csv`` (one row
+per method x task), ``checkpoints/`` and PNG plots. Every write is atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # scripts run headless; never open windows
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from rmtl_env.data.io import atomic_write_bytes  # noqa: E402
+
+METRICS = ("auc", "logloss", "s_logloss")
+METRIC_LABELS = {"auc": "AUC", "logloss": "Logloss", "s_logloss": "s-Logloss"}
+TaskMetrics = Mapping[str, Mapping[str, float]]
+
+
+def default_run_dir(script: str, dataset: str, seed: int) -> Path:
+    """``runs/<script>/<dataset>-seed<seed>-<UTC time>`` under the working directory."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return Path("runs") / script / f"{dataset}-seed{seed}-{stamp}"
+
+
+def write_json(path: Path, payload: object) -> None:
+    text = json.dumps(payload, indent=2, sort_keys=False, default=_json_default)
+    atomic_write_bytes(Path(path), (text + "\n").encode())
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple | set):
+        return list(value)
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def environment_info() -> dict[str, str | int]:
+    """The software and hardware a run used, stored in ``config.json``."""
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def write_config(run_dir: Path, config: Mapping[str, object]) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", {**config, "environment": environment_info()})
+
+
+def metrics_frame(results: Mapping[str, TaskMetrics]) -> pd.DataFrame:
+    """Long table ``method, task, auc, logloss, s_logloss`` from ``{method: {task: metrics}}``."""
+    rows = [
+        {"method": method, "task": task, **{m: metrics[task][m] for m in METRICS}}
+        for method, metrics in results.items()
+        for task in metrics
+    ]
+    return pd.DataFrame(rows, columns=["method", "task", *METRICS])
+
+
+def write_metrics(
+    run_dir: Path, results: Mapping[str, TaskMetrics], extra: dict | None = None
+) -> None:
+    """``metrics.json`` (nested, plus ``extra``) and ``metrics.csv`` (long table)."""
+    write_json(run_dir / "metrics.json", {"test": results, **(extra or {})})
+    csv = metrics_frame(results).to_csv(index=False, float_format="%.6f")
+    atomic_write_bytes(run_dir / "metrics.csv", csv.encode())
+
+
+def format_table(results: Mapping[str, TaskMetrics], tasks: Sequence[str]) -> str:
+    """A plain-text table: one row per method, AUC / Logloss / s-Logloss per task."""
+    headers = ["method"] + [f"{t}:{METRIC_LABELS[m]}" for t in tasks for m in METRICS]
+    rows = [
+        [method] + [_fmt(metrics[t][m]) for t in tasks for m in METRICS]
+        for method, metrics in results.items()
+    ]
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    lines = [
+        "  ".join(
+            str(c).rjust(w) if i else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in [headers, *rows]
+    ]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def _fmt(value: float) -> str:
+    return "nan" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def save_figure(fig: plt.Figure, path: Path) -> None:
+    """Save a matplotlib figure as PNG atomically and close it."""
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def plot_learning_curves(
+    histories: Mapping[str, Sequence[Mapping[str, float]]], path: Path
+) -> None:
+    """Training loss and validation mean AUC per epoch, one line per model."""
+    fig, (ax_loss, ax_auc) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, history in histories.items():
+        epochs = [h["epoch"] for h in history]
+        ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o", label=name)
+        ax_auc.plot(epochs, [h["val_auc"] for h in history], marker="o", label=name)
+    ax_loss.set(xlabel="epoch", ylabel="training loss (mean BCE over tasks)", title="Training loss")
+    ax_auc.set(xlabel="epoch", ylabel="mean validation AUC", title="Validation AUC")
+    ax_auc.legend(fontsize=8)
+    for ax in (ax_loss, ax_auc):
+        ax.grid(alpha=0.3)
+    save_figure(fig, path)
+
+
+def plot_metric_comparison(
+    results: Mapping[str, TaskMetrics], tasks: Sequence[str], path: Path
+) -> None:
+    """Grouped bars: one panel per task and metric, one bar per method."""
+    fig, axes = plt.subplots(
+        len(tasks), len(METRICS), figsize=(4 * len(METRICS), 3 * len(tasks)), squeeze=False
+    )
+    methods = list(results)
+    for row, task in enumerate(tasks):
+        for col, metric in enumerate(METRICS):
+            ax = axes[row][col]
+            values = [results[m][task][metric] for m in methods]
+            ax.bar(range(len(methods)), values, color=plt.cm.tab10.colors[: len(methods)])
+            ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=8)
+            finite = [v for v in values if not math.isnan(v)]
+            if finite:
+                low, high = min(finite), max(finite)
+                pad = (high - low) * 0.5 or abs(high) * 0.01 or 0.01
+                ax.set_ylim(low - pad, high + pad)
+            ax.set_title(f"{task} {METRIC_LABELS[metric]}", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
