@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from agents.critic import CriticConfig, MultiCritic
 from agents.models import MODELS, ModelConfig, MultiTaskModel, build_model
 from rmtl_env.data.io import atomic_write_bytes
 
@@ -62,3 +63,38 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> MultiTas
     )
     model.load_state_dict(payload["state_dict"])
     return model.to(device)
+
+
+CRITIC_FORMAT = "rmtl-critic/1"
+
+
+def save_critic(critic: MultiCritic, path: str | Path, **extra) -> Path:
+    """Save RMTL critics with their constructor arguments; ``extra`` (e.g. the backbone) is kept."""
+    payload = {
+        "format": CRITIC_FORMAT,
+        "field_dims": critic.field_dims,
+        "num_numerical": critic.num_numerical,
+        "num_tasks": critic.num_tasks,
+        "config": critic.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in critic.state_dict().items()},
+        "extra": extra,
+    }
+    return save_torch(payload, path)
+
+
+def load_critic(path: str | Path, device: str | torch.device = "cpu") -> MultiCritic:
+    """Rebuild critics saved by ``save_critic``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"critic checkpoint {path} does not exist")
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(payload, dict) or payload.get("format") != CRITIC_FORMAT:
+        raise ValueError(f"{path} is not a critic checkpoint (expected format {CRITIC_FORMAT!r})")
+    critic = MultiCritic(
+        payload["field_dims"],
+        payload["num_numerical"],
+        payload["num_tasks"],
+        CriticConfig(**payload["config"]),
+    )
+    critic.load_state_dict(payload["state_dict"])
+    return critic.to(device)

@@ -39,6 +39,11 @@ def write_json(path: Path, payload: object) -> None:
     atomic_write_bytes(Path(path), (text + "\n").encode())
 
 
+def json_roundtrip(payload: object) -> object:
+    """``payload`` as it reads back from JSON (tuples become lists, paths strings)."""
+    return json.loads(json.dumps(payload, default=_json_default))
+
+
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 

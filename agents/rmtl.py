@@ -1,0 +1,404 @@
+"""RMTL: multi-critic DDPG whose critics weight each sample's per-task loss (Liu et al., WWW 2023).
+
+Three stages (paper section 4, official ``SLmain.py`` / ``RLmain.py``):
+
+1. pretrain a multi-task backbone (``agents.trainer``);
+2. learn K task critics by TD on the logged sessions, the backbone as the (frozen) actor:
+   ``y_k = r_k + gamma * (1 - terminated) * Q~_k(s', pi~_k(s'))``, soft target updates at rate tau;
+3. polish: retrain the backbone with ``sum_k mean(w_k * BCE_k)``, ``w_k = 1 - lambda * Q_k(s, pi_k(s))``.
+
+Where the official code is buggy we do not follow it: the reward is computed at exactly the action
+stored in the replay (the official code stores ``a`` and rewards ``(a + 1) / 2``); categorical ids
+are never z-scored; critics are in eval mode when they produce weights; the critic stage runs until
+its TD loss converges (the official stopper is never called). Because the actor is frozen during
+the critic stage, its actions on every next state are computed once, not at every step.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+import scipy.special
+import torch
+from tqdm.auto import tqdm
+
+from agents.critic import CriticConfig, MultiCritic
+from agents.models import MultiTaskModel
+from agents.trainer import LossWeights, model_device, predict
+from rmtl_env.data.dataset import SplitData
+from rmtl_env.rewards import DEFAULT_PROB_CLIP
+from rmtl_env.transitions import Transitions, build_transitions
+
+WEIGHT_VARIANTS = ("rmtl", "cw", "wl", "nlc")
+CONSTANT_WEIGHT = 0.5  # the official code's CW ablation ("method 2")
+
+
+@dataclass
+class RMTLConfig:
+    """Every RMTL hyper-parameter; the defaults are the paper's (``paper_config``).
+
+    Attributes:
+        gamma: discount of the session MDP (paper 0.95; official code 0.9).
+        lam: lambda in ``w = 1 - lambda * Q`` (paper 0.7).
+        tau: soft target-update rate (0.2 in both).
+        target_update_interval: critic steps between soft updates (official: 2).
+        critic_lr, actor_lr: Adam learning rates (1e-3).
+        batch_size: critic minibatch (official 2048).
+        exploration_noise: std of the Gaussian noise added to the logits of the actor's actions
+            when the replay is built; 0 replays the actor's own predictions.
+        critic_max_epochs: cap on critic epochs when the stopper decides.
+        critic_fixed_epochs: train exactly this many epochs, no stopper (official: 96).
+        stop_rel_tol, stop_patience: the critic has converged when the epoch TD loss changes by
+            less than ``stop_rel_tol`` (relative) for ``stop_patience`` consecutive epochs.
+        actor_update: also take the paper's DDPG actor step (maximise ``sum_k Q_k(s, pi_k(s))``)
+            during the critic stage.
+        weight_variant: ``rmtl`` (1 - lambda Q), ``cw`` (constant 0.5), ``wl`` (1 - lambda y Q) or
+            ``nlc`` (-Q): the paper's ablations.
+        normalize_weights: divide each task's weights by their batch mean.
+        critic: the critics' dimensions and whether they share the state encoder.
+        seed: seeds exploration noise and minibatch order.
+    """
+
+    gamma: float = 0.95
+    lam: float = 0.7
+    tau: float = 0.2
+    target_update_interval: int = 2
+    critic_lr: float = 1e-3
+    actor_lr: float = 1e-3
+    batch_size: int = 2048
+    exploration_noise: float = 0.3
+    critic_max_epochs: int = 100
+    critic_fixed_epochs: int | None = None
+    stop_rel_tol: float = 0.01
+    stop_patience: int = 2
+    actor_update: bool = False
+    weight_variant: str = "rmtl"
+    normalize_weights: bool = False
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.critic, dict):
+            self.critic = CriticConfig(**self.critic)
+        if not 0.0 <= self.gamma < 1.0:
+            raise ValueError(f"gamma must be in [0, 1), got {self.gamma}")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"tau must be in (0, 1], got {self.tau}")
+        if self.weight_variant not in WEIGHT_VARIANTS:
+            raise ValueError(
+                f"weight_variant must be one of {WEIGHT_VARIANTS}, got {self.weight_variant!r}"
+            )
+        if self.exploration_noise < 0:
+            raise ValueError(f"exploration_noise must be >= 0, got {self.exploration_noise}")
+        for name in ("target_update_interval", "batch_size", "critic_max_epochs", "stop_patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.critic_fixed_epochs is not None and self.critic_fixed_epochs < 1:
+            raise ValueError(f"critic_fixed_epochs must be >= 1, got {self.critic_fixed_epochs}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def paper_config(**overrides) -> RMTLConfig:
+    """The paper's settings: gamma 0.95, lambda 0.7, tau 0.2, shared-bottom critics, critic
+    trained until its TD loss converges."""
+    return replace(RMTLConfig(), **overrides)
+
+
+def official_config(**overrides) -> RMTLConfig:
+    """The official code's settings where they differ from the paper: gamma 0.9, a fixed 96
+    critic epochs and K independent critics (without the official code's bugs)."""
+    base = RMTLConfig(gamma=0.9, critic_fixed_epochs=96, critic=CriticConfig(independent=True))
+    return replace(base, **overrides)
+
+
+# --- The math, as small functions -------------------------------------------------------------
+
+
+def td_target(
+    rewards: torch.Tensor, terminated: torch.Tensor, next_q: torch.Tensor, gamma: float
+) -> torch.Tensor:
+    """``y_k = r_k + gamma * (1 - terminated) * Q~_k(s', a'_k)``; shapes ``[B, K]``, ``[B]``, ``[B, K]``."""
+    return rewards + gamma * (1.0 - terminated.float()).unsqueeze(-1) * next_q
+
+
+@torch.no_grad()
+def soft_update(target: torch.nn.Module, source: torch.nn.Module, tau: float) -> None:
+    """``theta' <- tau * theta + (1 - tau) * theta'`` for every parameter and buffer."""
+    for t, s in zip(target.state_dict().values(), source.state_dict().values(), strict=True):
+        if t.dtype.is_floating_point:
+            t.lerp_(s, tau)
+        else:
+            t.copy_(s)
+
+
+def loss_weights(
+    q: torch.Tensor,
+    labels: torch.Tensor,
+    lam: float,
+    variant: str = "rmtl",
+    normalize: bool = False,
+) -> torch.Tensor:
+    """Per-sample, per-task loss weights from critic values ``q`` ``[B, K]``.
+
+    ``rmtl``: ``1 - lam * Q``; ``wl``: ``1 - lam * y * Q`` (weights only the positives); ``nlc``:
+    ``-Q`` (no linear combination); ``cw``: the constant 0.5. ``normalize`` rescales each task's
+    weights to batch mean 1.
+    """
+    if variant == "rmtl":
+        weights = 1.0 - lam * q
+    elif variant == "wl":
+        weights = 1.0 - lam * labels * q
+    elif variant == "nlc":
+        weights = -q
+    elif variant == "cw":
+        weights = torch.full_like(q, CONSTANT_WEIGHT)
+    else:
+        raise ValueError(f"variant must be one of {WEIGHT_VARIANTS}, got {variant!r}")
+    if normalize:
+        weights = weights / weights.mean(0, keepdim=True).clamp_min(1e-8)
+    return weights
+
+
+def discounted_returns(rewards: np.ndarray, terminated: np.ndarray, gamma: float) -> np.ndarray:
+    """Exact per-task discounted return of every transition, ``[n, K]``, rows in session order."""
+    returns = np.array(rewards, dtype=np.float64)
+    for i in range(len(returns) - 2, -1, -1):
+        if not terminated[i]:
+            returns[i] += gamma * returns[i + 1]
+    return returns
+
+
+class ConvergenceStopper:
+    """Stops when the monitored loss changes by less than ``rel_tol`` (relative to the previous
+    epoch) for ``patience`` consecutive epochs."""
+
+    def __init__(self, rel_tol: float, patience: int) -> None:
+        self.rel_tol, self.patience = rel_tol, patience
+        self.previous: float | None = None
+        self.calm_epochs = 0
+
+    def update(self, loss: float) -> bool:
+        """Record one epoch's loss; True when training should stop."""
+        if self.previous is not None:
+            change = abs(loss - self.previous) / max(abs(self.previous), 1e-12)
+            self.calm_epochs = self.calm_epochs + 1 if change < self.rel_tol else 0
+        self.previous = loss
+        return self.calm_epochs >= self.patience
+
+
+# --- Replay --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Replay:
+    """Transitions of one split as tensors, plus the target actor's action at every next state."""
+
+    categorical: torch.Tensor
+    numerical: torch.Tensor
+    action: torch.Tensor
+    rewards: torch.Tensor
+    next_categorical: torch.Tensor
+    next_numerical: torch.Tensor
+    terminated: torch.Tensor
+    labels: torch.Tensor
+    next_action: torch.Tensor
+    transitions: Transitions
+
+    def __len__(self) -> int:
+        return len(self.terminated)
+
+
+def build_replay(
+    actor: MultiTaskModel,
+    data: SplitData,
+    exploration_noise: float = 0.0,
+    seed: int = 0,
+    prob_clip: float = DEFAULT_PROB_CLIP,
+) -> Replay:
+    """Every transition of ``data`` with the actor's (optionally noisy) actions, in one pass.
+
+    The actor scores all rows once (batched); ``exploration_noise`` is the std of Gaussian noise
+    added to the actions' logits; the rewards are computed at exactly the stored, noisy action;
+    ``next_action`` is the noiseless actor's action at each next state.
+    """
+    device = model_device(actor)
+    clean = predict(actor, data)  # [n, K]
+    actions = clean
+    if exploration_noise > 0:
+        # Noise in logit space: additive noise on probabilities near 0 (CTCVR rates are ~1 %)
+        # would clip most actions to exactly 0 and turn each positive label into a -16 reward.
+        rng = np.random.default_rng(seed)
+        logits = scipy.special.logit(np.clip(clean, prob_clip, 1.0 - prob_clip).astype(np.float64))
+        noisy = scipy.special.expit(logits + rng.normal(0.0, exploration_noise, clean.shape))
+        actions = noisy.astype(np.float32)
+    transitions = build_transitions(data, actions=actions, prob_clip=prob_clip)
+
+    def tensor(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        return torch.as_tensor(np.array(array), dtype=dtype, device=device)
+
+    return Replay(
+        categorical=tensor(transitions.categorical, torch.long),
+        numerical=tensor(transitions.numerical, torch.float32),
+        action=tensor(transitions.action, torch.float32),
+        rewards=tensor(transitions.rewards, torch.float32),
+        next_categorical=tensor(transitions.next_categorical, torch.long),
+        next_numerical=tensor(transitions.next_numerical, torch.float32),
+        terminated=tensor(transitions.terminated, torch.bool),
+        labels=tensor(transitions.labels, torch.float32),
+        next_action=tensor(clean[transitions.next_index], torch.float32),
+        transitions=transitions,
+    )
+
+
+# --- The agent -----------------------------------------------------------------------------------
+
+
+@dataclass
+class CriticTrainingResult:
+    """Per-epoch log of the critic stage and whether the stopper ended it."""
+
+    epochs: int
+    converged: bool
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class RMTLAgent:
+    """An actor (any backbone), K critics, and their target copies.
+
+    Args:
+        actor: a pretrained backbone; it is not modified unless ``config.actor_update``.
+        config: RMTL hyper-parameters.
+        critic: critics to start from (e.g. trained with another backbone); fresh ones otherwise.
+    """
+
+    def __init__(
+        self, actor: MultiTaskModel, config: RMTLConfig, critic: MultiCritic | None = None
+    ) -> None:
+        self.config = config
+        self.device = model_device(actor)
+        self.actor = actor
+        self.critic = critic or MultiCritic(
+            actor.field_dims, actor.num_numerical, actor.num_tasks, config.critic
+        )
+        self.critic.to(self.device)
+        if self.critic.num_tasks != actor.num_tasks:
+            raise ValueError(
+                f"critic has {self.critic.num_tasks} heads but the actor {actor.num_tasks} tasks"
+            )
+        self.actor_target = copy.deepcopy(actor).eval().requires_grad_(False)
+        self.critic_target = copy.deepcopy(self.critic).eval().requires_grad_(False)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
+        self.steps = 0
+
+    def critic_step(self, replay: Replay, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One TD step on rows ``idx``; returns per-task TD loss and mean Q, ``[K]`` each."""
+        with torch.no_grad():
+            if self.config.actor_update:
+                next_action = self.actor_target(
+                    replay.next_categorical[idx], replay.next_numerical[idx]
+                )
+            else:
+                next_action = replay.next_action[idx]  # frozen actor: computed once in build_replay
+            next_q = self.critic_target(
+                replay.next_categorical[idx], replay.next_numerical[idx], next_action
+            )
+            y = td_target(replay.rewards[idx], replay.terminated[idx], next_q, self.config.gamma)
+        q = self.critic(replay.categorical[idx], replay.numerical[idx], replay.action[idx])
+        td_loss = ((q - y) ** 2).mean(0)  # [K]
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        td_loss.sum().backward()
+        self.critic_optimizer.step()
+        return td_loss.detach(), q.detach().mean(0)
+
+    def actor_step(self, replay: Replay, idx: torch.Tensor) -> None:
+        """The paper's DDPG actor step: ascend ``sum_k Q_k(s, pi_k(s))`` with the critics fixed."""
+        self.critic.eval()
+        self.actor.train()
+        actions = self.actor(replay.categorical[idx], replay.numerical[idx])
+        loss = -self.critic(replay.categorical[idx], replay.numerical[idx], actions).sum(1).mean()
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.actor_optimizer.step()
+        self.critic.train()
+
+    def train_critics(
+        self, replay: Replay, progress: bool = True, on_epoch: Callable[[dict], None] | None = None
+    ) -> CriticTrainingResult:
+        """Train the critics on ``replay`` until convergence (or a fixed number of epochs)."""
+        config = self.config
+        fixed = config.critic_fixed_epochs
+        max_epochs = fixed or config.critic_max_epochs
+        stopper = ConvergenceStopper(config.stop_rel_tol, config.stop_patience)
+        generator = torch.Generator().manual_seed(config.seed)
+        history: list[dict[str, float]] = []
+        converged, start = False, time.perf_counter()
+        if not config.actor_update:
+            self.actor.eval()
+        bar = tqdm(range(1, max_epochs + 1), desc="critics", disable=not progress)
+        for epoch in bar:
+            self.critic.train()
+            order = torch.randperm(len(replay), generator=generator).to(self.device)
+            td_sum = torch.zeros(self.critic.num_tasks, device=self.device)
+            q_sum = torch.zeros(self.critic.num_tasks, device=self.device)
+            for i in range(0, len(replay), config.batch_size):
+                idx = order[i : i + config.batch_size]
+                td_loss, mean_q = self.critic_step(replay, idx)
+                if config.actor_update:
+                    self.actor_step(replay, idx)
+                self.steps += 1
+                if self.steps % config.target_update_interval == 0:
+                    soft_update(self.critic_target, self.critic, config.tau)
+                    if config.actor_update:
+                        soft_update(self.actor_target, self.actor, config.tau)
+                td_sum += td_loss * len(idx)
+                q_sum += mean_q * len(idx)
+            td, mean_q = (td_sum / len(replay)).tolist(), (q_sum / len(replay)).tolist()
+            record = {"epoch": epoch, "td_loss": float(sum(td))}
+            for k in range(self.critic.num_tasks):
+                record[f"td_loss_{k}"], record[f"mean_q_{k}"] = td[k], mean_q[k]
+            history.append(record)
+            bar.set_postfix(td_loss=f"{record['td_loss']:.5f}")
+            if on_epoch is not None:
+                on_epoch(record)
+            if fixed is None and stopper.update(record["td_loss"]):
+                converged = True
+                break
+        self.critic.eval()
+        return CriticTrainingResult(len(history), converged, time.perf_counter() - start, history)
+
+    def polish_weights(self) -> LossWeights:
+        """The polish stage's per-sample, per-task loss weights (critics frozen, eval mode)."""
+        critic, config = self.critic, self.config
+        critic.eval().requires_grad_(False)
+
+        def weights(categorical, numerical, probs, labels):
+            q = critic(categorical, numerical, probs)  # Q_k(s, pi_k(s)) at the current predictions
+            return loss_weights(
+                q, labels, config.lam, config.weight_variant, config.normalize_weights
+            )
+
+        return weights
+
+    @torch.no_grad()
+    def q_values(self, data: SplitData, actions: np.ndarray, batch_size: int = 16384) -> np.ndarray:
+        """``Q_k(s, a_k)`` for every row of ``data`` at ``actions`` ``[n, K]``."""
+        self.critic.eval()
+        out = []
+        for i in range(0, len(data), batch_size):
+            sl = slice(i, i + batch_size)
+            out.append(
+                self.critic(
+                    torch.as_tensor(np.array(data.categorical[sl]), device=self.device),
+                    torch.as_tensor(np.array(data.numerical[sl]), device=self.device),
+                    torch.as_tensor(np.array(actions[sl], dtype=np.float32), device=self.device),
+                ).cpu()
+            )
+        return torch.cat(out).numpy()
