@@ -47,6 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--seed", type=int, default=0, help="seeds model init, shuffling and dropout"
     )
+    parser.add_argument(
+        "--data-seed", type=int, default=0, help="seed of the synthetic twin (fixed across --seed)"
+    )
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     parser.add_argument(
         "--epochs", type=int, default=50, help="maximum epochs (early stopping ends sooner)"
@@ -114,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             "dataset": args.dataset,
             "scale": args.scale,
             "data_dir": args.data_dir,
+            "data_seed": args.data_seed,
             "seed": args.seed,
             "device": str(device),
             "train": asdict(train_config),
@@ -122,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     dataset_params = (
-        {"scale": args.scale, "seed": args.seed} if args.dataset.endswith("synthetic") else {}
+        {"scale": args.scale, "seed": args.data_seed} if args.dataset.endswith("synthetic") else {}
     )
     dataset = load_dataset(args.dataset, data_dir=args.data_dir, **dataset_params)
     train, val, test = (dataset.split(name) for name in ("train", "val", "test"))

@@ -68,7 +68,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     data.add_argument("--scale", default="small", help="synthetic twin size: tiny, small or full")
     data.add_argument("--data-dir", default=None, help="folder of the raw files (real datasets)")
-    data.add_argument("--seed", type=int, default=0, help="seeds the twin, init, shuffling, noise")
+    data.add_argument(
+        "--seed", type=int, default=0, help="seeds model init, shuffling, dropout and noise"
+    )
+    data.add_argument(
+        "--data-seed",
+        type=int,
+        default=0,
+        help="seed of the synthetic twin (fixed across --seed by default)",
+    )
     data.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     data.add_argument(
         "--run-dir",
@@ -223,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         "dataset": args.dataset,
         "scale": args.scale,
         "data_dir": args.data_dir,
+        "data_seed": args.data_seed,
         "seed": args.seed,
         "backbone": args.backbone,
         "backbone_checkpoint": args.backbone_checkpoint,
@@ -246,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     checkpoints = run_dir / "checkpoints"
 
     synthetic = (
-        {"scale": args.scale, "seed": args.seed} if args.dataset.endswith("synthetic") else {}
+        {"scale": args.scale, "seed": args.data_seed} if args.dataset.endswith("synthetic") else {}
     )
     dataset = load_dataset(args.dataset, data_dir=args.data_dir, **synthetic)
     train, val, test = (dataset.split(name) for name in ("train", "val", "test"))
