@@ -23,14 +23,17 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import gymnasium as gym
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
+import rmtl_env  # noqa: F401 -- registers SessionRecEnv-v0
 import runlib
 from agents.checkpoint import load_critic, load_model, save_critic, save_model
 from agents.critic import CriticConfig
+from agents.dple import DPLEConfig, actor_backbone, make_dple, train_dple
 from agents.models import MODELS, build_model
 from agents.rmtl import WEIGHT_VARIANTS, RMTLAgent, build_replay, official_config, paper_config
 from agents.runtime import resolve_device, seed_everything
@@ -158,6 +161,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="polish with critics trained elsewhere (transferability); skips stage 3",
+    )
+    baseline = p.add_argument_group("D-PLE baseline row (stock SB3 DDPG, see train/dple_sb3.py)")
+    baseline.add_argument(
+        "--with-dple",
+        action="store_true",
+        help="also train D-PLE from the same pretrained backbone and add its row",
+    )
+    baseline.add_argument(
+        "--dple-steps", type=int, default=DPLEConfig().total_steps, help="D-PLE env steps"
     )
     return p.parse_args(argv)
 
@@ -345,12 +357,29 @@ def main(argv: list[str] | None = None) -> int:
         polish = stages.finish("polish", started, history=history)
     polished = load_model(checkpoints / "rmtl_backbone.pt", device)
 
+    # Optional baseline: D-PLE (stock SB3 DDPG) from the same pretrained backbone.
+    dple = None
+    if args.with_dple:
+        started = time.perf_counter()
+        if stages.done("dple") is None:
+            env = gym.make("SessionRecEnv-v0", dataset=dataset, split="train")
+            dple_config = DPLEConfig(total_steps=args.dple_steps)
+            ddpg = make_dple(
+                env, dple_config, checkpoints / "backbone.pt", seed=args.seed, device=str(device)
+            )
+            steps_per_second = train_dple(ddpg, dple_config, progress=progress)
+            save_model(actor_backbone(ddpg), checkpoints / "dple_backbone.pt", tasks=tasks)
+            stages.finish(
+                "dple", started, env_steps_per_second=steps_per_second, config=dple_config.to_dict()
+            )
+        dple = load_model(checkpoints / "dple_backbone.pt", device)
+
     # Stage 5: evaluate on the test split.
     started = time.perf_counter()
-    results = {
-        args.backbone: evaluate(backbone, test),
-        f"rmtl-{args.backbone}": evaluate(polished, test),
-    }
+    results = {args.backbone: evaluate(backbone, test)}
+    if dple is not None:
+        results[f"d-{args.backbone}"] = evaluate(dple, test)
+    results[f"rmtl-{args.backbone}"] = evaluate(polished, test)
     oracle = oracle_metrics(test)
     if oracle is not None:
         results["oracle"] = oracle
