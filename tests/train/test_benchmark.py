@@ -1,0 +1,124 @@
+"""``train/benchmark.py``: the Table 1 builder, resuming, the quick profile and the studies."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "train"))
+
+import tables  # noqa: E402
+
+
+def per_seed(values: dict[str, list[float]]) -> list[dict]:
+    """Per-seed ``{task: {metric: value}}`` with the AUC from ``values`` and fixed losses."""
+    n = len(next(iter(values.values())))
+    return [
+        {task: {"auc": v[i], "logloss": 0.2, "s_logloss": 0.1} for task, v in values.items()}
+        for i in range(n)
+    ]
+
+
+def test_table_builder_means_stds_and_significance_marks() -> None:
+    base = [0.700, 0.705, 0.702, 0.699, 0.703]
+    better = [b + d for b, d in zip(base, [0.010, 0.012, 0.011, 0.009, 0.010], strict=True)]
+    noisy = [b + d for b, d in zip(base, [0.010, -0.012, 0.004, -0.003, 0.001], strict=True)]
+    results = {"rr": {
+        "ple": per_seed({"ctr": base}),
+        "rmtl-ple": per_seed({"ctr": better}),
+        "mmoe": per_seed({"ctr": base}),
+        "rmtl-mmoe": per_seed({"ctr": noisy}),
+    }}  # fmt: skip
+    frame = tables.table1_frame(
+        results,
+        {"rmtl-ple": "ple", "rmtl-mmoe": "mmoe"},
+        {"rr": {"ctr": {"auc": 0.8, "logloss": 0.1, "s_logloss": 0.05}}},
+    )
+    auc = frame[frame.metric == "auc"].set_index("method")
+    assert auc.loc["rmtl-ple", "mean"] == pytest.approx(np.mean(better))
+    assert auc.loc["rmtl-ple", "std"] == pytest.approx(np.std(better, ddof=1))
+    assert auc.loc["rmtl-ple", "p_value"] == pytest.approx(stats.ttest_rel(better, base).pvalue)
+    assert auc.loc["rmtl-ple", "significant"] and auc.loc["rmtl-ple", "p_value"] < 1e-4
+    assert not auc.loc["rmtl-mmoe", "significant"] and auc.loc["rmtl-mmoe", "p_value"] > 0.5
+    assert np.isnan(auc.loc["ple", "p_value"])  # backbones are not tested against anything
+    text = tables.table1_markdown(frame, [0, 1, 2, 3, 4])
+    row = next(line for line in text.splitlines() if "| AUC ↑ |" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3] == f"{np.mean(base):.4f} ± {np.std(base, ddof=1):.4f}"
+    assert cells[4].endswith("*") and not cells[6].endswith("*")
+    assert cells[-1] == "0.8000"  # the oracle column
+    assert "| rr | ctr | Logloss ↓ |" in text
+
+
+def run_benchmark(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable,
+        str(ROOT / "train" / "benchmark.py"),
+        "--profile",
+        "quick",
+        "--out",
+        str(out),
+        *extra,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("bench")
+    done = run_benchmark(out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out / "quick", done
+
+
+def test_quick_profile_writes_table1(quick) -> None:
+    root, done = quick
+    frame = pd.read_csv(root / "table1.csv")
+    methods = [
+        "single_task",
+        "shared_bottom",
+        "esmm",
+        "mmoe",
+        "ple",
+        "d-ple",
+        "rmtl-esmm",
+        "rmtl-mmoe",
+        "rmtl-ple",
+        "oracle",
+    ]
+    assert list(dict.fromkeys(frame["method"])) == methods
+    assert set(frame["dataset"]) == {"retailrocket-synthetic", "kuairand-synthetic"}
+    assert len(frame) == 2 * 2 * 3 * len(methods)
+    assert frame["mean"].notna().all()
+    assert (root / "table1.md").read_text().count("\n| ") == 12 + 1  # header + 12 rows
+    assert len(list(root.glob("table1_*.png"))) == 4
+    assert done.stdout.count("--- ") == 2 * (len(methods) - 1)  # every cell ran once
+
+
+def test_resume_skips_finished_cells(quick) -> None:
+    root, first = quick
+    (root / "kuairand-synthetic" / "seed0" / "esmm" / "metrics.json").unlink()
+    again = run_benchmark(root.parent)
+    assert again.returncode == 0, again.stderr[-3000:]
+    ran = [line for line in again.stdout.splitlines() if line.startswith("--- ")]
+    assert ran == ["--- kuairand-synthetic/seed0/esmm"]
+
+
+def test_ablation_study_reuses_the_backbone_and_critics(quick) -> None:
+    root, _ = quick
+    done = run_benchmark(root.parent, "--study", "ablation", "--datasets", "kuairand-synthetic")
+    assert done.returncode == 0, done.stderr[-3000:]
+    ran = [line for line in done.stdout.splitlines() if line.startswith("--- ")]
+    assert sorted(ran) == [
+        f"--- kuairand-synthetic/seed0/ablation-{v}" for v in ("cw", "nlc", "wl")
+    ]
+    frame = pd.read_csv(root / "study_ablation.csv")
+    assert set(frame["variant"]) == {"backbone", "rmtl", "cw", "wl", "nlc"}
+    assert "| cw | is_click |" in (root / "study_ablation.md").read_text()

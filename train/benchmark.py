@@ -1,0 +1,285 @@
+"""Table 1 of the RMTL paper, its ablation, transferability and lambda studies, in one command.
+
+    python train/benchmark.py                                  # full: both twins, 9 methods, 5 seeds
+    python train/benchmark.py --profile quick                  # tiny twins, 1 seed, few epochs (CI)
+    python train/benchmark.py --study ablation|transfer|lambda
+    python train/benchmark.py --datasets retailrocket kuairand-1k --data-dir retailrocket=~/rr ...
+
+Every (dataset, seed, method) cell is a run folder of ``mtl_baselines.py``, ``rmtl_ddpg.py`` or
+``dple_sb3.py`` under ``--out``; a cell with a ``metrics.json`` is finished and skipped, so an
+interrupted benchmark resumes. Each pretrained backbone is trained once per (dataset, seed) and
+shared by its RMTL variant and by D-PLE. Results: ``table1.md``/``table1.csv`` (mean ± std over
+seeds, ``*`` where an RMTL variant differs from its backbone with paired t-test p < 0.05, the
+oracle column on synthetic data) and one bar plot per dataset and task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+import dple_sb3
+import mtl_baselines
+import rmtl_ddpg
+import runlib
+import tables
+
+SUPERVISED = ["single_task", "shared_bottom", "esmm", "mmoe", "ple"]
+RMTL = {"rmtl-esmm": "esmm", "rmtl-mmoe": "mmoe", "rmtl-ple": "ple"}
+METHODS = [*SUPERVISED, "d-ple", *RMTL]
+LAMBDAS = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0]
+PROFILES = {
+    # Paper dimensions, early stopping, critics to convergence; small twins.
+    "full": {"scale": "small", "seeds": [0, 1, 2, 3, 4], "model": [], "rmtl": [], "dple": []},
+    # Smoke test: tiny twins, small networks, a few epochs and steps.
+    "quick": {
+        "scale": "tiny",
+        "seeds": [0],
+        "model": ["--embed-dim", "8", "--bottom-dims", "16", "8", "--tower-dims", "8",
+                  "--epochs", "2", "--batch-size", "512"],
+        "rmtl": ["--critic-embed-dim", "8", "--critic-batch-size", "512", "--critic-epochs", "2"],
+        "dple": ["--total-steps", "200", "--learning-starts", "100", "--batch-size", "32"],
+    },
+}  # fmt: skip
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--datasets", nargs="+", default=["retailrocket-synthetic", "kuairand-synthetic"]
+    )
+    p.add_argument(
+        "--data-dir",
+        nargs="*",
+        default=[],
+        metavar="DATASET=DIR",
+        help="raw-file folder per real dataset, e.g. retailrocket=~/data/rr",
+    )
+    p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the profile's")
+    p.add_argument("--profile", choices=sorted(PROFILES), default="full")
+    p.add_argument(
+        "--study", choices=["table1", "ablation", "transfer", "lambda"], default="table1"
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/benchmark"), help="benchmark folder")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--progress", action="store_true", help="show the per-cell tqdm bars")
+    args = p.parse_args(argv)
+    args.data_dirs = dict(item.split("=", 1) for item in args.data_dir)
+    return args
+
+
+class Cells:
+    """Runs each cell's script in-process unless the cell folder already has ``metrics.json``."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args, self.profile = args, PROFILES[args.profile]
+        self.root = args.out / args.profile
+
+    def common(self, dataset: str, seed: int) -> list[str]:
+        flags = ["--dataset", dataset, "--seed", str(seed), "--device", self.args.device]
+        if dataset.endswith("synthetic"):
+            flags += ["--scale", self.profile["scale"]]
+        if dataset in self.args.data_dirs:
+            flags += ["--data-dir", self.args.data_dirs[dataset]]
+        return flags + ([] if self.args.progress else ["--no-progress"])
+
+    def run(self, folder: Path, script, flags: list[str]) -> dict:
+        if not (folder / "metrics.json").is_file():
+            print(f"--- {folder.relative_to(self.root)}", flush=True)
+            script.main([*flags, "--run-dir", str(folder)])
+        return runlib.read_json(folder / "metrics.json")["test"]
+
+    def backbone(self, dataset: str, seed: int, model: str) -> tuple[Path, dict]:
+        folder = self.root / dataset / f"seed{seed}" / model
+        flags = [*self.common(dataset, seed), "--model", model, *self.profile["model"]]
+        return folder / "checkpoints" / f"{model}.pt", self.run(folder, mtl_baselines, flags)
+
+    def rmtl(self, dataset: str, seed: int, model: str, name: str, *extra: str) -> dict:
+        checkpoint, _ = self.backbone(dataset, seed, model)
+        flags = [
+            *self.common(dataset, seed),
+            "--backbone",
+            model,
+            "--backbone-checkpoint",
+            str(checkpoint),
+            *self.profile["model"],
+            *self.profile["rmtl"],
+            *extra,
+        ]
+        return self.run(self.root / dataset / f"seed{seed}" / name, rmtl_ddpg, flags)
+
+    def critics(self, dataset: str, seed: int, model: str) -> Path:
+        self.rmtl(dataset, seed, model, f"rmtl-{model}")
+        return self.root / dataset / f"seed{seed}" / f"rmtl-{model}" / "checkpoints" / "critics.pt"
+
+    def dple(self, dataset: str, seed: int) -> dict:
+        checkpoint, _ = self.backbone(dataset, seed, "ple")
+        flags = [
+            *self.common(dataset, seed),
+            "--backbone-checkpoint",
+            str(checkpoint),
+            *self.profile["model"],
+            *self.profile["dple"],
+        ]
+        return self.run(self.root / dataset / f"seed{seed}" / "d-ple", dple_sb3, flags)
+
+
+def method_metrics(cells: Cells, dataset: str, seed: int, method: str) -> dict:
+    """``{task: metrics}`` of ``method`` in one (dataset, seed) cell."""
+    if method in SUPERVISED:
+        return cells.backbone(dataset, seed, method)[1][method]
+    if method == "d-ple":
+        return cells.dple(dataset, seed)["d-ple"]
+    return cells.rmtl(dataset, seed, RMTL[method], method)[method]
+
+
+def table1(cells: Cells, args: argparse.Namespace, seeds: list[int]) -> None:
+    results: dict[str, dict[str, list]] = {}
+    oracles: dict[str, dict] = {}
+    for dataset in args.datasets:
+        results[dataset] = {
+            m: [method_metrics(cells, dataset, s, m) for s in seeds] for m in args.methods
+        }
+        any_cell = cells.root / dataset / f"seed{seeds[0]}" / args.methods[0]
+        oracle = runlib.read_json(next(any_cell.parent.glob("*/metrics.json")))["test"].get(
+            "oracle"
+        )
+        if oracle is not None:
+            oracles[dataset] = oracle
+    pairs = {m: RMTL[m] for m in args.methods if m in RMTL and RMTL[m] in args.methods}
+    frame = tables.table1_frame(results, pairs, oracles)
+    out = cells.root
+    frame.to_csv(out / "table1.csv", index=False)
+    (out / "table1.md").write_text(tables.table1_markdown(frame, seeds))
+    for dataset, by_method in results.items():
+        for task in next(iter(by_method.values()))[0]:
+            plot_bars(by_method, task, out / f"table1_{dataset}_{task}.png", f"{dataset} {task}")
+    print(tables.table1_markdown(frame, seeds))
+
+
+def plot_bars(by_method: dict[str, list], task: str, path: Path, title: str) -> None:
+    fig, axes = plt.subplots(1, len(runlib.METRICS), figsize=(15, 3.8))
+    methods = list(by_method)
+    for ax, metric in zip(axes, runlib.METRICS, strict=True):
+        values = np.array([[seed[task][metric] for seed in by_method[m]] for m in methods])
+        ax.bar(
+            range(len(methods)),
+            values.mean(1),
+            yerr=values.std(1),
+            capsize=3,
+            color=[plt.cm.tab10.colors[i % 10] for i in range(len(methods))],
+        )
+        ax.set_xticks(range(len(methods)), methods, rotation=40, ha="right", fontsize=8)
+        low, high = values.min(), values.max()
+        ax.set_ylim(low - (high - low) * 0.6 - 1e-4, high + (high - low) * 0.6 + 1e-4)
+        ax.set_title(f"{title} {runlib.METRIC_LABELS[metric]}")
+    runlib.save_figure(fig, path)
+
+
+def study(cells: Cells, args: argparse.Namespace, seeds: list[int]) -> None:
+    """Ablation, transfer or lambda study on the first dataset; one CSV and plot or table each."""
+    dataset, rows = args.datasets[0], []
+    for seed in seeds:
+        base = {m: cells.backbone(dataset, seed, m)[1][m] for m in ("esmm", "mmoe", "ple")}
+        if args.study == "ablation":
+            critics = cells.critics(dataset, seed, "ple")
+            variants = {"rmtl": cells.rmtl(dataset, seed, "ple", "rmtl-ple")["rmtl-ple"]}
+            for v in ("cw", "wl", "nlc"):
+                variants[v] = cells.rmtl(
+                    dataset,
+                    seed,
+                    "ple",
+                    f"ablation-{v}",
+                    "--weight-variant",
+                    v,
+                    "--critics-from",
+                    str(critics),
+                )["rmtl-ple"]
+            rows += [
+                {"seed": seed, "variant": v, "task": t, **m}
+                for v, r in {"backbone": base["ple"], **variants}.items()
+                for t, m in r.items()
+            ]
+        elif args.study == "transfer":
+            for source in ("esmm", "mmoe", "ple"):
+                critics = cells.critics(dataset, seed, source)
+                for target in ("esmm", "mmoe", "ple"):
+                    name = (
+                        f"rmtl-{target}" if source == target else f"transfer-{source}-to-{target}"
+                    )
+                    res = cells.rmtl(dataset, seed, target, name, "--critics-from", str(critics))
+                    rows += [
+                        {
+                            "seed": seed,
+                            "source": source,
+                            "target": target,
+                            "task": t,
+                            "auc_delta": m["auc"] - base[target][t]["auc"],
+                            **m,
+                        }
+                        for t, m in res[f"rmtl-{target}"].items()
+                    ]
+        else:
+            critics = cells.critics(dataset, seed, "ple")
+            for lam in LAMBDAS:
+                res = cells.rmtl(
+                    dataset,
+                    seed,
+                    "ple",
+                    f"lambda-{lam}",
+                    "--lam",
+                    str(lam),
+                    "--critics-from",
+                    str(critics),
+                )["rmtl-ple"]
+                rows += [{"seed": seed, "lambda": lam, "task": t, **m} for t, m in res.items()]
+    frame = pd.DataFrame(rows)
+    frame.to_csv(cells.root / f"study_{args.study}.csv", index=False)
+    text = tables.study_markdown(frame, args.study)
+    (cells.root / f"study_{args.study}.md").write_text(text)
+    if args.study == "lambda":
+        plot_lambda(frame, cells.root / "study_lambda.png")
+    print(text)
+
+
+def plot_lambda(frame: pd.DataFrame, path: Path) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric in zip(axes, ("auc", "logloss"), strict=True):
+        for task, group in frame.groupby("task", sort=False):
+            mean = group.groupby("lambda")[metric].mean()
+            ax.plot(mean.index, mean.values, marker="o", label=task)
+        ax.set(
+            xlabel="lambda",
+            ylabel=runlib.METRIC_LABELS[metric],
+            title=f"RMTL-PLE {metric} vs lambda",
+        )
+        ax.legend()
+        ax.grid(alpha=0.3)
+    runlib.save_figure(fig, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cells = Cells(args)
+    seeds = args.seeds if args.seeds is not None else PROFILES[args.profile]["seeds"]
+    cells.root.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if args.study == "table1":
+        table1(cells, args, seeds)
+    else:
+        study(cells, args, seeds)
+    print(f"\nWall time {time.perf_counter() - start:.0f} s; results in {cells.root}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
