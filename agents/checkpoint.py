@@ -30,6 +30,17 @@ def save_torch(obj: object, path: str | Path) -> Path:
     return Path(path)
 
 
+def read_checkpoint(path: str | Path, expected_format: str, kind: str) -> dict:
+    """Load a checkpoint payload on the CPU and check that it is a ``kind`` checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{kind} checkpoint {path} does not exist")
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(payload, dict) or payload.get("format") != expected_format:
+        raise ValueError(f"{path} is not a {kind} checkpoint (expected format {expected_format!r})")
+    return payload
+
+
 def save_model(model: MultiTaskModel, path: str | Path, **extra) -> Path:
     """Save ``model`` with everything ``load_model`` needs to rebuild it; ``extra`` is kept too."""
     payload = {
@@ -47,12 +58,7 @@ def save_model(model: MultiTaskModel, path: str | Path, **extra) -> Path:
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> MultiTaskModel:
     """Rebuild a backbone saved by ``save_model``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"backbone checkpoint {path} does not exist")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a backbone checkpoint (expected format {FORMAT!r})")
+    payload = read_checkpoint(path, FORMAT, "backbone")
     config = ModelConfig(**payload["config"])
     model = build_model(
         payload["model"],
@@ -84,12 +90,7 @@ def save_critic(critic: MultiCritic, path: str | Path, **extra) -> Path:
 
 def load_critic(path: str | Path, device: str | torch.device = "cpu") -> MultiCritic:
     """Rebuild critics saved by ``save_critic``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"critic checkpoint {path} does not exist")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(payload, dict) or payload.get("format") != CRITIC_FORMAT:
-        raise ValueError(f"{path} is not a critic checkpoint (expected format {CRITIC_FORMAT!r})")
+    payload = read_checkpoint(path, CRITIC_FORMAT, "critic")
     critic = MultiCritic(
         payload["field_dims"],
         payload["num_numerical"],

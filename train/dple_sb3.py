@@ -30,7 +30,6 @@ from agents.dple import DPLEConfig, actor_backbone, make_dple, train_dple
 from agents.models import MODELS, build_model
 from agents.runtime import resolve_device, seed_everything
 from agents.trainer import TrainConfig, evaluate, train_model
-from rmtl_env.data import load_dataset
 from rmtl_env.metrics import oracle_metrics
 
 
@@ -39,18 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument(
-        "--dataset", default="retailrocket-synthetic", help="catalog name or processed folder"
-    )
-    p.add_argument("--scale", default="small", help="synthetic twin size: tiny, small or full")
-    p.add_argument("--data-dir", default=None, help="folder of the raw files (real datasets)")
-    p.add_argument("--seed", type=int, default=0, help="seeds init, exploration and SB3")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic twin")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
-    p.add_argument(
-        "--run-dir", type=Path, default=None, help="output folder (default runs/dple_sb3/...)"
-    )
-    p.add_argument("--no-progress", action="store_true", help="hide the tqdm bars")
+    runlib.add_run_arguments(p, "dple_sb3")
+    runlib.add_backbone_arguments(p)
     p.add_argument(
         "--backbone", default="ple", choices=sorted(MODELS), help="actor model (D-PLE: ple)"
     )
@@ -60,9 +49,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--from-scratch", action="store_true", help="start the actor untrained (no pretraining)"
     )
-    p.add_argument("--embed-dim", type=int, default=128)
-    p.add_argument("--bottom-dims", type=int, nargs="+", default=[512, 256])
-    p.add_argument("--tower-dims", type=int, nargs="+", default=[128, 64])
     p.add_argument("--epochs", type=int, default=50, help="max pretraining epochs")
     p.add_argument("--total-steps", type=int, default=defaults.total_steps, help="DDPG env steps")
     p.add_argument("--learning-starts", type=int, default=defaults.learning_starts)
@@ -100,20 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         learning_rate=args.learning_rate,
         critic_embed_dim=args.critic_embed_dim,
     )
-    model_overrides = {
-        "embed_dim": args.embed_dim,
-        "bottom_dims": tuple(args.bottom_dims),
-        "tower_dims": tuple(args.tower_dims),
-    }
+    model_overrides = runlib.model_overrides(args)
     runlib.write_config(
         run_dir,
         {
             "script": "dple_sb3",
-            "dataset": args.dataset,
-            "scale": args.scale,
-            "data_dir": args.data_dir,
-            "data_seed": args.data_seed,
-            "seed": args.seed,
+            **runlib.run_data_config(args),
             "backbone": args.backbone,
             "backbone_checkpoint": args.backbone_checkpoint,
             "from_scratch": args.from_scratch,
@@ -121,11 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             "model_overrides": model_overrides,
         },
     )
-    synthetic = (
-        {"scale": args.scale, "seed": args.data_seed} if args.dataset.endswith("synthetic") else {}
-    )
-    dataset = load_dataset(args.dataset, data_dir=args.data_dir, **synthetic)
-    train, val, test = (dataset.split(name) for name in ("train", "val", "test"))
+    dataset, train, val, test = runlib.load_splits(args)
     print(
         f"{dataset.name}: train {len(train):,} / test {len(test):,} rows, tasks {list(dataset.tasks)}"
     )

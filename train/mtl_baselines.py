@@ -22,7 +22,6 @@ from agents.checkpoint import save_model
 from agents.models import MODELS, build_model
 from agents.runtime import resolve_device, seed_everything
 from agents.trainer import TrainConfig, evaluate, train_model
-from rmtl_env.data import load_dataset
 from rmtl_env.data.io import atomic_write_bytes
 from rmtl_env.metrics import oracle_metrics
 
@@ -31,26 +30,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    runlib.add_run_arguments(parser, "mtl_baselines")
+    runlib.add_backbone_arguments(parser)
     parser.add_argument(
         "--model",
         nargs="+",
         default=["all"],
         help=f"one or more of {sorted(MODELS)}, or 'all' (default)",
     )
-    parser.add_argument(
-        "--dataset",
-        default="retailrocket-synthetic",
-        help="catalog name or processed/own-log folder (default: the small RR twin)",
-    )
-    parser.add_argument("--scale", default="small", help="synthetic twin size: tiny, small or full")
-    parser.add_argument("--data-dir", default=None, help="folder of the raw files (real datasets)")
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seeds model init, shuffling and dropout"
-    )
-    parser.add_argument(
-        "--data-seed", type=int, default=0, help="seed of the synthetic twin (fixed across --seed)"
-    )
-    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     parser.add_argument(
         "--epochs", type=int, default=50, help="maximum epochs (early stopping ends sooner)"
     )
@@ -60,22 +47,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=2048)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-6)
-    parser.add_argument("--embed-dim", type=int, default=128, help="embedding size per field")
-    parser.add_argument(
-        "--bottom-dims",
-        type=int,
-        nargs="+",
-        default=[512, 256],
-        help="bottom / expert / PLE level sizes",
-    )
-    parser.add_argument("--tower-dims", type=int, nargs="+", default=[128, 64], help="tower sizes")
-    parser.add_argument(
-        "--run-dir",
-        type=Path,
-        default=None,
-        help="output folder (default runs/mtl_baselines/<dataset>-seed<S>-<time>)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="hide the tqdm bars")
     args = parser.parse_args(argv)
     models = (
         list(MODELS) if args.model == ["all"] else [m.lower().replace("-", "_") for m in args.model]
@@ -85,14 +56,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--model: unknown {unknown}; expected 'all' or any of {sorted(MODELS)}")
     args.model = models
     return args
-
-
-def model_overrides(args: argparse.Namespace) -> dict:
-    return {
-        "embed_dim": args.embed_dim,
-        "bottom_dims": tuple(args.bottom_dims),
-        "tower_dims": tuple(args.tower_dims),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,22 +77,14 @@ def main(argv: list[str] | None = None) -> int:
         {
             "script": "mtl_baselines",
             "models": args.model,
-            "dataset": args.dataset,
-            "scale": args.scale,
-            "data_dir": args.data_dir,
-            "data_seed": args.data_seed,
-            "seed": args.seed,
+            **runlib.run_data_config(args),
             "device": str(device),
             "train": asdict(train_config),
-            "model_overrides": model_overrides(args),
+            "model_overrides": runlib.model_overrides(args),
         },
     )
 
-    dataset_params = (
-        {"scale": args.scale, "seed": args.data_seed} if args.dataset.endswith("synthetic") else {}
-    )
-    dataset = load_dataset(args.dataset, data_dir=args.data_dir, **dataset_params)
-    train, val, test = (dataset.split(name) for name in ("train", "val", "test"))
+    dataset, train, val, test = runlib.load_splits(args)
     print(
         f"{dataset.name}: train {len(train):,} / val {len(val):,} / test {len(test):,} rows, "
         f"tasks {list(dataset.tasks)}, device {device}"
@@ -143,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             dataset.field_dims,
             len(dataset.numerical_fields),
             len(dataset.tasks),
-            **model_overrides(args),
+            **runlib.model_overrides(args),
         ).to(device)
         fit = train_model(
             model, train, val, train_config, progress=not args.no_progress, description=name

@@ -38,7 +38,6 @@ from agents.models import MODELS, build_model
 from agents.rmtl import WEIGHT_VARIANTS, RMTLAgent, build_replay, official_config, paper_config
 from agents.runtime import resolve_device, seed_everything
 from agents.trainer import TrainConfig, evaluate, predict, train_model
-from rmtl_env.data import load_dataset
 from rmtl_env.data.io import atomic_write_bytes
 from rmtl_env.metrics import oracle_metrics
 
@@ -63,32 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    data = p.add_argument_group("data and run")
-    data.add_argument(
-        "--dataset",
-        default="retailrocket-synthetic",
-        help="catalog name (retailrocket, kuairand-1k, *-synthetic) or a processed folder",
-    )
-    data.add_argument("--scale", default="small", help="synthetic twin size: tiny, small or full")
-    data.add_argument("--data-dir", default=None, help="folder of the raw files (real datasets)")
-    data.add_argument(
-        "--seed", type=int, default=0, help="seeds model init, shuffling, dropout and noise"
-    )
-    data.add_argument(
-        "--data-seed",
-        type=int,
-        default=0,
-        help="seed of the synthetic twin (fixed across --seed by default)",
-    )
-    data.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
-    data.add_argument(
-        "--run-dir",
-        type=Path,
-        default=None,
-        help="output folder; re-running into it resumes (default runs/rmtl_ddpg/...)",
-    )
-    data.add_argument("--no-progress", action="store_true", help="hide the tqdm bars")
+    runlib.add_run_arguments(p.add_argument_group("data and run"), "rmtl_ddpg")
     model = p.add_argument_group("backbone (stage 1) and polish (stage 4) training")
+    runlib.add_backbone_arguments(model)
     model.add_argument("--backbone", default="ple", choices=sorted(MODELS), help="the actor model")
     model.add_argument(
         "--backbone-checkpoint",
@@ -96,9 +72,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="use this pretrained backbone instead of training one",
     )
-    model.add_argument("--embed-dim", type=int, default=128)
-    model.add_argument("--bottom-dims", type=int, nargs="+", default=[512, 256])
-    model.add_argument("--tower-dims", type=int, nargs="+", default=[128, 64])
     model.add_argument(
         "--epochs", type=int, default=50, help="max epochs of pretrain and of polish"
     )
@@ -225,11 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.run_dir or runlib.default_run_dir(
         "rmtl_ddpg", Path(args.dataset).name, args.seed
     )
-    model_overrides = {
-        "embed_dim": args.embed_dim,
-        "bottom_dims": tuple(args.bottom_dims),
-        "tower_dims": tuple(args.tower_dims),
-    }
+    model_overrides = runlib.model_overrides(args)
     train_config = TrainConfig(
         lr=args.lr,
         weight_decay=args.weight_decay,
@@ -240,11 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     run_config = {
         "script": "rmtl_ddpg",
-        "dataset": args.dataset,
-        "scale": args.scale,
-        "data_dir": args.data_dir,
-        "data_seed": args.data_seed,
-        "seed": args.seed,
+        **runlib.run_data_config(args),
         "backbone": args.backbone,
         "backbone_checkpoint": args.backbone_checkpoint,
         "critics_from": args.critics_from,
@@ -266,11 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     stages, progress = Stages(run_dir), not args.no_progress
     checkpoints = run_dir / "checkpoints"
 
-    synthetic = (
-        {"scale": args.scale, "seed": args.data_seed} if args.dataset.endswith("synthetic") else {}
-    )
-    dataset = load_dataset(args.dataset, data_dir=args.data_dir, **synthetic)
-    train, val, test = (dataset.split(name) for name in ("train", "val", "test"))
+    dataset, train, val, test = runlib.load_splits(args)
     tasks = list(dataset.tasks)
     print(
         f"{dataset.name}: train {len(train):,} / val {len(val):,} / test {len(test):,} rows, "

@@ -6,6 +6,7 @@ per method x task), ``checkpoints/`` and PNG plots. Every write is atomic.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import platform
@@ -21,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from rmtl_env.data import SessionDataset, SplitData, load_dataset  # noqa: E402
 from rmtl_env.data.io import atomic_write_bytes  # noqa: E402
 
 METRICS = ("auc", "logloss", "s_logloss")
@@ -162,3 +164,75 @@ def plot_metric_comparison(
             ax.set_title(f"{task} {METRIC_LABELS[metric]}", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def add_run_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, script: str
+) -> None:
+    """The data, seed, device and output flags every script shares."""
+    parser.add_argument(
+        "--dataset",
+        default="retailrocket-synthetic",
+        help="catalog name (retailrocket, kuairand-1k, *-synthetic), a processed "
+        "folder or an own-log file (default: the small RetailRocket twin)",
+    )
+    parser.add_argument("--scale", default="small", help="synthetic twin size: tiny, small or full")
+    parser.add_argument("--data-dir", default=None, help="folder of the raw files (real datasets)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seeds model init, shuffling, dropout and exploration"
+    )
+    parser.add_argument(
+        "--data-seed",
+        type=int,
+        default=0,
+        help="seed of the synthetic twin (the same data for every --seed)",
+    )
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help=f"output folder (default runs/{script}/<dataset>-seed<S>-<time>)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the tqdm bars")
+
+
+def add_backbone_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """Backbone dimension flags (defaults: the paper's)."""
+    parser.add_argument("--embed-dim", type=int, default=128, help="embedding size per field")
+    parser.add_argument(
+        "--bottom-dims",
+        type=int,
+        nargs="+",
+        default=[512, 256],
+        help="bottom / expert / PLE level sizes",
+    )
+    parser.add_argument("--tower-dims", type=int, nargs="+", default=[128, 64], help="tower sizes")
+
+
+def model_overrides(args: argparse.Namespace) -> dict:
+    """``ModelConfig`` overrides from ``add_backbone_arguments`` flags."""
+    return {
+        "embed_dim": args.embed_dim,
+        "bottom_dims": tuple(args.bottom_dims),
+        "tower_dims": tuple(args.tower_dims),
+    }
+
+
+def run_data_config(args: argparse.Namespace) -> dict:
+    """The data part of a run's ``config.json``."""
+    return {
+        "dataset": args.dataset,
+        "scale": args.scale,
+        "data_dir": args.data_dir,
+        "data_seed": args.data_seed,
+        "seed": args.seed,
+    }
+
+
+def load_splits(args: argparse.Namespace) -> tuple[SessionDataset, SplitData, SplitData, SplitData]:
+    """The dataset named by ``add_run_arguments`` flags and its train, val and test splits."""
+    synthetic = args.dataset.endswith("synthetic")
+    params = {"scale": args.scale, "seed": args.data_seed} if synthetic else {}
+    dataset = load_dataset(args.dataset, data_dir=args.data_dir, **params)
+    return dataset, *(dataset.split(name) for name in ("train", "val", "test"))
