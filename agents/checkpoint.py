@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from agents.critic import CriticConfig, MultiCritic
-from agents.models import MODELS, ModelConfig, MultiTaskModel, build_model
+from agents.models import MODELS, MultiTaskModel, build_model
 from rmtl_env.data.io import atomic_write_bytes
 
 FORMAT = "rmtl-backbone/1"
@@ -41,31 +41,36 @@ def read_checkpoint(path: str | Path, expected_format: str, kind: str) -> dict:
     return payload
 
 
-def save_model(model: MultiTaskModel, path: str | Path, **extra) -> Path:
-    """Save ``model`` with everything ``load_model`` needs to rebuild it; ``extra`` is kept too."""
-    payload = {
-        "format": FORMAT,
-        "model": model_name(model),
-        "field_dims": model.field_dims,
-        "num_numerical": model.num_numerical,
-        "num_tasks": model.num_tasks,
-        "config": model.config.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+def network_payload(
+    checkpoint_format: str, network: MultiTaskModel | MultiCritic, extra: dict, **fields
+) -> dict:
+    """Constructor arguments, config and CPU weights of a backbone or critic, plus ``extra``."""
+    return {
+        "format": checkpoint_format,
+        **fields,
+        "field_dims": network.field_dims,
+        "num_numerical": network.num_numerical,
+        "num_tasks": network.num_tasks,
+        "config": network.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()},
         "extra": extra,
     }
-    return save_torch(payload, path)
+
+
+def save_model(model: MultiTaskModel, path: str | Path, **extra) -> Path:
+    """Save ``model`` with everything ``load_model`` needs to rebuild it; ``extra`` is kept too."""
+    return save_torch(network_payload(FORMAT, model, extra, model=model_name(model)), path)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> MultiTaskModel:
     """Rebuild a backbone saved by ``save_model``."""
     payload = read_checkpoint(path, FORMAT, "backbone")
-    config = ModelConfig(**payload["config"])
     model = build_model(
         payload["model"],
         payload["field_dims"],
         payload["num_numerical"],
         payload["num_tasks"],
-        **config.to_dict(),
+        **payload["config"],
     )
     model.load_state_dict(payload["state_dict"])
     return model.to(device)
@@ -76,16 +81,7 @@ CRITIC_FORMAT = "rmtl-critic/1"
 
 def save_critic(critic: MultiCritic, path: str | Path, **extra) -> Path:
     """Save RMTL critics with their constructor arguments; ``extra`` (e.g. the backbone) is kept."""
-    payload = {
-        "format": CRITIC_FORMAT,
-        "field_dims": critic.field_dims,
-        "num_numerical": critic.num_numerical,
-        "num_tasks": critic.num_tasks,
-        "config": critic.config.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in critic.state_dict().items()},
-        "extra": extra,
-    }
-    return save_torch(payload, path)
+    return save_torch(network_payload(CRITIC_FORMAT, critic, extra), path)
 
 
 def load_critic(path: str | Path, device: str | torch.device = "cpu") -> MultiCritic:

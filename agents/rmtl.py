@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from agents.critic import CriticConfig, MultiCritic
 from agents.models import MultiTaskModel
-from agents.trainer import LossWeights, model_device, predict
+from agents.trainer import LossWeights, map_batches, model_device, predict
 from rmtl_env.data.dataset import SplitData
 from rmtl_env.rewards import DEFAULT_PROB_CLIP
 from rmtl_env.transitions import Transitions, build_transitions
@@ -220,15 +220,17 @@ def build_replay(
     exploration_noise: float = 0.0,
     seed: int = 0,
     prob_clip: float = DEFAULT_PROB_CLIP,
+    actor_actions: np.ndarray | None = None,
 ) -> Replay:
     """Every transition of ``data`` with the actor's (optionally noisy) actions, in one pass.
 
     The actor scores all rows once (batched); ``exploration_noise`` is the std of Gaussian noise
     added to the actions' logits; the rewards are computed at exactly the stored, noisy action;
-    ``next_action`` is the noiseless actor's action at each next state.
+    ``next_action`` is the noiseless actor's action at each next state. Pass ``actor_actions``
+    (``predict(actor, data)``) when they are already computed, to skip the actor's forward pass.
     """
     device = model_device(actor)
-    clean = predict(actor, data)  # [n, K]
+    clean = predict(actor, data) if actor_actions is None else actor_actions  # [n, K]
     actions = clean
     if exploration_noise > 0:
         # Noise in logit space: additive noise on probabilities near 0 (CTCVR rates are ~1 %)
@@ -387,18 +389,19 @@ class RMTLAgent:
 
         return weights
 
-    @torch.no_grad()
     def q_values(self, data: SplitData, actions: np.ndarray, batch_size: int = 16384) -> np.ndarray:
         """``Q_k(s, a_k)`` for every row of ``data`` at ``actions`` ``[n, K]``."""
         self.critic.eval()
-        out = []
-        for i in range(0, len(data), batch_size):
-            sl = slice(i, i + batch_size)
-            out.append(
-                self.critic(
-                    torch.as_tensor(np.array(data.categorical[sl]), device=self.device),
-                    torch.as_tensor(np.array(data.numerical[sl]), device=self.device),
-                    torch.as_tensor(np.array(actions[sl], dtype=np.float32), device=self.device),
-                ).cpu()
-            )
-        return torch.cat(out).numpy()
+        actions = np.asarray(actions, dtype=np.float32)
+        return map_batches(
+            self.critic, self.device, batch_size, data.categorical, data.numerical, actions
+        )
+
+    def polish_weights_on(
+        self, data: SplitData, probs: np.ndarray, batch_size: int = 16384
+    ) -> np.ndarray:
+        """The polish loss weights ``[n, K]`` of every row of ``data`` at predictions ``probs``,
+        batch by batch as in training (so ``normalize_weights`` normalises per batch)."""
+        probs = np.asarray(probs, dtype=np.float32)
+        arrays = (data.categorical, data.numerical, probs, data.labels)
+        return map_batches(self.polish_weights(), self.device, batch_size, *arrays)

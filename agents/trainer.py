@@ -77,18 +77,31 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 
 @torch.no_grad()
+def map_batches(
+    fn: Callable[..., torch.Tensor],
+    device: torch.device | str,
+    batch_size: int,
+    *arrays: np.ndarray,
+) -> np.ndarray:
+    """``fn`` applied to row batches of ``arrays`` (as tensors on ``device``), concatenated."""
+    out = [
+        fn(*(torch.as_tensor(np.array(a[i : i + batch_size]), device=device) for a in arrays))
+        .float()
+        .cpu()
+        for i in range(0, len(arrays[0]), batch_size)
+    ]
+    return torch.cat(out).numpy()
+
+
 def predict(model: MultiTaskModel, data: SplitData, batch_size: int = 16384) -> np.ndarray:
     """``[n, K]`` probabilities of ``model`` (in eval mode) for every row of ``data``."""
+    if len(data) == 0:
+        return np.zeros((0, model.num_tasks), np.float32)
     was_training = model.training
     model.eval()
-    device = model_device(model)
-    categorical, numerical, _ = split_tensors(data, device)
-    out = [
-        model(categorical[i : i + batch_size], numerical[i : i + batch_size]).float().cpu()
-        for i in range(0, len(data), batch_size)
-    ]
+    probs = map_batches(model, model_device(model), batch_size, data.categorical, data.numerical)
     model.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros((0, model.num_tasks), np.float32)
+    return probs
 
 
 def evaluate(

@@ -21,7 +21,7 @@ import runlib
 from agents.checkpoint import save_model
 from agents.models import MODELS, build_model
 from agents.runtime import resolve_device, seed_everything
-from agents.trainer import TrainConfig, evaluate, train_model
+from agents.trainer import evaluate, train_model
 from rmtl_env.data.io import atomic_write_bytes
 from rmtl_env.metrics import oracle_metrics
 
@@ -32,21 +32,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     runlib.add_run_arguments(parser, "mtl_baselines")
     runlib.add_backbone_arguments(parser)
+    runlib.add_training_arguments(parser)
     parser.add_argument(
         "--model",
         nargs="+",
         default=["all"],
         help=f"one or more of {sorted(MODELS)}, or 'all' (default)",
     )
-    parser.add_argument(
-        "--epochs", type=int, default=50, help="maximum epochs (early stopping ends sooner)"
-    )
-    parser.add_argument(
-        "--patience", type=int, default=2, help="epochs without val AUC gain before stopping"
-    )
-    parser.add_argument("--batch-size", type=int, default=2048)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--weight-decay", type=float, default=1e-6)
     args = parser.parse_args(argv)
     models = (
         list(MODELS) if args.model == ["all"] else [m.lower().replace("-", "_") for m in args.model]
@@ -64,14 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.run_dir or runlib.default_run_dir(
         "mtl_baselines", Path(args.dataset).name, args.seed
     )
-    train_config = TrainConfig(
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        batch_size=args.batch_size,
-        max_epochs=args.epochs,
-        patience=args.patience,
-        seed=args.seed,
-    )
+    train_config = runlib.train_config(args)
     runlib.write_config(
         run_dir,
         {

@@ -25,9 +25,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
-import torch
 
 import rmtl_env  # noqa: F401 -- registers SessionRecEnv-v0
 import runlib
@@ -37,7 +35,7 @@ from agents.dple import DPLEConfig, actor_backbone, make_dple, train_dple
 from agents.models import MODELS, build_model
 from agents.rmtl import WEIGHT_VARIANTS, RMTLAgent, build_replay, official_config, paper_config
 from agents.runtime import resolve_device, seed_everything
-from agents.trainer import TrainConfig, evaluate, predict, train_model
+from agents.trainer import evaluate, predict, train_model
 from rmtl_env.data.io import atomic_write_bytes
 from rmtl_env.metrics import oracle_metrics
 
@@ -65,6 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     runlib.add_run_arguments(p.add_argument_group("data and run"), "rmtl_ddpg")
     model = p.add_argument_group("backbone (stage 1) and polish (stage 4) training")
     runlib.add_backbone_arguments(model)
+    runlib.add_training_arguments(model)
     model.add_argument("--backbone", default="ple", choices=sorted(MODELS), help="the actor model")
     model.add_argument(
         "--backbone-checkpoint",
@@ -72,13 +71,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="use this pretrained backbone instead of training one",
     )
-    model.add_argument(
-        "--epochs", type=int, default=50, help="max epochs of pretrain and of polish"
-    )
-    model.add_argument("--patience", type=int, default=2, help="early-stopping patience (val AUC)")
-    model.add_argument("--batch-size", type=int, default=2048)
-    model.add_argument("--lr", type=float, default=1e-3, help="backbone Adam learning rate")
-    model.add_argument("--weight-decay", type=float, default=1e-6)
     rl = p.add_argument_group("RMTL (defaults: the --preset's values)")
     rl.add_argument(
         "--preset",
@@ -199,14 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         "rmtl_ddpg", Path(args.dataset).name, args.seed
     )
     model_overrides = runlib.model_overrides(args)
-    train_config = TrainConfig(
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        batch_size=args.batch_size,
-        max_epochs=args.epochs,
-        patience=args.patience,
-        seed=args.seed,
-    )
+    train_config = runlib.train_config(args)
     run_config = {
         "script": "rmtl_ddpg",
         **runlib.run_data_config(args),
@@ -268,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Stage 2 and 3: replay of the training split, then the critics.
     started = time.perf_counter()
+    train_probs = None  # the frozen backbone's predictions on train, computed at most once
     critics = stages.done("critics")
     if critics is None:
         if args.critics_from is not None:
@@ -277,7 +263,10 @@ def main(argv: list[str] | None = None) -> int:
             seed_everything(args.seed)
             agent = RMTLAgent(backbone, config)
             replay_started = time.perf_counter()
-            replay = build_replay(backbone, train, config.exploration_noise, seed=args.seed)
+            train_probs = predict(backbone, train)
+            replay = build_replay(
+                backbone, train, config.exploration_noise, seed=args.seed, actor_actions=train_probs
+            )
             replay_seconds = time.perf_counter() - replay_started
             print(f"[replay] {len(replay):,} transitions in {replay_seconds:.2f} s")
             result = agent.train_critics(replay, progress=progress)
@@ -293,8 +282,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # Stage 4: polish a copy of the pretrained backbone with the critics' loss weights.
     started = time.perf_counter()
-    weights_fn = agent.polish_weights()
-    initial_weights = weights_on(weights_fn, backbone, train)
+    if train_probs is None:
+        train_probs = predict(backbone, train)
+    initial_weights = agent.polish_weights_on(train, train_probs)
     polish = stages.done("polish")
     if polish is None:
         seed_everything(args.seed)
@@ -304,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             train,
             val,
             train_config,
-            loss_weights=weights_fn,
+            loss_weights=agent.polish_weights(),
             progress=progress,
             description=f"polish {args.backbone}",
         ).history
@@ -371,25 +361,6 @@ def main(argv: list[str] | None = None) -> int:
     print("\nStage wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.seconds.items()))
     print(f"Run folder: {run_dir}")
     return 0
-
-
-@torch.no_grad()
-def weights_on(weights_fn, model, data) -> np.ndarray:
-    """The polish loss weights of every training row at the pretrained backbone's predictions."""
-    probs = predict(model, data)
-    device = next(model.parameters()).device
-    out = []
-    for i in range(0, len(data), 16384):
-        sl = slice(i, i + 16384)
-        out.append(
-            weights_fn(
-                torch.as_tensor(np.array(data.categorical[sl]), device=device),
-                torch.as_tensor(np.array(data.numerical[sl]), device=device),
-                torch.as_tensor(probs[sl], device=device),
-                torch.as_tensor(np.array(data.labels[sl]), device=device),
-            ).cpu()
-        )
-    return torch.cat(out).numpy()
 
 
 def write_plots(run_dir, tasks, backbone, pretrain, critics, polish, weights, results) -> None:

@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from agents.trainer import TrainConfig  # noqa: E402
 from rmtl_env.data import SessionDataset, SplitData, load_dataset  # noqa: E402
 from rmtl_env.data.io import atomic_write_bytes  # noqa: E402
 
@@ -208,6 +209,37 @@ def add_backbone_arguments(parser: argparse.ArgumentParser | argparse._ArgumentG
         help="bottom / expert / PLE level sizes",
     )
     parser.add_argument("--tower-dims", type=int, nargs="+", default=[128, 64], help="tower sizes")
+
+
+def add_training_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """Supervised training flags (defaults: the paper's); ``train_config`` reads them."""
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=50,
+        help="maximum epochs of each training run (early stopping ends sooner)",
+    )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=2,
+        help="epochs without a mean validation AUC gain before stopping",
+    )
+    parser.add_argument("--batch-size", type=int, default=2048, help="training minibatch")
+    parser.add_argument("--lr", type=float, default=1e-3, help="backbone Adam learning rate")
+    parser.add_argument("--weight-decay", type=float, default=1e-6, help="Adam weight decay")
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """``TrainConfig`` from ``add_training_arguments`` flags and ``--seed``."""
+    return TrainConfig(
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        batch_size=args.batch_size,
+        max_epochs=args.epochs,
+        patience=args.patience,
+        seed=args.seed,
+    )
 
 
 def model_overrides(args: argparse.Namespace) -> dict:

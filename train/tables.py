@@ -24,13 +24,6 @@ def paired_p_value(a: Sequence[float], b: Sequence[float]) -> float:
     return float(stats.ttest_rel(a, b).pvalue)
 
 
-def cell(values: Sequence[float]) -> str:
-    values = np.asarray(values, dtype=float)
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
-
-
 def comparison_rows(
     results: SeedResults, pairs: Mapping[str, str], tasks: Sequence[str]
 ) -> list[dict[str, object]]:
