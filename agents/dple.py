@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3 import DDPG
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.noise import NormalActionNoise
 from tqdm.auto import tqdm
 
@@ -84,7 +85,7 @@ def make_dple(
     """Stock SB3 ``DDPG`` on ``env`` with a backbone actor: loaded from ``backbone_checkpoint``, or
     a fresh ``backbone`` built with ``backbone_kwargs`` (``ModelConfig`` overrides)."""
     k = int(env.action_space.shape[0])
-    return DDPG(
+    model = DDPG(
         BackboneTD3Policy,
         env,
         learning_rate=config.learning_rate,
@@ -110,6 +111,11 @@ def make_dple(
         device=device,
         verbose=0,
     )
+    if tensorboard_log is None:
+        # Without a log folder SB3 would create an empty SB3-<date> folder in the system temp dir
+        # on every learn(); a logger with no outputs writes nothing anywhere.
+        model.set_logger(Logger(folder=None, output_formats=[]))
+    return model
 
 
 def train_dple(model: DDPG, config: DPLEConfig, progress: bool = True) -> float:

@@ -71,7 +71,9 @@ def data_dims(env) -> list[int]:
     return (env.observation_space["categorical"].high + 1).tolist()
 
 
-def test_dple_trains_and_its_actor_predicts_probabilities(env, tmp_path) -> None:
+def test_dple_trains_and_its_actor_predicts_probabilities(env, tmp_path, monkeypatch) -> None:
+    # SB3 puts its default log folder at $SB3_LOGDIR; without a tensorboard folder none is made.
+    monkeypatch.setenv("SB3_LOGDIR", str(tmp_path / "sb3-default-log"))
     config = DPLEConfig(total_steps=300, learning_starts=100, batch_size=32, train_freq=2)
     model = make_dple(env, config, backbone="ple", backbone_kwargs=SMALL, seed=0)
     before = [p.clone() for p in model.policy.actor.parameters()]
@@ -83,6 +85,7 @@ def test_dple_trains_and_its_actor_predicts_probabilities(env, tmp_path) -> None
     probs = predict(actor_backbone(model), env.unwrapped.data)
     assert probs.shape == (len(env.unwrapped.data), 2)
     assert np.all((probs >= 0) & (probs <= 1))
+    assert not (tmp_path / "sb3-default-log").exists()
 
 
 @pytest.mark.parametrize("algorithm", [DDPG, TD3, SAC])
