@@ -4,18 +4,26 @@
     python train/benchmark.py --profile quick                  # tiny twins, 1 seed, few epochs (CI)
     python train/benchmark.py --study ablation|transfer|lambda
     python train/benchmark.py --datasets retailrocket kuairand-1k --data-dir retailrocket=~/rr ...
+    python train/benchmark.py --report-only                    # table of the finished cells so far
 
 Every (dataset, seed, method) cell is a run folder of ``mtl_baselines.py``, ``rmtl_ddpg.py`` or
 ``dple_sb3.py`` under ``--out``; a cell with a ``metrics.json`` is finished and skipped, so an
 interrupted benchmark resumes. Each pretrained backbone is trained once per (dataset, seed) and
 shared by its RMTL variant and by D-PLE. Results: ``table1.md``/``table1.csv`` (mean ± std over
 seeds, ``*`` where an RMTL variant differs from its backbone with paired t-test p < 0.05, the
-oracle column on synthetic data) and one bar plot per dataset and task.
+oracle column on synthetic data) and one bar plot per dataset and task. Cells run seed by seed,
+so a benchmark stopped part-way has whole seeds to report; ``--report-only`` tabulates the seeds
+whose cells are all finished without running anything. ``table1.md`` ends with its provenance:
+the command, date, machine, this invocation's wall time and the recorded time of every cell.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import os
+import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -29,6 +37,7 @@ import mtl_baselines
 import rmtl_ddpg
 import runlib
 import tables
+from rmtl_env.data.io import atomic_write_bytes
 
 SUPERVISED = ["single_task", "shared_bottom", "esmm", "mmoe", "ple"]
 RMTL = {"rmtl-esmm": "esmm", "rmtl-mmoe": "mmoe", "rmtl-ple": "ple"}
@@ -72,17 +81,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("runs/benchmark"), help="benchmark folder")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--progress", action="store_true", help="show the per-cell tqdm bars")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing; tabulate the seeds whose cells are all finished",
+    )
     args = p.parse_args(argv)
+    args.command = "python train/benchmark.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     args.data_dirs = dict(item.split("=", 1) for item in args.data_dir)
     return args
 
 
+class MissingCell(Exception):
+    """A cell that ``--report-only`` would have had to run."""
+
+
 class Cells:
-    """Runs each cell's script in-process unless the cell folder already has ``metrics.json``."""
+    """Runs each cell's script in-process unless the cell folder already has ``metrics.json``;
+    records each run cell's wall time in its ``cell.json``."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args, self.profile = args, PROFILES[args.profile]
         self.root = args.out / args.profile
+        self.ran: list[float] = []  # wall seconds of the cells this invocation ran
+        self.reused = 0
 
     def common(self, dataset: str, seed: int) -> list[str]:
         flags = ["--dataset", dataset, "--seed", str(seed), "--device", self.args.device]
@@ -93,9 +115,18 @@ class Cells:
         return flags + ([] if self.args.progress else ["--no-progress"])
 
     def run(self, folder: Path, script, flags: list[str]) -> dict:
-        if not (folder / "metrics.json").is_file():
+        if (folder / "metrics.json").is_file():
+            self.reused += 1
+        elif self.args.report_only:
+            raise MissingCell(str(folder.relative_to(self.root)))
+        else:
             print(f"--- {folder.relative_to(self.root)}", flush=True)
+            started = time.perf_counter()
             script.main([*flags, "--run-dir", str(folder)])
+            self.ran.append(time.perf_counter() - started)
+            runlib.write_json(
+                folder / "cell.json", {"seconds": self.ran[-1], "finished": utc_now()}
+            )
         return runlib.read_json(folder / "metrics.json")["test"]
 
     def backbone(self, dataset: str, seed: int, model: str) -> tuple[Path, dict]:
@@ -144,26 +175,101 @@ def method_metrics(cells: Cells, dataset: str, seed: int, method: str) -> dict:
 
 def table1(cells: Cells, args: argparse.Namespace, seeds: list[int]) -> None:
     results: dict[str, dict[str, list]] = {}
+    used_seeds: dict[str, list[int]] = {}
     oracles: dict[str, dict] = {}
     for dataset in args.datasets:
-        results[dataset] = {
-            m: [method_metrics(cells, dataset, s, m) for s in seeds] for m in args.methods
-        }
-        any_cell = cells.root / dataset / f"seed{seeds[0]}" / args.methods[0]
-        oracle = runlib.read_json(next(any_cell.parent.glob("*/metrics.json")))["test"].get(
-            "oracle"
-        )
+        by_seed = {}
+        for seed in seeds:  # seed by seed: a stopped benchmark leaves whole seeds behind
+            try:
+                by_seed[seed] = {m: method_metrics(cells, dataset, seed, m) for m in args.methods}
+            except MissingCell as missing:
+                print(f"{dataset} seed {seed}: not finished ({missing} has no metrics.json)")
+        if not by_seed:
+            continue
+        used_seeds[dataset] = list(by_seed)
+        results[dataset] = {m: [by_seed[s][m] for s in by_seed] for m in args.methods}
+        any_cell = cells.root / dataset / f"seed{used_seeds[dataset][0]}" / args.methods[0]
+        oracle = runlib.read_json(any_cell / "metrics.json")["test"].get("oracle")
+        if oracle is None:  # RMTL and D-PLE cells do not score the oracle; a backbone cell does
+            oracle = next(
+                (
+                    o
+                    for f in any_cell.parent.glob("*/metrics.json")
+                    if (o := runlib.read_json(f)["test"].get("oracle")) is not None
+                ),
+                None,
+            )
         if oracle is not None:
             oracles[dataset] = oracle
+    if not results:
+        raise SystemExit("no dataset has a seed with every cell finished; nothing to tabulate")
     pairs = {m: RMTL[m] for m in args.methods if m in RMTL and RMTL[m] in args.methods}
     frame = tables.table1_frame(results, pairs, oracles)
     out = cells.root
-    frame.to_csv(out / "table1.csv", index=False)
-    (out / "table1.md").write_text(tables.table1_markdown(frame, seeds))
+    atomic_write_bytes(out / "table1.csv", frame.to_csv(index=False).encode())
+    text = tables.table1_markdown(frame, used_seeds) + "\n" + provenance(cells, used_seeds)
+    atomic_write_bytes(out / "table1.md", text.encode())
     for dataset, by_method in results.items():
         for task in next(iter(by_method.values()))[0]:
             plot_bars(by_method, task, out / f"table1_{dataset}_{task}.png", f"{dataset} {task}")
-    print(tables.table1_markdown(frame, seeds))
+    print(text)
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def cell_seconds(folder: Path) -> float:
+    """A finished cell's recorded wall time; for cells finished before ``cell.json`` existed, the
+    time between its ``config.json`` (written first) and its ``metrics.json`` (written last)."""
+    record = folder / "cell.json"
+    if record.is_file():
+        return float(runlib.read_json(record)["seconds"])
+    return (folder / "metrics.json").stat().st_mtime - (folder / "config.json").stat().st_mtime
+
+
+def provenance(cells: Cells, used_seeds: dict[str, list[int]]) -> str:
+    """Markdown footer: command, date, machine, this invocation's wall time, every cell's time."""
+    env = runlib.environment_info()
+    lines = [
+        "## Provenance",
+        "",
+        f"- Command: `{cells.args.command}` (profile `{cells.args.profile}`)",
+        f"- Written: {utc_now()}",
+        f"- Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, {env['platform']}; "
+        f"Python {env['python']}, torch {env['torch']} ({env['torch_threads']} threads), "
+        f"device `{cells.args.device}`",
+        f"- This invocation: ran {len(cells.ran)} cells in {duration(sum(cells.ran))}, "
+        f"reused {cells.reused} finished cells",
+    ]
+    names = set(cells.args.methods) | {RMTL[m] for m in cells.args.methods if m in RMTL}
+    names |= {"ple"} if "d-ple" in names else set()  # D-PLE's pretrained backbone
+    for dataset, seeds in used_seeds.items():
+        folders = [
+            cells.root / dataset / f"seed{s}" / name for s in seeds for name in sorted(names)
+        ]
+        total = sum(cell_seconds(f) for f in folders)
+        lines.append(
+            f"- {dataset}: {len(folders)} cells (seeds {seeds}), {duration(total)} of recorded "
+            "cell wall time"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def plot_bars(by_method: dict[str, list], task: str, path: Path, title: str) -> None:
@@ -273,11 +379,17 @@ def main(argv: list[str] | None = None) -> int:
     seeds = args.seeds if args.seeds is not None else PROFILES[args.profile]["seeds"]
     cells.root.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    if args.study == "table1":
-        table1(cells, args, seeds)
-    else:
-        study(cells, args, seeds)
-    print(f"\nWall time {time.perf_counter() - start:.0f} s; results in {cells.root}")
+    try:
+        if args.study == "table1":
+            table1(cells, args, seeds)
+        else:
+            study(cells, args, seeds)
+    except MissingCell as missing:
+        raise SystemExit(f"--report-only: cell {missing} is not finished") from None
+    print(
+        f"\nWall time {time.perf_counter() - start:.0f} s ({len(cells.ran)} cells run, "
+        f"{cells.reused} reused); results in {cells.root}"
+    )
     return 0
 
 

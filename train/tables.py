@@ -130,12 +130,17 @@ def table1_frame(
     return pd.DataFrame(rows)
 
 
-def table1_markdown(frame: pd.DataFrame, seeds: Sequence[int]) -> str:
-    """Paper layout: rows dataset x task x metric, one column per method, mean ± std over seeds;
-    ``*`` marks an RMTL variant whose difference from its backbone has p < 0.05."""
+def table1_markdown(frame: pd.DataFrame, seeds: Sequence[int] | Mapping[str, Sequence[int]]) -> str:
+    """Paper layout: rows dataset x task x metric, one column per method, mean ± std over seeds
+    (one list for all datasets, or one per dataset); ``*`` marks an RMTL variant whose difference
+    from its backbone has p < 0.05."""
     methods = list(dict.fromkeys(frame["method"]))
+    if isinstance(seeds, Mapping):
+        over = "; ".join(f"{d}: seeds {list(s)}" for d, s in seeds.items())
+    else:
+        over = f"seeds {list(seeds)}"
     lines = [
-        f"Mean ± std over seeds {list(seeds)}; `*`: paired two-sided t-test vs the backbone, p < 0.05.",
+        f"Mean ± std over {over}. `*`: paired two-sided t-test vs the backbone, p < 0.05.",
         "",
         "| dataset | task | metric | " + " | ".join(methods) + " |",
         "|---|---|---|" + "---|" * len(methods),

@@ -100,6 +100,13 @@ def test_quick_profile_writes_table1(quick) -> None:
     assert (root / "table1.md").read_text().count("\n| ") == 12 + 1  # header + 12 rows
     assert len(list(root.glob("table1_*.png"))) == 4
     assert done.stdout.count("--- ") == 2 * (len(methods) - 1)  # every cell ran once
+    footer = (root / "table1.md").read_text().split("## Provenance", 1)[1]
+    assert "`python train/benchmark.py --profile quick --out " in footer
+    assert "ran 18 cells" in footer and "logical CPUs" in footer
+    assert footer.count("9 cells (seeds [0])") == 2
+    assert all(
+        (cell.parent / "cell.json").is_file() for cell in root.glob("*/seed0/*/metrics.json")
+    )
 
 
 def test_resume_skips_finished_cells(quick) -> None:
@@ -122,3 +129,17 @@ def test_ablation_study_reuses_the_backbone_and_critics(quick) -> None:
     frame = pd.read_csv(root / "study_ablation.csv")
     assert set(frame["variant"]) == {"backbone", "rmtl", "cw", "wl", "nlc"}
     assert "| cw | is_click |" in (root / "study_ablation.md").read_text()
+
+
+def test_report_only_tabulates_finished_seeds_and_runs_nothing(quick) -> None:
+    root, _ = quick
+    (root / "kuairand-synthetic" / "seed0" / "d-ple" / "metrics.json").unlink()
+    done = run_benchmark(root.parent, "--report-only")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "--- " not in done.stdout
+    assert "kuairand-synthetic seed 0: not finished (kuairand-synthetic/seed0/d-ple" in done.stdout
+    frame = pd.read_csv(root / "table1.csv")
+    assert set(frame["dataset"]) == {"retailrocket-synthetic"}
+    assert "ran 0 cells" in (root / "table1.md").read_text()
+    study = run_benchmark(root.parent, "--report-only", "--study", "lambda")
+    assert study.returncode != 0 and "--report-only: cell" in study.stderr
