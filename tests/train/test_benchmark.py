@@ -131,6 +131,46 @@ def test_ablation_study_reuses_the_backbone_and_critics(quick) -> None:
     assert "| cw | is_click |" in (root / "study_ablation.md").read_text()
 
 
+def test_transfer_study_fills_the_3x3_matrix_from_existing_critics(quick) -> None:
+    root, _ = quick
+    done = run_benchmark(root.parent, "--study", "transfer", "--datasets", "kuairand-synthetic")
+    assert done.returncode == 0, done.stderr[-3000:]
+    ran = sorted(line for line in done.stdout.splitlines() if line.startswith("--- "))
+    models = ("esmm", "mmoe", "ple")
+    expected = [
+        f"--- kuairand-synthetic/seed0/transfer-{s}-to-{t}"
+        for s in models
+        for t in models
+        if s != t
+    ]
+    assert ran == sorted(expected)  # the diagonal is the existing RMTL cells
+    frame = pd.read_csv(root / "study_transfer.csv")
+    assert len(frame) == 9 * 2 and frame["auc_delta"].notna().all()
+    table = pd.read_csv(root / "table1.csv").set_index(["dataset", "task", "metric", "method"])
+    diagonal = frame[(frame.source == "ple") & (frame.target == "ple")].set_index("task")
+    for task, row in diagonal.iterrows():
+        key = ("kuairand-synthetic", task, "auc")
+        delta = table.loc[(*key, "rmtl-ple"), "mean"] - table.loc[(*key, "ple"), "mean"]
+        assert row["auc_delta"] == pytest.approx(delta)
+    assert (
+        "| critic source \\ target | esmm | mmoe | ple |"
+        in (root / "study_transfer.md").read_text()
+    )
+
+
+def test_lambda_study_sweeps_every_lambda(quick) -> None:
+    root, _ = quick
+    done = run_benchmark(root.parent, "--study", "lambda", "--datasets", "kuairand-synthetic")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("--- kuairand-synthetic/seed0/lambda-") == 7
+    frame = pd.read_csv(root / "study_lambda.csv")
+    assert sorted(set(frame["lambda"])) == [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0]
+    assert len(frame) == 7 * 2
+    # The weights differ between lambdas, so the polished models do too.
+    assert frame.groupby("task")["auc"].nunique().min() > 1
+    assert (root / "study_lambda.png").stat().st_size > 0
+
+
 def test_report_only_tabulates_finished_seeds_and_runs_nothing(quick) -> None:
     root, _ = quick
     (root / "kuairand-synthetic" / "seed0" / "d-ple" / "metrics.json").unlink()
