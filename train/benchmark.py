@@ -273,22 +273,46 @@ def cpu_name() -> str:
 
 
 def plot_bars(by_method: dict[str, list], task: str, path: Path, title: str) -> None:
+    """Mean ± std bars per method; the axis fits the methods that are close together, so a
+    collapsed method (D-PLE on the twins) does not flatten the others: its bar runs off the axis
+    and its mean is written at the edge."""
     fig, axes = plt.subplots(1, len(runlib.METRICS), figsize=(15, 3.8))
     methods = list(by_method)
     for ax, metric in zip(axes, runlib.METRICS, strict=True):
         values = np.array([[seed[task][metric] for seed in by_method[m]] for m in methods])
+        mean, std = values.mean(1), values.std(1)
         ax.bar(
             range(len(methods)),
-            values.mean(1),
-            yerr=values.std(1),
+            mean,
+            yerr=std,
             capsize=3,
             color=[plt.cm.tab10.colors[i % 10] for i in range(len(methods))],
         )
         ax.set_xticks(range(len(methods)), methods, rotation=40, ha="right", fontsize=8)
-        low, high = values.min(), values.max()
-        ax.set_ylim(low - (high - low) * 0.6 - 1e-4, high + (high - low) * 0.6 + 1e-4)
+        inside = ~off_scale(mean)
+        low, high = (mean - std)[inside].min(), (mean + std)[inside].max()
+        pad = (high - low) * 0.3 + 1e-4
+        ax.set_ylim(low - pad, high + pad)
+        for i in np.flatnonzero((mean < low - pad) | (mean > high + pad)):
+            edge = low - pad * 0.9 if mean[i] < low else high + pad * 0.9
+            arrow = "↓" if mean[i] < low else "↑"
+            ax.text(
+                i,
+                edge,
+                f"{arrow}{mean[i]:.3f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                bbox={"facecolor": "white", "edgecolor": "none", "pad": 1},
+            )
         ax.set_title(f"{title} {runlib.METRIC_LABELS[metric]}")
     runlib.save_figure(fig, path)
+
+
+def off_scale(means: np.ndarray, spread: float = 8.0) -> np.ndarray:
+    """Means more than ``spread`` median absolute deviations from the median of all methods."""
+    deviation = np.abs(means - np.median(means))
+    return deviation > spread * max(float(np.median(deviation)), 1e-9)
 
 
 def study(cells: Cells, args: argparse.Namespace, seeds: list[int]) -> None:

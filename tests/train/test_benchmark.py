@@ -14,6 +14,7 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "train"))
 
+import benchmark  # noqa: E402
 import tables  # noqa: E402
 
 
@@ -55,6 +56,12 @@ def test_table_builder_means_stds_and_significance_marks() -> None:
     assert cells[4].endswith("*") and not cells[6].endswith("*")
     assert cells[-1] == "0.8000"  # the oracle column
     assert "| rr | ctr | Logloss ↓ |" in text
+
+
+def test_bar_plot_axis_leaves_out_only_a_collapsed_method() -> None:
+    auc = np.array([0.7035, 0.7047, 0.7034, 0.7038, 0.7015, 0.5956, 0.6922, 0.6916, 0.6889])
+    assert benchmark.off_scale(auc).tolist() == [False] * 5 + [True] + [False] * 3
+    assert not benchmark.off_scale(np.full(4, 0.7)).any()
 
 
 def run_benchmark(out: Path, *extra: str) -> subprocess.CompletedProcess:
