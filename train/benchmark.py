@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
 import shlex
 import sys
 import time
@@ -188,17 +186,9 @@ def table1(cells: Cells, args: argparse.Namespace, seeds: list[int]) -> None:
             continue
         used_seeds[dataset] = list(by_seed)
         results[dataset] = {m: [by_seed[s][m] for s in by_seed] for m in args.methods}
-        any_cell = cells.root / dataset / f"seed{used_seeds[dataset][0]}" / args.methods[0]
-        oracle = runlib.read_json(any_cell / "metrics.json")["test"].get("oracle")
-        if oracle is None:  # RMTL and D-PLE cells do not score the oracle; a backbone cell does
-            oracle = next(
-                (
-                    o
-                    for f in any_cell.parent.glob("*/metrics.json")
-                    if (o := runlib.read_json(f)["test"].get("oracle")) is not None
-                ),
-                None,
-            )
+        # Every script scores the oracle, and the data seed is fixed across seeds.
+        first = cells.root / dataset / f"seed{used_seeds[dataset][0]}" / args.methods[0]
+        oracle = runlib.read_json(first / "metrics.json")["test"].get("oracle")
         if oracle is not None:
             oracles[dataset] = oracle
     if not results:
@@ -236,8 +226,8 @@ def provenance(cells: Cells, used_seeds: dict[str, list[int]]) -> str:
         "",
         f"- Command: `{cells.args.command}` (profile `{cells.args.profile}`)",
         f"- Written: {utc_now()}",
-        f"- Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, {env['platform']}; "
-        f"Python {env['python']}, torch {env['torch']} ({env['torch_threads']} threads), "
+        f"- Machine: {env['cpu']}, {env['logical_cpus']} logical CPUs, {env['platform']}; "
+        f"Python {env['python']}, torch {env['torch']}, "
         f"device `{cells.args.device}`",
         f"- This invocation: ran {len(cells.ran)} cells in {duration(sum(cells.ran))}, "
         f"reused {cells.reused} finished cells",
@@ -249,9 +239,12 @@ def provenance(cells: Cells, used_seeds: dict[str, list[int]]) -> str:
             cells.root / dataset / f"seed{s}" / name for s in seeds for name in sorted(names)
         ]
         total = sum(cell_seconds(f) for f in folders)
+        threads = sorted(
+            {runlib.read_json(f / "config.json")["environment"]["torch_threads"] for f in folders}
+        )
         lines.append(
             f"- {dataset}: {len(folders)} cells (seeds {seeds}), {duration(total)} of recorded "
-            "cell wall time"
+            f"cell wall time; torch threads per cell: {', '.join(map(str, threads))}"
         )
     return "\n".join(lines) + "\n"
 
@@ -260,16 +253,6 @@ def duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds / 60:.1f} min"
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def plot_bars(by_method: dict[str, list], task: str, path: Path, title: str) -> None:

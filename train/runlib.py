@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -67,8 +68,21 @@ def environment_info() -> dict[str, str | int]:
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "platform": platform.platform(),
+        "cpu": cpu_name(),
+        "logical_cpus": os.cpu_count() or 0,
         "torch_threads": torch.get_num_threads(),
     }
+
+
+def cpu_name() -> str:
+    """The CPU's model name from ``/proc/cpuinfo``, else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def write_config(run_dir: Path, config: Mapping[str, object]) -> None:

@@ -111,6 +111,7 @@ def test_quick_profile_writes_table1(quick) -> None:
     assert "`python train/benchmark.py --profile quick --out " in footer
     assert "ran 18 cells" in footer and "logical CPUs" in footer
     assert footer.count("9 cells (seeds [0])") == 2
+    assert footer.count("torch threads per cell: ") == 2
     assert all(
         (cell.parent / "cell.json").is_file() for cell in root.glob("*/seed0/*/metrics.json")
     )

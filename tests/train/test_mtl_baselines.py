@@ -46,6 +46,9 @@ def test_two_models_write_a_complete_run_folder(tmp_path: Path) -> None:
     assert "oracle" in done.stdout and "is_click:AUC" in done.stdout
     config = json.loads((run_dir / "config.json").read_text())
     assert config["models"] == ["esmm", "ple"] and config["seed"] == 1
+    environment = config["environment"]
+    assert environment["logical_cpus"] >= 1 and environment["torch_threads"] >= 1
+    assert environment["cpu"]
     metrics = pd.read_csv(run_dir / "metrics.csv")
     assert set(metrics["method"]) == {"esmm", "ple", "oracle"}
     assert set(metrics["task"]) == {"is_click", "long_view"}
