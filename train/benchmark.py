@@ -12,9 +12,10 @@ Every (dataset, seed, method) cell is a run folder of ``mtl_baselines.py``, ``rm
 interrupted benchmark resumes. Each pretrained backbone is trained once per (dataset, seed) and
 shared by its RMTL variant and by D-PLE. Results: ``table1.md``/``table1.csv`` (mean ± std over
 seeds, ``*`` where an RMTL variant differs from its backbone with paired t-test p < 0.05, the
-oracle column on synthetic data) and one bar plot per dataset and task. Cells run seed by seed,
-so a benchmark stopped part-way has whole seeds to report; ``--report-only`` tabulates the seeds
-whose cells are all finished without running anything. ``table1.md`` ends with its provenance:
+oracle column on synthetic data), ``table1_seeds.csv`` (every cell's per-seed metrics) and one bar
+plot per dataset and task. Cells run seed by seed, so a benchmark stopped part-way has whole
+seeds to report; ``--report-only`` tabulates the seeds whose cells are all finished without
+running anything. ``table1.md`` ends with its provenance:
 the command, date, machine, this invocation's wall time and the recorded time of every cell.
 """
 
@@ -45,6 +46,11 @@ from rmtl_env.data.io import atomic_write_bytes
 SUPERVISED = ["single_task", "shared_bottom", "esmm", "mmoe", "ple"]
 RMTL = {"rmtl-esmm": "esmm", "rmtl-mmoe": "mmoe", "rmtl-ple": "ple"}
 METHODS = [*SUPERVISED, "d-ple", *RMTL]
+# Each backbone's cell runs right before the cells that load its checkpoint, so a seed cut off
+# part-way leaves no finished backbone with dependents still to run: its finished cells' summaries
+# (JSON files, without checkpoints) are enough to resume it on another machine.
+RUN_ORDER = ["single_task", "shared_bottom", "esmm", "rmtl-esmm", "mmoe", "rmtl-mmoe", "ple",
+             "rmtl-ple", "d-ple"]  # fmt: skip
 LAMBDAS = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0]
 PROFILES = {
     # Paper dimensions, early stopping, critics to convergence; small twins.
@@ -179,6 +185,11 @@ class Cells:
         return self.run(self.root / dataset / f"seed{seed}" / "d-ple", dple_sb3, flags)
 
 
+def run_order(methods: list[str]) -> list[str]:
+    """``methods`` in the order their cells run (``RUN_ORDER``)."""
+    return sorted(methods, key=RUN_ORDER.index)
+
+
 def method_metrics(cells: Cells, dataset: str, seed: int, method: str) -> dict:
     """``{task: metrics}`` of ``method`` in one (dataset, seed) cell."""
     if method in SUPERVISED:
@@ -196,7 +207,8 @@ def table1(cells: Cells, args: argparse.Namespace, seeds: list[int]) -> None:
         by_seed = {}
         for seed in seeds:  # seed by seed: a stopped benchmark leaves whole seeds behind
             try:
-                by_seed[seed] = {m: method_metrics(cells, dataset, seed, m) for m in args.methods}
+                done = {m: method_metrics(cells, dataset, seed, m) for m in run_order(args.methods)}
+                by_seed[seed] = {m: done[m] for m in args.methods}
             except MissingCell as missing:
                 print(f"{dataset} seed {seed}: not finished ({missing} has no metrics.json)")
         if not by_seed:
@@ -214,12 +226,33 @@ def table1(cells: Cells, args: argparse.Namespace, seeds: list[int]) -> None:
     frame = tables.table1_frame(results, pairs, oracles)
     out = cells.root
     atomic_write_bytes(out / "table1.csv", frame.to_csv(index=False).encode())
+    seed_rows = per_seed_frame(cells, results, used_seeds)
+    atomic_write_bytes(out / "table1_seeds.csv", seed_rows.to_csv(index=False).encode())
     text = tables.table1_markdown(frame, used_seeds) + "\n" + provenance(cells, used_seeds)
     atomic_write_bytes(out / "table1.md", text.encode())
     for dataset, by_method in results.items():
         for task in next(iter(by_method.values()))[0]:
             plot_bars(by_method, task, out / f"table1_{dataset}_{task}.png", f"{dataset} {task}")
     print(text)
+
+
+def per_seed_frame(
+    cells: Cells, results: dict[str, dict[str, list]], used_seeds: dict[str, list[int]]
+) -> pd.DataFrame:
+    """One row per dataset, seed, method and task: the cell's test metrics and its wall time,
+    the numbers behind every mean, std and t-test of ``table1.csv``."""
+    rows = []
+    for dataset, by_method in results.items():
+        for method, per_seed in by_method.items():
+            for seed, tasks in zip(used_seeds[dataset], per_seed, strict=True):
+                folder = cells.root / dataset / f"seed{seed}" / method
+                seconds = cell_seconds(folder)
+                for task, metrics in tasks.items():
+                    rows.append(
+                        {"dataset": dataset, "seed": seed, "method": method, "task": task,
+                         **metrics, "cell_seconds": seconds}
+                    )  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def utc_now() -> str:
@@ -391,7 +424,7 @@ def run_seed(args: argparse.Namespace, seed: int, torch_threads: int) -> list[fl
     cells = Cells(args)
     if args.study == "table1":
         for dataset in args.datasets:
-            for method in args.methods:
+            for method in run_order(args.methods):
                 method_metrics(cells, dataset, seed, method)
     else:
         study_rows(cells, args, seed)

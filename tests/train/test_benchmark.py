@@ -109,6 +109,21 @@ def test_quick_profile_writes_table1(quick) -> None:
     assert (root / "table1.md").read_text().count("\n| ") == 12 + 1  # header + 12 rows
     assert len(list(root.glob("table1_*.png"))) == 4
     assert done.stdout.count("--- ") == 2 * (len(methods) - 1)  # every cell ran once
+    # Each backbone runs right before the cells that load its checkpoint.
+    ran = [line[4:] for line in done.stdout.splitlines() if line.startswith("--- kuairand")]
+    assert [cell.rsplit("/", 1)[1] for cell in ran] == benchmark.RUN_ORDER
+    assert sorted(benchmark.RUN_ORDER) == sorted(benchmark.METHODS)
+    # table1_seeds.csv: the per-seed numbers behind every mean, straight from the cells.
+    seeds = pd.read_csv(root / "table1_seeds.csv")
+    assert len(seeds) == 2 * 9 * 2 and set(seeds["seed"]) == {0}
+    cell = benchmark.runlib.read_json(
+        root / "kuairand-synthetic" / "seed0" / "rmtl-ple" / "metrics.json"
+    )
+    row = seeds[(seeds["method"] == "rmtl-ple") & (seeds["task"] == "long_view")].iloc[0]
+    assert row["auc"] == pytest.approx(cell["test"]["rmtl-ple"]["long_view"]["auc"], abs=1e-12)
+    assert row["cell_seconds"] > 0
+    mean_auc = frame[(frame["method"] == "esmm") & (frame["metric"] == "auc")]["mean"].to_numpy()
+    assert np.allclose(np.sort(mean_auc), np.sort(seeds[seeds["method"] == "esmm"]["auc"]))
     footer = (root / "table1.md").read_text().split("## Provenance", 1)[1]
     assert "`python train/benchmark.py --profile quick --out " in footer
     assert "ran 18 cells" in footer and "logical CPUs" in footer
