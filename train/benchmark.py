@@ -150,13 +150,26 @@ class Cells:
             )
         return runlib.read_json(folder / "metrics.json")["test"]
 
-    def backbone(self, dataset: str, seed: int, model: str) -> tuple[Path, dict]:
+    def backbone(
+        self, dataset: str, seed: int, model: str, for_cell: Path | None = None
+    ) -> tuple[Path, dict]:
+        """The backbone cell's checkpoint and test metrics. ``for_cell``: the dependent cell that
+        is about to load the checkpoint; if that cell will run and the finished backbone's
+        checkpoint is gone (its summary was carried here without it, or it was deleted to save
+        disk), the backbone is retrained: same seed and thread count, same weights."""
         folder = self.root / dataset / f"seed{seed}" / model
+        checkpoint = folder / "checkpoints" / f"{model}.pt"
+        will_run = for_cell is not None and not (for_cell / "metrics.json").is_file()
+        lost = (folder / "metrics.json").is_file() and not checkpoint.is_file()
+        if will_run and lost and not self.args.report_only:
+            print(f"{folder.relative_to(self.root)}: no checkpoint for {for_cell.name}; retrain")
+            (folder / "metrics.json").unlink()
         flags = [*self.common(dataset, seed), "--model", model, *self.profile["model"]]
-        return folder / "checkpoints" / f"{model}.pt", self.run(folder, mtl_baselines, flags)
+        return checkpoint, self.run(folder, mtl_baselines, flags)
 
     def rmtl(self, dataset: str, seed: int, model: str, name: str, *extra: str) -> dict:
-        checkpoint, _ = self.backbone(dataset, seed, model)
+        folder = self.root / dataset / f"seed{seed}" / name
+        checkpoint, _ = self.backbone(dataset, seed, model, for_cell=folder)
         flags = [
             *self.common(dataset, seed),
             "--backbone",
@@ -167,14 +180,15 @@ class Cells:
             *self.profile["rmtl"],
             *extra,
         ]
-        return self.run(self.root / dataset / f"seed{seed}" / name, rmtl_ddpg, flags)
+        return self.run(folder, rmtl_ddpg, flags)
 
     def critics(self, dataset: str, seed: int, model: str) -> Path:
         self.rmtl(dataset, seed, model, f"rmtl-{model}")
         return self.root / dataset / f"seed{seed}" / f"rmtl-{model}" / "checkpoints" / "critics.pt"
 
     def dple(self, dataset: str, seed: int) -> dict:
-        checkpoint, _ = self.backbone(dataset, seed, "ple")
+        folder = self.root / dataset / f"seed{seed}" / "d-ple"
+        checkpoint, _ = self.backbone(dataset, seed, "ple", for_cell=folder)
         flags = [
             *self.common(dataset, seed),
             "--backbone-checkpoint",
@@ -182,7 +196,7 @@ class Cells:
             *self.profile["model"],
             *self.profile["dple"],
         ]
-        return self.run(self.root / dataset / f"seed{seed}" / "d-ple", dple_sb3, flags)
+        return self.run(folder, dple_sb3, flags)
 
 
 def run_order(methods: list[str]) -> list[str]:

@@ -166,6 +166,25 @@ def test_workers_run_missing_seeds_in_parallel_processes(quick, tmp_path: Path) 
     assert (kuairand_ple["seeds"] == 2).all() and kuairand_ple["std"].notna().all()
 
 
+def test_a_dependent_cell_retrains_a_backbone_whose_checkpoint_is_gone(quick, tmp_path) -> None:
+    # A seed carried to this machine as JSON files: the PLE checkpoint did not come along.
+    root = tmp_path / "quick"
+    seed0 = root / "kuairand-synthetic" / "seed0"
+    shutil.copytree(quick[0] / "kuairand-synthetic" / "seed0", seed0)
+    before = benchmark.runlib.read_json(seed0 / "ple" / "metrics.json")["test"]
+    (seed0 / "ple" / "checkpoints" / "ple.pt").unlink()
+    (seed0 / "esmm" / "checkpoints" / "esmm.pt").unlink()  # rmtl-esmm is finished: not needed
+    shutil.rmtree(seed0 / "rmtl-ple")  # unfinished when the seed was carried
+    done = run_benchmark(tmp_path, "--datasets", "kuairand-synthetic")
+    assert done.returncode == 0, done.stderr[-3000:]
+    ran = [line for line in done.stdout.splitlines() if line.startswith("--- ")]
+    assert ran == ["--- kuairand-synthetic/seed0/ple", "--- kuairand-synthetic/seed0/rmtl-ple"]
+    assert "kuairand-synthetic/seed0/ple: no checkpoint for rmtl-ple; retrain" in done.stdout
+    # Same seed, same thread count: the retrained backbone is the one that was lost.
+    assert benchmark.runlib.read_json(seed0 / "ple" / "metrics.json")["test"] == before
+    assert not (seed0 / "esmm" / "checkpoints" / "esmm.pt").exists()
+
+
 def test_workers_must_be_positive(tmp_path: Path) -> None:
     done = run_benchmark(tmp_path, "--workers", "0")
     assert done.returncode == 2 and "--workers must be at least 1, got 0" in done.stderr
