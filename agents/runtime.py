@@ -19,6 +19,23 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def flush_denormals() -> bool:
+    """Make CPU float ops treat subnormal numbers (|x| < 1.2e-38 in float32) as zero; returns
+    whether the CPU supports it. Every script calls this first.
+
+    A saturated sigmoid (D-PLE's collapsing actor) back-propagates subnormal gradients, and x86
+    CPUs multiply subnormals up to ~190 times slower: on the development machine one
+    ``[256, 5504] @ [5504, 512]`` matmul took 3.4 s instead of 18 ms, and D-PLE on the KuaiRand twin
+    slowed from about 100 to 22 DDPG steps per minute. Flushing changes no number above the
+    threshold."""
+    return torch.set_flush_denormal(True)
+
+
+def denormals_flushed() -> bool:
+    """Whether CPU float ops currently flush subnormal numbers to zero."""
+    return bool((torch.tensor([1e-40]) * 1.0).item() == 0.0)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch so that a CPU run with the same seed repeats exactly."""
     random.seed(seed)

@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from agents.runtime import denormals_flushed  # noqa: E402
 from agents.trainer import TrainConfig  # noqa: E402
 from rmtl_env.data import SessionDataset, SplitData, load_dataset  # noqa: E402
 from rmtl_env.data.io import atomic_write_bytes  # noqa: E402
@@ -71,6 +72,7 @@ def environment_info() -> dict[str, str | int]:
         "cpu": cpu_name(),
         "logical_cpus": os.cpu_count() or 0,
         "torch_threads": torch.get_num_threads(),
+        "flush_denormal": denormals_flushed(),
     }
 
 
