@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from agents.models import build_model
-from agents.runtime import resolve_device, seed_everything
+from agents.runtime import denormals_flushed, flush_denormals, resolve_device, seed_everything
 from agents.trainer import TrainConfig, evaluate, predict, train_model, weighted_bce
 
 SMALL = {"embed_dim": 8, "bottom_dims": (64, 32), "tower_dims": (16,), "num_experts": 4}
@@ -93,3 +93,13 @@ def test_config_and_device_errors() -> None:
         resolve_device("tpu")
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type in {"cpu", "cuda"}
+
+
+def test_flushing_subnormals_zeroes_them_and_keeps_normal_numbers() -> None:
+    try:
+        assert flush_denormals() and denormals_flushed()
+        tiny = torch.tensor([1e-40, 1e-30, -2e-39])
+        assert (tiny * 1.0).tolist() == [0.0, pytest.approx(1e-30, rel=1e-6), 0.0]
+    finally:
+        torch.set_flush_denormal(False)
+    assert not denormals_flushed()
