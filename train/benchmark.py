@@ -15,8 +15,8 @@ seeds, ``*`` where an RMTL variant differs from its backbone with paired t-test 
 oracle column on synthetic data), ``table1_seeds.csv`` (every cell's per-seed metrics) and one bar
 plot per dataset and task. Cells run seed by seed, so a benchmark stopped part-way has whole
 seeds to report; ``--report-only`` tabulates the seeds whose cells are all finished without
-running anything. ``table1.md`` ends with its provenance:
-the command, date, machine, this invocation's wall time and the recorded time of every cell.
+running anything. ``table1.md`` ends with its provenance: the command, date, machine, this
+invocation's wall time and the recorded time of every cell.
 """
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ SUPERVISED = ["single_task", "shared_bottom", "esmm", "mmoe", "ple"]
 RMTL = {"rmtl-esmm": "esmm", "rmtl-mmoe": "mmoe", "rmtl-ple": "ple"}
 METHODS = [*SUPERVISED, "d-ple", *RMTL]
 # Each backbone's cell runs right before the cells that load its checkpoint, so a seed cut off
-# part-way leaves no finished backbone with dependents still to run: its finished cells' summaries
-# (JSON files, without checkpoints) are enough to resume it on another machine.
+# part-way leaves at most one finished backbone with dependents still to run: its finished cells'
+# summaries (JSON files, without checkpoints) resume it on another machine, where that one
+# backbone is retrained (``Cells.backbone``).
 RUN_ORDER = ["single_task", "shared_bottom", "esmm", "rmtl-esmm", "mmoe", "rmtl-mmoe", "ple",
              "rmtl-ple", "d-ple"]  # fmt: skip
 LAMBDAS = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0]
@@ -150,6 +151,10 @@ class Cells:
             )
         return runlib.read_json(folder / "metrics.json")["test"]
 
+    def folder(self, dataset: str, seed: int, name: str) -> Path:
+        """The run folder of one (dataset, seed, method or backbone) cell."""
+        return self.root / dataset / f"seed{seed}" / name
+
     def backbone(
         self, dataset: str, seed: int, model: str, for_cell: Path | None = None
     ) -> tuple[Path, dict]:
@@ -157,7 +162,7 @@ class Cells:
         is about to load the checkpoint; if that cell will run and the finished backbone's
         checkpoint is gone (its summary was carried here without it, or it was deleted to save
         disk), the backbone is retrained: same seed and thread count, same weights."""
-        folder = self.root / dataset / f"seed{seed}" / model
+        folder = self.folder(dataset, seed, model)
         checkpoint = folder / "checkpoints" / f"{model}.pt"
         will_run = for_cell is not None and not (for_cell / "metrics.json").is_file()
         lost = (folder / "metrics.json").is_file() and not checkpoint.is_file()
@@ -168,7 +173,7 @@ class Cells:
         return checkpoint, self.run(folder, mtl_baselines, flags)
 
     def rmtl(self, dataset: str, seed: int, model: str, name: str, *extra: str) -> dict:
-        folder = self.root / dataset / f"seed{seed}" / name
+        folder = self.folder(dataset, seed, name)
         checkpoint, _ = self.backbone(dataset, seed, model, for_cell=folder)
         flags = [
             *self.common(dataset, seed),
@@ -184,10 +189,10 @@ class Cells:
 
     def critics(self, dataset: str, seed: int, model: str) -> Path:
         self.rmtl(dataset, seed, model, f"rmtl-{model}")
-        return self.root / dataset / f"seed{seed}" / f"rmtl-{model}" / "checkpoints" / "critics.pt"
+        return self.folder(dataset, seed, f"rmtl-{model}") / "checkpoints" / "critics.pt"
 
     def dple(self, dataset: str, seed: int) -> dict:
-        folder = self.root / dataset / f"seed{seed}" / "d-ple"
+        folder = self.folder(dataset, seed, "d-ple")
         checkpoint, _ = self.backbone(dataset, seed, "ple", for_cell=folder)
         flags = [
             *self.common(dataset, seed),
@@ -230,7 +235,7 @@ def table1(cells: Cells, args: argparse.Namespace, seeds: list[int]) -> None:
         used_seeds[dataset] = list(by_seed)
         results[dataset] = {m: [by_seed[s][m] for s in by_seed] for m in args.methods}
         # Every script scores the oracle, and the data seed is fixed across seeds.
-        first = cells.root / dataset / f"seed{used_seeds[dataset][0]}" / args.methods[0]
+        first = cells.folder(dataset, used_seeds[dataset][0], args.methods[0])
         oracle = runlib.read_json(first / "metrics.json")["test"].get("oracle")
         if oracle is not None:
             oracles[dataset] = oracle
@@ -259,8 +264,7 @@ def per_seed_frame(
     for dataset, by_method in results.items():
         for method, per_seed in by_method.items():
             for seed, tasks in zip(used_seeds[dataset], per_seed, strict=True):
-                folder = cells.root / dataset / f"seed{seed}" / method
-                seconds = cell_seconds(folder)
+                seconds = cell_seconds(cells.folder(dataset, seed, method))
                 for task, metrics in tasks.items():
                     rows.append(
                         {"dataset": dataset, "seed": seed, "method": method, "task": task,
@@ -300,9 +304,7 @@ def provenance(cells: Cells, used_seeds: dict[str, list[int]]) -> str:
     names = set(cells.args.methods) | {RMTL[m] for m in cells.args.methods if m in RMTL}
     names |= {"ple"} if "d-ple" in names else set()  # D-PLE's pretrained backbone
     for dataset, seeds in used_seeds.items():
-        folders = [
-            cells.root / dataset / f"seed{s}" / name for s in seeds for name in sorted(names)
-        ]
+        folders = [cells.folder(dataset, s, name) for s in seeds for name in sorted(names)]
         total = sum(cell_seconds(f) for f in folders)
         threads = sorted(
             {runlib.read_json(f / "config.json")["environment"]["torch_threads"] for f in folders}
