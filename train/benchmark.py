@@ -124,6 +124,7 @@ class Cells:
         self.root = args.out / args.profile
         self.ran: list[float] = []  # wall seconds of the cells this invocation ran
         self.reused: set[Path] = set()  # cells finished before this invocation started
+        self.used: dict[Path, None] = {}  # every cell read or run, in order (an ordered set)
         self.started, self.started_wall = time.time(), time.perf_counter()
 
     def common(self, dataset: str, seed: int) -> list[str]:
@@ -135,6 +136,7 @@ class Cells:
         return flags + ([] if self.args.progress else ["--no-progress"])
 
     def run(self, folder: Path, script, flags: list[str]) -> dict:
+        self.used[folder] = None
         if (folder / "metrics.json").is_file():
             # Not counted: cells that this invocation's --workers processes just finished.
             if (folder / "metrics.json").stat().st_mtime < self.started:
@@ -247,7 +249,13 @@ def table1(cells: Cells, args: argparse.Namespace, seeds: list[int]) -> None:
     atomic_write_bytes(out / "table1.csv", frame.to_csv(index=False).encode())
     seed_rows = per_seed_frame(cells, results, used_seeds)
     atomic_write_bytes(out / "table1_seeds.csv", seed_rows.to_csv(index=False).encode())
-    text = tables.table1_markdown(frame, used_seeds) + "\n" + provenance(cells, used_seeds)
+    names = set(args.methods) | {RMTL[m] for m in args.methods if m in RMTL}
+    names |= {"ple"} if "d-ple" in names else set()  # D-PLE's pretrained backbone
+    folders = {
+        dataset: [cells.folder(dataset, s, name) for s in seeds for name in sorted(names)]
+        for dataset, seeds in used_seeds.items()
+    }
+    text = tables.table1_markdown(frame, used_seeds) + "\n" + provenance(cells, folders)
     atomic_write_bytes(out / "table1.md", text.encode())
     for dataset, by_method in results.items():
         for task in next(iter(by_method.values()))[0]:
@@ -286,8 +294,9 @@ def cell_seconds(folder: Path) -> float:
     return (folder / "metrics.json").stat().st_mtime - (folder / "config.json").stat().st_mtime
 
 
-def provenance(cells: Cells, used_seeds: dict[str, list[int]]) -> str:
-    """Markdown footer: command, date, machine, this invocation's wall time, every cell's time."""
+def provenance(cells: Cells, folders: dict[str, list[Path]]) -> str:
+    """Markdown footer: command, date, machine, this invocation's wall time, and per dataset the
+    recorded wall time of the cells behind the numbers (``folders``)."""
     env = runlib.environment_info()
     lines = [
         "## Provenance",
@@ -301,17 +310,16 @@ def provenance(cells: Cells, used_seeds: dict[str, list[int]]) -> str:
         f"{cells.args.workers} worker(s); ran {len(cells.ran)} cells "
         f"({duration(sum(cells.ran))} of cell time), reused {len(cells.reused)} finished cells",
     ]
-    names = set(cells.args.methods) | {RMTL[m] for m in cells.args.methods if m in RMTL}
-    names |= {"ple"} if "d-ple" in names else set()  # D-PLE's pretrained backbone
-    for dataset, seeds in used_seeds.items():
-        folders = [cells.folder(dataset, s, name) for s in seeds for name in sorted(names)]
-        total = sum(cell_seconds(f) for f in folders)
+    for dataset, cell_folders in folders.items():
+        seeds = sorted({int(f.parent.name.removeprefix("seed")) for f in cell_folders})
+        total = sum(cell_seconds(f) for f in cell_folders)
         threads = sorted(
-            {runlib.read_json(f / "config.json")["environment"]["torch_threads"] for f in folders}
-        )
+            {runlib.read_json(f / "config.json")["environment"]["torch_threads"]
+             for f in cell_folders}
+        )  # fmt: skip
         lines.append(
-            f"- {dataset}: {len(folders)} cells (seeds {seeds}), {duration(total)} of recorded "
-            f"cell wall time; torch threads per cell: {', '.join(map(str, threads))}"
+            f"- {dataset}: {len(cell_folders)} cells (seeds {seeds}), {duration(total)} of "
+            f"recorded cell wall time; torch threads per cell: {', '.join(map(str, threads))}"
         )
     return "\n".join(lines) + "\n"
 
@@ -365,11 +373,32 @@ def off_scale(means: np.ndarray, spread: float = 8.0) -> np.ndarray:
     return deviation > spread * max(float(np.median(deviation)), 1e-9)
 
 
+STUDY_TITLES = {
+    "ablation": "RMTL-PLE against its ablations: `cw` constant weight 0.5, `wl` weight "
+    "1 - lambda y Q, `nlc` weight -Q; `rmtl` is the full method (1 - lambda Q), `backbone` the "
+    "pretrained PLE before any polish",
+    "transfer": "Critics trained with one backbone (source) weighting the polish of another "
+    "(target); the diagonal is RMTL itself",
+    "lambda": "RMTL-PLE polished with the RMTL-PLE critics at each lambda (weight 1 - lambda Q; "
+    "lambda 0 is unweighted retraining)",
+}
+
+
 def study(cells: Cells, args: argparse.Namespace, seeds: list[int]) -> None:
     """Ablation, transfer or lambda study on the first dataset; one CSV and plot or table each."""
     frame = pd.DataFrame([row for seed in seeds for row in study_rows(cells, args, seed)])
     atomic_write_bytes(cells.root / f"study_{args.study}.csv", frame.to_csv(index=False).encode())
-    text = tables.study_markdown(frame, args.study)
+    dataset = args.datasets[0]
+    text = "\n".join(
+        [
+            f"# {args.study.capitalize()} study on {dataset}",
+            "",
+            f"{STUDY_TITLES[args.study]}. Test split, mean ± std over model seeds {seeds}.",
+            "",
+            tables.study_markdown(frame, args.study),
+            provenance(cells, {dataset: list(cells.used)}),
+        ]
+    )
     atomic_write_bytes(cells.root / f"study_{args.study}.md", text.encode())
     if args.study == "lambda":
         plot_lambda(frame, cells.root / "study_lambda.png")

@@ -200,7 +200,12 @@ def test_ablation_study_reuses_the_backbone_and_critics(quick) -> None:
     ]
     frame = pd.read_csv(root / "study_ablation.csv")
     assert set(frame["variant"]) == {"backbone", "rmtl", "cw", "wl", "nlc"}
-    assert "| cw | is_click |" in (root / "study_ablation.md").read_text()
+    text = (root / "study_ablation.md").read_text()
+    assert text.startswith("# Ablation study on kuairand-synthetic")
+    assert "| cw | is_click |" in text and "mean ± std over model seeds [0]" in text
+    # Provenance counts every cell behind the numbers: 3 backbones, RMTL-PLE, 3 variants.
+    footer = text.split("## Provenance", 1)[1]
+    assert "ran 3 cells" in footer and "- kuairand-synthetic: 7 cells (seeds [0])" in footer
 
 
 def test_transfer_study_fills_the_3x3_matrix_from_existing_critics(quick) -> None:
