@@ -402,6 +402,8 @@ def study(cells: Cells, args: argparse.Namespace, seeds: list[int]) -> None:
     atomic_write_bytes(cells.root / f"study_{args.study}.md", text.encode())
     if args.study == "lambda":
         plot_lambda(frame, cells.root / "study_lambda.png")
+    elif args.study == "transfer":
+        plot_transfer(frame, cells.root / "study_transfer.png")
     print(text)
 
 
@@ -500,6 +502,29 @@ def plot_lambda(frame: pd.DataFrame, path: Path) -> None:
         )
         ax.legend()
         ax.grid(alpha=0.3)
+    runlib.save_figure(fig, path)
+
+
+def plot_transfer(frame: pd.DataFrame, path: Path) -> None:
+    """One heatmap per task: mean AUC delta of each (critic source, target backbone) pair."""
+    tasks = list(dict.fromkeys(frame["task"]))
+    fig, axes = plt.subplots(
+        1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False, layout="constrained"
+    )
+    for ax, task in zip(axes[0], tasks, strict=True):
+        matrix = frame[frame["task"] == task].pivot_table(
+            index="source", columns="target", values="auc_delta", aggfunc="mean"
+        )
+        limit = max(float(np.abs(matrix.values).max()), 1e-6)
+        image = ax.imshow(matrix.values, cmap="RdBu", vmin=-limit, vmax=limit)
+        for (i, j), value in np.ndenumerate(matrix.values):
+            color = "white" if abs(value) > 0.6 * limit else "black"  # readable on dark cells
+            ax.text(j, i, f"{value:+.4f}", ha="center", va="center", fontsize=9, color=color)
+        ax.set_xticks(range(len(matrix.columns)), matrix.columns)
+        ax.set_yticks(range(len(matrix.index)), matrix.index)
+        ax.set(xlabel="target backbone (polished)", ylabel="critics trained with",
+               title=f"{task}: AUC delta vs target backbone")  # fmt: skip
+        fig.colorbar(image, ax=ax, shrink=0.8)
     runlib.save_figure(fig, path)
 
 

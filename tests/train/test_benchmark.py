@@ -233,6 +233,7 @@ def test_transfer_study_fills_the_3x3_matrix_from_existing_critics(quick) -> Non
         "| critic source \\ target | esmm | mmoe | ple |"
         in (root / "study_transfer.md").read_text()
     )
+    assert (root / "study_transfer.png").stat().st_size > 0
 
 
 def test_lambda_study_sweeps_every_lambda(quick) -> None:
