@@ -490,18 +490,20 @@ def run_seeds_in_parallel(cells: Cells, args: argparse.Namespace, seeds: list[in
 
 
 def plot_lambda(frame: pd.DataFrame, path: Path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, metric in zip(axes, ("auc", "logloss"), strict=True):
-        for task, group in frame.groupby("task", sort=False):
-            mean = group.groupby("lambda")[metric].mean()
-            ax.plot(mean.index, mean.values, marker="o", label=task)
-        ax.set(
-            xlabel="lambda",
-            ylabel=runlib.METRIC_LABELS[metric],
-            title=f"RMTL-PLE {metric} vs lambda",
-        )
-        ax.legend()
-        ax.grid(alpha=0.3)
+    """AUC and Logloss (rows) of each task (columns) against lambda, mean ± std over seeds; each
+    panel has its own y axis, since the tasks' levels differ far more than lambda moves them."""
+    tasks = list(dict.fromkeys(frame["task"]))
+    fig, axes = plt.subplots(
+        2, len(tasks), figsize=(5.5 * len(tasks), 7), squeeze=False, layout="constrained"
+    )
+    for row, metric in enumerate(("auc", "logloss")):
+        for ax, task in zip(axes[row], tasks, strict=True):
+            stats_by_lambda = frame[frame["task"] == task].groupby("lambda")[metric]
+            mean, std = stats_by_lambda.mean(), stats_by_lambda.std().fillna(0.0)
+            ax.errorbar(mean.index, mean.values, yerr=std.values, marker="o", capsize=3)
+            label = runlib.METRIC_LABELS[metric]
+            ax.set(xlabel="lambda", ylabel=label, title=f"RMTL-PLE {task} {label} vs lambda")
+            ax.grid(alpha=0.3)
     runlib.save_figure(fig, path)
 
 
