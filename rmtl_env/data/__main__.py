@@ -1,4 +1,4 @@
-"""Command line: ``python -m rmtl_env.data {prepare,stats,synth} NAME ...``."""
+"""Command line: ``python -m rmtl_env.data {prepare,stats,synth,export-official} NAME ...``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import sys
 import time
 
 from rmtl_env.data.catalog import CATALOG, load_dataset
+from rmtl_env.data.errors import DataFormatError
+from rmtl_env.data.official import export_official
 from rmtl_env.data.stats import format_statistics
 from rmtl_env.data.synthetic import SCALES, TWINS, write_twin
 
@@ -52,6 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     synth.add_argument("--scale", default="small", choices=SCALES)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--out", required=True, help="output folder")
+    export = commands.add_parser(
+        "export-official",
+        help="write the processed dataset in the official RMTL code's format (dataset/rt/...)",
+    )
+    _dataset_args(export)
+    export.add_argument("--out", required=True, help="folder to create (the official repo root)")
+    export.add_argument(
+        "--official-roles",
+        action="store_true",
+        help="write our val split to test.csv and our test split to val.csv, the roles the "
+        "unpatched official SLmain.py gives them",
+    )
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
@@ -69,6 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "prepare":
         print(f"{dataset!r}\nprocessed dataset: {dataset.meta.get('path', '(cached)')} "
               f"({time.perf_counter() - start:.1f}s)")  # fmt: skip
+    elif args.command == "export-official":
+        try:
+            export = export_official(dataset, args.out, official_roles=args.official_roles)
+        except (DataFormatError, FileExistsError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(
+            f"wrote {dataset.name} in the official RMTL format to {export.root} "
+            f"({', '.join(f'{k} {v:,}' for k, v in export.rows.items())} rows; see export.json)"
+        )
     elif args.json:
         print(json.dumps(dataset.meta["splits"], indent=2))
     else:
