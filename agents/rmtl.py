@@ -59,6 +59,10 @@ class RMTLConfig:
         weight_variant: ``rmtl`` (1 - lambda Q), ``cw`` (constant 0.5), ``wl`` (1 - lambda y Q) or
             ``nlc`` (-Q): the paper's ablations.
         normalize_weights: divide each task's weights by their batch mean.
+        polish_lr: the polish's Adam learning rate; None keeps the pretraining one (paper and
+            official code: the same 1e-3, with a fresh optimiser).
+        polish_guard: the pretrained backbone competes in the polish's early stopping (epoch 0),
+            so the polish can only keep or improve its validation AUC. Off in the paper.
         critic: the critics' dimensions and whether they share the state encoder.
         seed: seeds exploration noise and minibatch order.
     """
@@ -78,6 +82,8 @@ class RMTLConfig:
     actor_update: bool = False
     weight_variant: str = "rmtl"
     normalize_weights: bool = False
+    polish_lr: float | None = None
+    polish_guard: bool = False
     critic: CriticConfig = field(default_factory=CriticConfig)
     seed: int = 0
 
@@ -97,6 +103,8 @@ class RMTLConfig:
         for name in ("target_update_interval", "batch_size", "critic_max_epochs", "stop_patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.polish_lr is not None and not (self.polish_lr > 0 and np.isfinite(self.polish_lr)):
+            raise ValueError(f"polish_lr must be a finite number > 0, got {self.polish_lr}")
         if self.critic_fixed_epochs is not None and self.critic_fixed_epochs < 1:
             raise ValueError(f"critic_fixed_epochs must be >= 1, got {self.critic_fixed_epochs}")
 

@@ -58,12 +58,68 @@ class CategoricalEmbeddingExtractor(BaseFeaturesExtractor):
         return self.embedding(observations["categorical"].long(), observations["numerical"].float())
 
 
+class FrozenActions:
+    """The actions of a frozen actor, looked up by observation instead of recomputed.
+
+    While D-PLE's actor is frozen, SB3 still calls it (and its target) on every minibatch; the
+    answers never change, so they are computed once for every training row and then looked up by
+    the row's exact feature bytes. Observations not in the table fall back to the network.
+    """
+
+    def __init__(self, categorical: np.ndarray, numerical: np.ndarray, actions: np.ndarray) -> None:
+        keys = self.keys(categorical, numerical)
+        self.index = {key: i for i, key in enumerate(keys)}
+        self.actions = torch.as_tensor(np.asarray(actions, dtype=np.float32))
+
+    @staticmethod
+    def keys(categorical: np.ndarray, numerical: np.ndarray) -> list[bytes]:
+        rows = np.concatenate(
+            [
+                np.ascontiguousarray(categorical, dtype=np.int64).view(np.uint8),
+                np.ascontiguousarray(numerical, dtype=np.float32).view(np.uint8),
+            ],
+            axis=1,
+        )
+        return [row.tobytes() for row in rows]
+
+    def lookup(self, categorical: torch.Tensor, numerical: torch.Tensor) -> tuple[np.ndarray, list]:
+        """Table rows of each observation (-1 where absent)."""
+        keys = self.keys(categorical.cpu().numpy(), numerical.cpu().numpy())
+        return np.array([self.index.get(k, -1) for k in keys], dtype=np.int64), keys
+
+
+class ActorAdam(torch.optim.Adam):
+    """Adam that steps at ``lr_scale`` times the learning rate SB3 sets.
+
+    SB3 gives the actor and the critic one learning-rate schedule (``_update_learning_rate`` sets
+    both optimizers before each ``train``); this lets the actor learn more slowly than the critic.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, lr_scale: float = 1.0, **kwargs) -> None:
+        super().__init__(params, lr=lr, **kwargs)
+        self.lr_scale = float(lr_scale)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        base = [group["lr"] for group in self.param_groups]
+        for group in self.param_groups:
+            group["lr"] = group["lr"] * self.lr_scale
+        try:
+            return super().step(closure)
+        finally:
+            for group, lr in zip(self.param_groups, base, strict=True):
+                group["lr"] = lr  # restored exactly, not divided back
+
+
 class BackboneActor(BasePolicy):
     """A DDPG/TD3 actor that is a multi-task backbone.
 
     The backbone outputs probabilities ``p`` in ``[0, 1]``; SB3 actors emit ``[-1, 1]`` and SB3
     rescales them to the action box, so the actor returns ``2 p - 1``, which SB3 maps back to
     exactly ``p`` on ``SessionRecEnv``'s ``[0, 1]^K`` box.
+
+    :meth:`freeze` stops its weights from changing (no gradient reaches them) and, given a
+    :class:`FrozenActions` table, answers from it.
     """
 
     def __init__(
@@ -76,9 +132,41 @@ class BackboneActor(BasePolicy):
                 f"{backbone.num_tasks} tasks"
             )
         self.backbone = backbone
+        self.frozen_actions: FrozenActions | None = None
+
+    @property
+    def frozen(self) -> bool:
+        return not any(p.requires_grad for p in self.backbone.parameters())
+
+    def freeze(self, table: FrozenActions | None = None) -> None:
+        """Keep the weights fixed (SB3's optimizer then skips them); answer from ``table``."""
+        self.backbone.requires_grad_(False)
+        self.frozen_actions = table
+
+    def unfreeze(self) -> None:
+        self.backbone.requires_grad_(True)
+        self.frozen_actions = None
+
+    def _frozen_probabilities(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        categorical, numerical = obs["categorical"].long(), obs["numerical"].float()
+        rows, _ = self.frozen_actions.lookup(categorical, numerical)
+        out = torch.empty(len(rows), self.backbone.num_tasks, device=categorical.device)
+        hit = rows >= 0
+        if hit.any():
+            out[torch.as_tensor(hit)] = self.frozen_actions.actions[rows[hit]].to(out.device)
+        if not hit.all():
+            miss = torch.as_tensor(~hit)
+            was_training = self.backbone.training
+            self.backbone.eval()  # the table holds eval-mode answers; misses match them
+            out[miss] = self.backbone(categorical[miss], numerical[miss])
+            self.backbone.train(was_training)
+        return out
 
     def probabilities(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """``[B, K]`` task probabilities (the backbone's output)."""
+        if self.frozen_actions is not None:
+            with torch.no_grad():
+                return self._frozen_probabilities(obs)
         return self.backbone(obs["categorical"].long(), obs["numerical"].float())
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -102,6 +190,8 @@ class BackboneTD3Policy(TD3Policy):
     :param backbone: model-zoo name of the actor (``ple`` for D-PLE).
     :param backbone_kwargs: ``ModelConfig`` overrides for a fresh backbone.
     :param backbone_checkpoint: start the actor (and its target) from this pretrained backbone.
+    :param actor_lr_scale: the actor's learning rate as a multiple of the algorithm's (which the
+        critic uses), through :class:`ActorAdam`.
     :param features_extractor_kwargs: for the critics' ``CategoricalEmbeddingExtractor``.
     """
 
@@ -113,11 +203,13 @@ class BackboneTD3Policy(TD3Policy):
         backbone: str = "ple",
         backbone_kwargs: dict | None = None,
         backbone_checkpoint: str | Path | None = None,
+        actor_lr_scale: float = 1.0,
         **kwargs,
     ) -> None:
         self.backbone_name = backbone
         self.backbone_kwargs = dict(backbone_kwargs or {})
         self.backbone_checkpoint = backbone_checkpoint
+        self.actor_lr_scale = float(actor_lr_scale)
         kwargs.setdefault("features_extractor_class", CategoricalEmbeddingExtractor)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
@@ -135,10 +227,20 @@ class BackboneTD3Policy(TD3Policy):
             )
         return BackboneActor(self.observation_space, self.action_space, backbone).to(self.device)
 
+    def _build(self, lr_schedule) -> None:
+        super()._build(lr_schedule)
+        self.actor.optimizer = ActorAdam(
+            self.actor.parameters(),
+            lr=lr_schedule(1),
+            lr_scale=self.actor_lr_scale,
+            **self.optimizer_kwargs,
+        )
+
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return {
             **super()._get_constructor_parameters(),
             "backbone": self.backbone_name,
             "backbone_kwargs": self.backbone_kwargs,
             "backbone_checkpoint": self.backbone_checkpoint,
+            "actor_lr_scale": self.actor_lr_scale,
         }

@@ -53,6 +53,10 @@ METHODS = [*SUPERVISED, "d-ple", *RMTL]
 RUN_ORDER = ["single_task", "shared_bottom", "esmm", "rmtl-esmm", "mmoe", "rmtl-mmoe", "ple",
              "rmtl-ple", "d-ple"]  # fmt: skip
 LAMBDAS = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0]
+# The polish study: RMTL and its constant-weight control retrained from the backbone at a tenth
+# of the pretraining learning rate, the backbone competing in early stopping (the guard).
+POLISH_BACKBONE, POLISH_LR = "esmm", 1e-4
+POLISH_FLAGS = ("--polish-lr", str(POLISH_LR), "--polish-guard")
 PROFILES = {
     # Paper dimensions, early stopping, critics to convergence; small twins.
     "full": {"scale": "small", "seeds": [0, 1, 2, 3, 4], "model": [], "rmtl": [], "dple": []},
@@ -63,7 +67,7 @@ PROFILES = {
         "model": ["--embed-dim", "8", "--bottom-dims", "16", "8", "--tower-dims", "8",
                   "--epochs", "2", "--batch-size", "512"],
         "rmtl": ["--critic-embed-dim", "8", "--critic-batch-size", "512", "--critic-epochs", "2"],
-        "dple": ["--total-steps", "200", "--learning-starts", "100", "--batch-size", "32"],
+        "dple": ["--actor-steps", "200", "--actor-batch-size", "32", "--critic-batch-size", "256"],
     },
 }  # fmt: skip
 
@@ -86,7 +90,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the profile's")
     p.add_argument("--profile", choices=sorted(PROFILES), default="full")
     p.add_argument(
-        "--study", choices=["table1", "ablation", "transfer", "lambda"], default="table1"
+        "--study",
+        choices=["table1", "ablation", "transfer", "lambda", "polish"],
+        default="table1",
     )
     p.add_argument("--out", type=Path, default=Path("runs/benchmark"), help="benchmark folder")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -190,8 +196,15 @@ class Cells:
         return self.run(folder, rmtl_ddpg, flags)
 
     def critics(self, dataset: str, seed: int, model: str) -> Path:
+        """The critics of the ``rmtl-<model>`` cell, rerun (same seed, same critics) if its
+        summary came here without its checkpoints."""
+        folder = self.folder(dataset, seed, f"rmtl-{model}")
+        path = folder / "checkpoints" / "critics.pt"
+        if (folder / "metrics.json").is_file() and not path.is_file() and not self.args.report_only:
+            print(f"{folder.relative_to(self.root)}: no critics checkpoint; rerun")
+            (folder / "metrics.json").unlink()
         self.rmtl(dataset, seed, model, f"rmtl-{model}")
-        return self.folder(dataset, seed, f"rmtl-{model}") / "checkpoints" / "critics.pt"
+        return path
 
     def dple(self, dataset: str, seed: int) -> dict:
         folder = self.folder(dataset, seed, "d-ple")
@@ -381,6 +394,11 @@ STUDY_TITLES = {
     "(target); the diagonal is RMTL itself",
     "lambda": "RMTL-PLE polished with the RMTL-PLE critics at each lambda (weight 1 - lambda Q; "
     "lambda 0 is unweighted retraining)",
+    "polish": f"RMTL-{POLISH_BACKBONE.upper()} polished so that retraining cannot overshoot: "
+    f"learning rate {POLISH_LR:g} (a tenth of pretraining's) and the pretrained backbone "
+    "competing in the polish's early stopping (the guard). `polish-rmtl` weights each loss "
+    "1 - lambda Q with the RMTL critics, `polish-cw` is its constant-weight control (0.5) under "
+    "the same schedule, `rmtl` the faithful polish (Table 1), `backbone` the pretrained model",
 }
 
 
@@ -396,6 +414,7 @@ def study(cells: Cells, args: argparse.Namespace, seeds: list[int]) -> None:
             f"{STUDY_TITLES[args.study]}. Test split, mean ± std over model seeds {seeds}.",
             "",
             tables.study_markdown(frame, args.study),
+            *([polish_comparisons(frame)] if args.study == "polish" else []),
             provenance(cells, {dataset: list(cells.used)}),
         ]
     )
@@ -405,6 +424,27 @@ def study(cells: Cells, args: argparse.Namespace, seeds: list[int]) -> None:
     elif args.study == "transfer":
         plot_transfer(frame, cells.root / "study_transfer.png")
     print(text)
+
+
+def polish_comparisons(frame: pd.DataFrame) -> str:
+    """Paired t-tests of the polish study: the weighting (RMTL vs CW under the same schedule) and
+    each against the backbone."""
+    results = {
+        variant: [
+            {t: dict(g.loc[g["task"] == t, list(runlib.METRICS)].iloc[0]) for t in g["task"]}
+            for _, g in group.groupby("seed", sort=True)
+        ]
+        for variant, group in frame.groupby("variant", sort=False)
+    }
+    tasks = list(dict.fromkeys(frame["task"]))
+    rows = tables.comparison_rows(
+        results, {"polish-rmtl": "polish-cw", "polish-cw": "backbone"}, tasks
+    ) + tables.comparison_rows(results, {"polish-rmtl": "backbone"}, tasks)
+    return (
+        "\nPaired comparisons over seeds (`*`: two-sided paired t-test p < 0.05):\n\n"
+        + tables.comparison_markdown(rows)
+        + "\n"
+    )
 
 
 def study_rows(cells: Cells, args: argparse.Namespace, seed: int) -> list[dict]:
@@ -448,6 +488,23 @@ def study_rows(cells: Cells, args: argparse.Namespace, seed: int) -> list[dict]:
                     }
                     for t, m in res[f"rmtl-{target}"].items()
                 ]
+    elif args.study == "polish":
+        b = POLISH_BACKBONE
+        critics = cells.critics(dataset, seed, b)
+        variants = {
+            "backbone": base[b],
+            "rmtl": cells.rmtl(dataset, seed, b, f"rmtl-{b}")[f"rmtl-{b}"],
+        }
+        for v in ("rmtl", "cw"):
+            variants[f"polish-{v}"] = cells.rmtl(
+                dataset, seed, b, f"polish-{v}", *POLISH_FLAGS, "--weight-variant", v,
+                "--critics-from", str(critics),
+            )[f"rmtl-{b}"]  # fmt: skip
+        rows += [
+            {"seed": seed, "variant": v, "task": t, **m}
+            for v, r in variants.items()
+            for t, m in r.items()
+        ]
     else:
         critics = cells.critics(dataset, seed, "ple")
         for lam in LAMBDAS:

@@ -20,10 +20,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
-import gymnasium as gym
 import matplotlib.pyplot as plt
 import pandas as pd
 
@@ -31,7 +30,6 @@ import rmtl_env  # noqa: F401 -- registers SessionRecEnv-v0
 import runlib
 from agents.checkpoint import load_critic, load_model, save_critic, save_model
 from agents.critic import CriticConfig
-from agents.dple import DPLEConfig, actor_backbone, make_dple, train_dple
 from agents.models import MODELS, build_model
 from agents.rmtl import WEIGHT_VARIANTS, RMTLAgent, build_replay, official_config, paper_config
 from agents.runtime import flush_denormals, resolve_device, seed_everything
@@ -53,6 +51,7 @@ RMTL_FLAGS = {  # flag dest -> RMTLConfig field; None means "keep the preset's v
     "stop_patience": "stop_patience",
     "target_update_interval": "target_update_interval",
     "weight_variant": "weight_variant",
+    "polish_lr": "polish_lr",
 }
 
 
@@ -122,19 +121,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="rescale each task's weights to batch mean 1",
     )
     rl.add_argument(
+        "--polish-lr",
+        type=float,
+        help="the polish's learning rate (default: --lr, as the paper and the official code)",
+    )
+    rl.add_argument(
+        "--polish-guard",
+        action="store_true",
+        help="the pretrained backbone competes in the polish's early stopping (epoch 0)",
+    )
+    rl.add_argument(
         "--critics-from",
         type=Path,
         default=None,
         help="polish with critics trained elsewhere (transferability); skips stage 3",
-    )
-    baseline = p.add_argument_group("D-PLE baseline row (stock SB3 DDPG, see train/dple_sb3.py)")
-    baseline.add_argument(
-        "--with-dple",
-        action="store_true",
-        help="also train D-PLE from the same pretrained backbone and add its row",
-    )
-    baseline.add_argument(
-        "--dple-steps", type=int, default=DPLEConfig().total_steps, help="D-PLE env steps"
     )
     return p.parse_args(argv)
 
@@ -155,6 +155,7 @@ def rmtl_config(args: argparse.Namespace):
         critic=critic,
         actor_update=args.actor_update,
         normalize_weights=args.normalize_weights,
+        polish_guard=args.polish_guard,
         seed=args.seed,
     )
 
@@ -290,11 +291,16 @@ def main(argv: list[str] | None = None) -> int:
     if polish is None:
         seed_everything(args.seed)
         polished = load_model(checkpoints / "backbone.pt", device)
+        polish_config = replace(
+            train_config,
+            lr=train_config.lr if config.polish_lr is None else config.polish_lr,
+            keep_initial=config.polish_guard,
+        )
         history = train_model(
             polished,
             train,
             val,
-            train_config,
+            polish_config,
             loss_weights=agent.polish_weights(),
             progress=progress,
             description=f"polish {args.backbone}",
@@ -309,28 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         polish = stages.finish("polish", started, history=history)
     polished = load_model(checkpoints / "rmtl_backbone.pt", device)
 
-    # Optional baseline: D-PLE (stock SB3 DDPG) from the same pretrained backbone.
-    dple = None
-    if args.with_dple:
-        started = time.perf_counter()
-        if stages.done("dple") is None:
-            env = gym.make("SessionRecEnv-v0", dataset=dataset, split="train")
-            dple_config = DPLEConfig(total_steps=args.dple_steps)
-            ddpg = make_dple(
-                env, dple_config, checkpoints / "backbone.pt", seed=args.seed, device=str(device)
-            )
-            steps_per_second = train_dple(ddpg, dple_config, progress=progress)
-            save_model(actor_backbone(ddpg), checkpoints / "dple_backbone.pt", tasks=tasks)
-            stages.finish(
-                "dple", started, env_steps_per_second=steps_per_second, config=dple_config.to_dict()
-            )
-        dple = load_model(checkpoints / "dple_backbone.pt", device)
-
     # Stage 5: evaluate on the test split.
     started = time.perf_counter()
     results = {args.backbone: evaluate(backbone, test)}
-    if dple is not None:
-        results[f"d-{args.backbone}"] = evaluate(dple, test)
     results[f"rmtl-{args.backbone}"] = evaluate(polished, test)
     oracle = oracle_metrics(test)
     if oracle is not None:

@@ -149,7 +149,9 @@ def plot_learning_curves(
     fig, (ax_loss, ax_auc) = plt.subplots(1, 2, figsize=(11, 4))
     for name, history in histories.items():
         epochs = [h["epoch"] for h in history]
-        ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o", label=name)
+        ax_loss.plot(
+            epochs, [h.get("train_loss", math.nan) for h in history], marker="o", label=name
+        )
         ax_auc.plot(epochs, [h["val_auc"] for h in history], marker="o", label=name)
     ax_loss.set(xlabel="epoch", ylabel="training loss (mean BCE over tasks)", title="Training loss")
     ax_auc.set(xlabel="epoch", ylabel="mean validation AUC", title="Validation AUC")
@@ -284,3 +286,64 @@ def load_splits(args: argparse.Namespace) -> tuple[SessionDataset, SplitData, Sp
     params = {"scale": args.scale, "seed": args.data_seed} if synthetic else {}
     dataset = load_dataset(args.dataset, data_dir=args.data_dir, **params)
     return dataset, *(dataset.split(name) for name in ("train", "val", "test"))
+
+
+def attribute_docs(cls: type) -> dict[str, str]:
+    """``{field: text}`` from the ``Attributes:`` section of a dataclass docstring (a line
+    ``a, b: text`` documents both fields; continuation lines are joined)."""
+    docs: dict[str, str] = {}
+    names: list[str] = []
+    section = (cls.__doc__ or "").split("Attributes:", 1)[-1]
+    for line in section.splitlines():
+        text = line.strip()
+        head, sep, rest = text.partition(": ")
+        candidates = [n.strip() for n in head.split(",")]
+        if sep and all(n.isidentifier() for n in candidates):
+            names = candidates
+            for name in names:
+                docs[name] = rest
+        elif text and names:
+            for name in names:
+                docs[name] += " " + text
+    return docs
+
+
+def add_dataclass_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type,
+    skip: Sequence[str] = (),
+    prefix: str = "",
+) -> list[str]:
+    """One ``--<prefix><field>`` flag per field of dataclass ``cls`` (default: the field's
+    default, help: its docstring line); returns the argparse destinations, in field order."""
+    import dataclasses
+
+    docs, dests = attribute_docs(cls), []
+    defaults = cls()
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        default = getattr(defaults, f.name)
+        flag = "--" + (prefix + f.name).replace("_", "-")
+        kwargs: dict = {"default": default, "help": f"{docs.get(f.name, '')} (default {default})"}
+        if isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif isinstance(default, tuple):
+            kwargs.update(type=type(default[0]), nargs="+")
+        else:
+            kwargs["type"] = type(default)
+        action = parser.add_argument(flag, **kwargs)
+        dests.append(action.dest)
+    return dests
+
+
+def dataclass_from_args(cls: type, args: argparse.Namespace, prefix: str = "", **fixed):
+    """An instance of ``cls`` from the flags of :func:`add_dataclass_arguments`."""
+    import dataclasses
+
+    values = {
+        f.name: getattr(args, prefix + f.name)
+        for f in dataclasses.fields(cls)
+        if hasattr(args, prefix + f.name)
+    }
+    return cls(**{**values, **fixed})

@@ -184,7 +184,7 @@ def study_markdown(frame: pd.DataFrame, study: str) -> str:
                 + "\n".join([header, "|---|" + "---|" * len(matrix.columns), *body])
             )
         return "\n\n".join(parts) + "\n"
-    key = "variant" if study == "ablation" else "lambda"
+    key = "lambda" if study == "lambda" else "variant"
     summary = frame.groupby([key, "task"], sort=False)[list(METRICS)].agg(["mean", "std"])
     lines = [
         f"| {key} | task | " + " | ".join(METRIC_LABELS[m] for m in METRICS) + " |",

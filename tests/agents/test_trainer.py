@@ -103,3 +103,20 @@ def test_flushing_subnormals_zeroes_them_and_keeps_normal_numbers() -> None:
     finally:
         torch.set_flush_denormal(False)
     assert not denormals_flushed()
+
+
+def test_keep_initial_lets_the_starting_weights_win_early_stopping(kr_tiny) -> None:
+    """The polish guard: a run that only gets worse restores the weights it started from."""
+    dataset, train, val, _ = kr_tiny
+    model, _ = fit(kr_tiny, max_epochs=6)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    start_auc = np.mean([m["auc"] for m in evaluate(model, val).values()])
+    # A learning rate far too large: every epoch lands below the starting point.
+    config = TrainConfig(lr=0.5, batch_size=256, max_epochs=3, patience=2, keep_initial=True)
+    result = train_model(model, train, val, config, progress=False)
+    assert result.best_epoch == 0 and result.history[0] == {"epoch": 0, "val_auc": start_auc}
+    assert result.best_val_auc == pytest.approx(start_auc)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, start[key])
+    unguarded = train_model(model, train, val, TrainConfig(lr=0.5, batch_size=256, max_epochs=2))
+    assert unguarded.best_epoch >= 1  # without the guard the best polished epoch is kept

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -247,6 +248,25 @@ def test_lambda_study_sweeps_every_lambda(quick) -> None:
     # The weights differ between lambdas, so the polished models do too.
     assert frame.groupby("task")["auc"].nunique().min() > 1
     assert (root / "study_lambda.png").stat().st_size > 0
+
+
+def test_polish_study_compares_rmtl_with_cw_under_the_guarded_schedule(quick) -> None:
+    root, _ = quick
+    cell = root / "kuairand-synthetic" / "seed0" / "rmtl-esmm"
+    before = json.loads((cell / "metrics.json").read_text())["test"]
+    (cell / "checkpoints" / "critics.pt").unlink()  # carried without checkpoints: rerun it
+    done = run_benchmark(root.parent, "--study", "polish", "--datasets", "kuairand-synthetic")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "rmtl-esmm: no critics checkpoint; rerun" in done.stdout
+    # Same seed, same thread count: the same critics, so the same polished numbers.
+    assert json.loads((cell / "metrics.json").read_text())["test"] == before
+    frame = pd.read_csv(root / "study_polish.csv")
+    assert list(dict.fromkeys(frame["variant"])) == ["backbone", "rmtl", "polish-rmtl", "polish-cw"]
+    config = (root / "kuairand-synthetic" / "seed0" / "polish-cw" / "config.json").read_text()
+    assert '"polish_lr": 0.0001' in config and '"polish_guard": true' in config
+    assert '"weight_variant": "cw"' in config
+    text = (root / "study_polish.md").read_text()
+    assert "| polish-cw | " in text and "Paired comparisons" in text
 
 
 def test_report_only_tabulates_finished_seeds_and_runs_nothing(quick) -> None:

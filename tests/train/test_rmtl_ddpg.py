@@ -37,8 +37,6 @@ TINY = [
     "--no-progress",
 ]
 
-WITH_DPLE = ["--with-dple", "--dple-steps", "200"]
-
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -51,17 +49,17 @@ def finished_run(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Path, subprocess.CompletedProcess]:
     run_dir = tmp_path_factory.mktemp("rmtl") / "run"
-    done = run(*TINY, *WITH_DPLE, "--backbone", "esmm", "--seed", "2", "--run-dir", str(run_dir))
+    done = run(*TINY, "--backbone", "esmm", "--seed", "2", "--run-dir", str(run_dir))
     assert done.returncode == 0, done.stderr
     return run_dir, done
 
 
 def test_writes_the_run_folder_and_prints_the_table(finished_run) -> None:
     run_dir, done = finished_run
-    for line in ("esmm ", "d-esmm", "rmtl-esmm", "oracle", "is_click:AUC", "long_view:s-Logloss"):
+    for line in ("esmm ", "rmtl-esmm", "oracle", "is_click:AUC", "long_view:s-Logloss"):
         assert line in done.stdout
     metrics = pd.read_csv(run_dir / "metrics.csv")
-    assert list(dict.fromkeys(metrics["method"])) == ["esmm", "d-esmm", "rmtl-esmm", "oracle"]
+    assert list(dict.fromkeys(metrics["method"])) == ["esmm", "rmtl-esmm", "oracle"]
     assert metrics[["auc", "logloss", "s_logloss"]].notna().all().all()
     config = json.loads((run_dir / "config.json").read_text())
     assert config["rmtl"]["gamma"] == 0.95 and config["rmtl"]["lam"] == 0.7
@@ -71,16 +69,16 @@ def test_writes_the_run_folder_and_prints_the_table(finished_run) -> None:
     for plot in ("critic_training", "loss_weights", "learning_curves", "metrics"):
         assert (run_dir / f"{plot}.png").stat().st_size > 1000
     summary = json.loads((run_dir / "metrics.json").read_text())
-    assert set(summary["stage_seconds"]) == {"pretrain", "critics", "polish", "dple", "evaluate"}
+    assert set(summary["stage_seconds"]) == {"pretrain", "critics", "polish", "evaluate"}
     assert summary["loss_weights_train"]["is_click"]["min"] >= 1.0
     assert len(pd.read_csv(run_dir / "critic_history.csv")) == 3
 
 
 def test_rerun_resumes_from_finished_stages(finished_run) -> None:
     run_dir, first = finished_run
-    again = run(*TINY, *WITH_DPLE, "--backbone", "esmm", "--seed", "2", "--run-dir", str(run_dir))
+    again = run(*TINY, "--backbone", "esmm", "--seed", "2", "--run-dir", str(run_dir))
     assert again.returncode == 0, again.stderr
-    for stage in ("pretrain", "critics", "polish", "dple"):
+    for stage in ("pretrain", "critics", "polish"):
         assert f"[{stage}] already finished" in again.stdout
     table = lambda out: out[out.index("Test split") : out.index("Stage wall time")]  # noqa: E731
     assert table(again.stdout) == table(first.stdout)
