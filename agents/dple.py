@@ -72,7 +72,7 @@ class DPLEConfig:
     stop_rel_tol: float = 0.01
     stop_patience: int = 2
     actor_steps: int = 2_000
-    actor_lr: float = 1e-5
+    actor_lr: float = 1e-6
     policy_delay: int = 2
     actor_batch_size: int = 256
     train_freq: int = 4

@@ -40,6 +40,8 @@ class TrainConfig:
         max_epochs, patience: stop after ``patience`` epochs without a mean validation AUC gain,
             or at ``max_epochs``; the best epoch's weights are restored.
         eval_batch_size: rows per forward pass when scoring the validation split.
+        shuffle: reshuffle the training rows every epoch (the official code keeps them in file
+            order, i.e. session and time order).
         keep_initial: let the starting weights compete in early stopping (scored as epoch 0):
             if no epoch beats them they are restored. Off in the paper; RMTL's polish guard.
         seed: seeds the per-epoch shuffling.
@@ -51,6 +53,7 @@ class TrainConfig:
     max_epochs: int = 50
     patience: int = 2
     eval_batch_size: int = 16384
+    shuffle: bool = True
     keep_initial: bool = False
     seed: int = 0
 
@@ -179,7 +182,10 @@ def train_model(
     for epoch in range(1, config.max_epochs + 1):
         start = time.perf_counter()
         model.train()
-        order = torch.randperm(len(train), generator=generator).to(device)
+        if config.shuffle:
+            order = torch.randperm(len(train), generator=generator).to(device)
+        else:
+            order = torch.arange(len(train), device=device)
         batches = range(0, len(train), config.batch_size)
         bar = tqdm(batches, desc=f"{description} epoch {epoch}", disable=not progress, leave=False)
         total_loss = torch.zeros((), device=device)

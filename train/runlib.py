@@ -246,6 +246,11 @@ def add_training_arguments(parser: argparse.ArgumentParser | argparse._ArgumentG
     parser.add_argument("--batch-size", type=int, default=2048, help="training minibatch")
     parser.add_argument("--lr", type=float, default=1e-3, help="backbone Adam learning rate")
     parser.add_argument("--weight-decay", type=float, default=1e-6, help="Adam weight decay")
+    parser.add_argument(
+        "--no-shuffle",
+        action="store_true",
+        help="keep the training rows in session and time order every epoch (the official code)",
+    )
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -256,6 +261,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         batch_size=args.batch_size,
         max_epochs=args.epochs,
         patience=args.patience,
+        shuffle=not args.no_shuffle,
         seed=args.seed,
     )
 
