@@ -166,11 +166,18 @@ class Stages:
     def __init__(self, run_dir: Path) -> None:
         self.folder = run_dir / "stages"
         self.seconds: dict[str, float] = {}
+        self.ran_this_time = False
 
-    def done(self, name: str) -> dict | None:
+    def done(self, name: str, output: Path) -> dict | None:
+        """The record of stage ``name`` if it finished and its ``output`` is still there."""
         path = self.folder / f"{name}.json"
         if not path.is_file():
             return None
+        if not output.is_file():
+            print(f"[{name}] finished before, but {output} is missing; running it again")
+            return None
+        if self.ran_this_time:
+            return None  # an earlier stage was just redone: everything after it is stale
         record = runlib.read_json(path)
         self.seconds[name] = record.get("seconds", 0.0)
         print(f"[{name}] already finished in this run folder; reusing it")
@@ -178,6 +185,7 @@ class Stages:
 
     def finish(self, name: str, started: float, **record) -> dict:
         self.seconds[name] = time.perf_counter() - started
+        self.ran_this_time = True
         record = {"seconds": self.seconds[name], **record}
         runlib.write_json(self.folder / f"{name}.json", record)
         print(f"[{name}] done in {self.seconds[name]:.1f} s")
@@ -227,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Stage 1: pretrain the backbone (the actor).
     started = time.perf_counter()
-    pretrain = stages.done("pretrain")
+    pretrain = stages.done("pretrain", checkpoints / "backbone.pt")
     if pretrain is None:
         if args.backbone_checkpoint is not None:
             backbone = load_model(args.backbone_checkpoint, device)
@@ -256,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     # Stage 2 and 3: replay of the training split, then the critics.
     started = time.perf_counter()
     train_probs = None  # the frozen backbone's predictions on train, computed at most once
-    critics = stages.done("critics")
+    critics = stages.done("critics", checkpoints / "critics.pt")
     if critics is None:
         if args.critics_from is not None:
             agent = RMTLAgent(backbone, config, critic=load_critic(args.critics_from, device))
@@ -287,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     if train_probs is None:
         train_probs = predict(backbone, train)
     initial_weights = agent.polish_weights_on(train, train_probs)
-    polish = stages.done("polish")
+    polish = stages.done("polish", checkpoints / "rmtl_backbone.pt")
     if polish is None:
         seed_everything(args.seed)
         polished = load_model(checkpoints / "backbone.pt", device)

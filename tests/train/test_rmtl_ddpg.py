@@ -84,6 +84,21 @@ def test_rerun_resumes_from_finished_stages(finished_run) -> None:
     assert table(again.stdout) == table(first.stdout)
 
 
+def test_a_stage_whose_output_is_gone_is_redone_with_everything_after_it(finished_run) -> None:
+    run_dir, first = finished_run
+    (run_dir / "checkpoints" / "critics.pt").unlink()
+    again = run(*TINY, "--backbone", "esmm", "--seed", "2", "--run-dir", str(run_dir))
+    assert again.returncode == 0, again.stderr
+    assert "[pretrain] already finished" in again.stdout
+    assert (
+        "[critics] finished before, but" in again.stdout and "critics.pt is missing" in again.stdout
+    )
+    assert "[critics] done in" in again.stdout and "[polish] done in" in again.stdout
+    assert (run_dir / "checkpoints" / "critics.pt").is_file()
+    table = lambda out: out[out.index("Test split") : out.index("Stage wall time")]  # noqa: E731
+    assert table(again.stdout) == table(first.stdout)  # same seed: the same critics and polish
+
+
 def test_a_different_configuration_is_refused(finished_run) -> None:
     run_dir, _ = finished_run
     done = run(
