@@ -75,7 +75,7 @@ class DPLEConfig:
     actor_lr: float = 1e-6
     policy_delay: int = 2
     actor_batch_size: int = 256
-    train_freq: int = 4
+    train_freq: int = 8
     gradient_steps: int = 1
     action_noise: float = 0.1
     gamma: float = 0.95
