@@ -25,6 +25,7 @@ import argparse
 import datetime
 import multiprocessing
 import shlex
+import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -176,7 +177,7 @@ class Cells:
         lost = (folder / "metrics.json").is_file() and not checkpoint.is_file()
         if will_run and lost and not self.args.report_only:
             print(f"{folder.relative_to(self.root)}: no checkpoint for {for_cell.name}; retrain")
-            (folder / "metrics.json").unlink()
+            shutil.rmtree(folder)  # its summary is stale; a fresh run folder, not a resume
         flags = [*self.common(dataset, seed), "--model", model, *self.profile["model"]]
         return checkpoint, self.run(folder, mtl_baselines, flags)
 
@@ -202,7 +203,7 @@ class Cells:
         path = folder / "checkpoints" / "critics.pt"
         if (folder / "metrics.json").is_file() and not path.is_file() and not self.args.report_only:
             print(f"{folder.relative_to(self.root)}: no critics checkpoint; rerun")
-            (folder / "metrics.json").unlink()
+            shutil.rmtree(folder)  # a fresh run folder: the old config may predate new options
         self.rmtl(dataset, seed, model, f"rmtl-{model}")
         return path
 
