@@ -212,18 +212,24 @@ def load_logged_transitions(model: TD3, replay) -> int:
     return n
 
 
-def mean_q_at_actor(model: TD3, data: SplitData, batch_size: int = 16384) -> float:
-    """The critic's mean ``Q(s, pi(s))`` over ``data``'s rows (actor and critic in eval mode)."""
+def mean_q_at_actor(
+    model: TD3, data: SplitData, probs: np.ndarray | None = None, batch_size: int = 16384
+) -> float:
+    """The critic's mean ``Q(s, pi(s))`` over ``data``'s rows (actor and critic in eval mode);
+    ``probs``: the actor's probabilities on those rows when already known (a frozen actor)."""
     policy = model.policy
     policy.set_training_mode(False)
 
     @torch.no_grad()
-    def q(categorical, numerical):
+    def q(categorical, numerical, *known):
         obs = {"categorical": categorical.float(), "numerical": numerical}
-        return policy.critic.q1_forward(obs, policy.actor(obs))
+        actions = known[0] if known else policy.actor(obs)  # SB3's [-1, 1] units
+        return policy.critic.q1_forward(obs, actions)
 
-    values = map_batches(q, policy.device, batch_size, data.categorical, data.numerical)
-    return float(values.mean())
+    arrays = (data.categorical, data.numerical)
+    if probs is not None:
+        arrays += (policy.scale_action(np.asarray(probs)).astype(np.float32),)
+    return float(map_batches(q, policy.device, batch_size, *arrays).mean())
 
 
 def train_dple(
@@ -263,7 +269,7 @@ def train_dple(
     policy.actor_target.load_state_dict(policy.actor.state_dict())
     policy.actor.unfreeze()
     policy.actor_target.unfreeze()
-    mean_q_before = mean_q_at_actor(model, train)
+    mean_q_before = mean_q_at_actor(model, train, clean)  # the frozen actor's actions: known
 
     # Phase 2: the actor moves, online, at its own learning rate.
     updates_before, started = model._n_updates, time.perf_counter()

@@ -36,8 +36,8 @@ from agents.checkpoint import load_model, save_model
 from agents.dple import DPLEConfig, actor_backbone, make_dple, train_dple
 from agents.models import MODELS, build_model
 from agents.runtime import flush_denormals, resolve_device, seed_everything
-from agents.trainer import evaluate, predict, train_model
-from rmtl_env.metrics import oracle_metrics
+from agents.trainer import predict, train_model
+from rmtl_env.metrics import oracle_metrics, task_metrics
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if checkpoint is not None:
         backbone = load_model(checkpoint, device)
-        results[args.backbone] = evaluate(backbone, test)
         start_probs = predict(backbone, test)
+        results[args.backbone] = task_metrics(test.labels, start_probs, test.session_id, test.tasks)
 
     # 2-3. Critic phase (actor frozen), then actor phase, on the registered environment.
     env = gym.make("SessionRecEnv-v0", dataset=dataset, split="train")
@@ -146,10 +146,13 @@ def main(argv: list[str] | None = None) -> int:
 
     # 4. Evaluate as predictors.
     started = time.perf_counter()
-    results[f"d-{args.backbone}"] = evaluate(dple, test)
+    dple_probs = predict(dple, test)
+    results[f"d-{args.backbone}"] = task_metrics(
+        test.labels, dple_probs, test.session_id, test.tasks
+    )
     moved = None
     if checkpoint is not None:
-        moved = float(np.abs(predict(dple, test) - start_probs).mean())
+        moved = float(np.abs(dple_probs - start_probs).mean())
         print(f"mean |D-PLE - PLE| test prediction: {moved:.3g}")
     oracle = oracle_metrics(test)
     if oracle is not None:
