@@ -82,10 +82,10 @@ class FrozenActions:
         )
         return [row.tobytes() for row in rows]
 
-    def lookup(self, categorical: torch.Tensor, numerical: torch.Tensor) -> tuple[np.ndarray, list]:
+    def lookup(self, categorical: torch.Tensor, numerical: torch.Tensor) -> np.ndarray:
         """Table rows of each observation (-1 where absent)."""
         keys = self.keys(categorical.cpu().numpy(), numerical.cpu().numpy())
-        return np.array([self.index.get(k, -1) for k in keys], dtype=np.int64), keys
+        return np.array([self.index.get(k, -1) for k in keys], dtype=np.int64)
 
 
 class ActorAdam(torch.optim.Adam):
@@ -149,7 +149,7 @@ class BackboneActor(BasePolicy):
 
     def _frozen_probabilities(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         categorical, numerical = obs["categorical"].long(), obs["numerical"].float()
-        rows, _ = self.frozen_actions.lookup(categorical, numerical)
+        rows = self.frozen_actions.lookup(categorical, numerical)
         out = torch.empty(len(rows), self.backbone.num_tasks, device=categorical.device)
         hit = rows >= 0
         if hit.any():

@@ -7,6 +7,7 @@ per method x task), ``checkpoints/`` and PNG plots. Every write is atomic.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -322,8 +323,6 @@ def add_dataclass_arguments(
 ) -> list[str]:
     """One ``--<prefix><field>`` flag per field of dataclass ``cls`` (default: the field's
     default, help: its docstring line); returns the argparse destinations, in field order."""
-    import dataclasses
-
     docs, dests = attribute_docs(cls), []
     defaults = cls()
     for f in dataclasses.fields(cls):
@@ -345,8 +344,6 @@ def add_dataclass_arguments(
 
 def dataclass_from_args(cls: type, args: argparse.Namespace, prefix: str = "", **fixed):
     """An instance of ``cls`` from the flags of :func:`add_dataclass_arguments`."""
-    import dataclasses
-
     values = {
         f.name: getattr(args, prefix + f.name)
         for f in dataclasses.fields(cls)
