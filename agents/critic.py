@@ -23,7 +23,7 @@ from torch import nn
 from agents.models.layers import MLP, FeatureEmbedding, Tower
 
 
-@dataclass
+@dataclass(frozen=True)
 class CriticConfig:
     """Critic dimensions; the defaults follow the official ``CriticNeg`` (embedding 128, bottom
     512-256, head 128-64-1, dropout 0.2).
@@ -43,8 +43,8 @@ class CriticConfig:
     independent: bool = False
 
     def __post_init__(self) -> None:
-        self.bottom_dims = tuple(int(d) for d in self.bottom_dims)
-        self.head_dims = tuple(int(d) for d in self.head_dims)
+        object.__setattr__(self, "bottom_dims", tuple(int(d) for d in self.bottom_dims))
+        object.__setattr__(self, "head_dims", tuple(int(d) for d in self.head_dims))
         if not self.bottom_dims or min(self.bottom_dims) < 1 or self.embed_dim < 1:
             raise ValueError("CriticConfig needs embed_dim >= 1 and non-empty positive bottom_dims")
         if not 0.0 <= self.dropout < 1.0:

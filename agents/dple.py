@@ -5,7 +5,7 @@ the actor starts from the pretrained backbone and stays **frozen until the criti
 converged**, and only then moves.
 
 1. **Critic phase.** Every logged training transition, with the frozen actor's noisy actions
-   (the replay RMTL's critics train on, ``agents.rmtl.build_replay``), is loaded into SB3's replay
+   (the replay RMTL's critics train on, ``agents.replay.build_replay``), is loaded into SB3's replay
    buffer; SB3's own ``train`` then runs epoch after epoch (``len(replay) / critic_batch_size``
    gradient steps each) until the epoch critic loss converges (RMTL's ``ConvergenceStopper``).
    The actor receives no gradient, and the answers of the frozen actor and its target are looked
@@ -35,13 +35,14 @@ from stable_baselines3.common.noise import NormalActionNoise
 from tqdm.auto import tqdm
 
 from agents.models import MultiTaskModel
-from agents.rmtl import ConvergenceStopper, build_replay
+from agents.replay import build_replay
+from agents.rmtl import ConvergenceStopper
 from agents.sb3 import BackboneTD3Policy, FrozenActions
 from agents.trainer import map_batches, predict
 from rmtl_env.data.dataset import SplitData
 
 
-@dataclass
+@dataclass(frozen=True)
 class DPLEConfig:
     """D-PLE's settings; gamma, the critic learning rate and the stopper are RMTL's.
 
@@ -85,7 +86,7 @@ class DPLEConfig:
     critic_net_arch: tuple[int, ...] = (256, 128)
 
     def __post_init__(self) -> None:
-        self.critic_net_arch = tuple(int(d) for d in self.critic_net_arch)
+        object.__setattr__(self, "critic_net_arch", tuple(int(d) for d in self.critic_net_arch))
         for name in ("critic_batch_size", "critic_max_epochs", "stop_patience", "policy_delay",
                      "actor_batch_size", "train_freq", "gradient_steps"):  # fmt: skip
             if getattr(self, name) < 1:
@@ -192,7 +193,7 @@ def make_dple(
 
 
 def load_logged_transitions(model: TD3, replay) -> int:
-    """Write every transition of an ``agents.rmtl.Replay`` into ``model``'s replay buffer, as SB3
+    """Write every transition of an ``agents.replay.Replay`` into ``model``'s replay buffer, as SB3
     stores them (actions scaled to ``[-1, 1]``, the scalar reward summed over tasks)."""
     buffer, t = model.replay_buffer, replay.transitions
     n = len(t)

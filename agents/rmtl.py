@@ -19,27 +19,27 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
+from typing import Literal, get_args
 
 import numpy as np
-import scipy.special
 import torch
 from tqdm.auto import tqdm
 
 from agents.critic import CriticConfig, MultiCritic
 from agents.models import MultiTaskModel
-from agents.trainer import LossWeights, map_batches, model_device, predict
+from agents.replay import Replay
+from agents.trainer import LossWeights, map_batches, model_device
 from rmtl_env.data.dataset import SplitData
-from rmtl_env.rewards import DEFAULT_PROB_CLIP
-from rmtl_env.transitions import Transitions, build_transitions
 
-WEIGHT_VARIANTS = ("rmtl", "cw", "wl", "nlc")
+WeightVariant = Literal["rmtl", "cw", "wl", "nlc"]
+WEIGHT_VARIANTS: tuple[str, ...] = get_args(WeightVariant)
 CONSTANT_WEIGHT = 0.5  # the official code's CW ablation ("method 2")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RMTLConfig:
-    """Every RMTL hyper-parameter; the defaults are the paper's (``paper_config``).
+    """Every RMTL hyper-parameter; the defaults are the paper's (``PRESETS``).
 
     Attributes:
         gamma: discount of the session MDP (paper 0.95; official code 0.9).
@@ -47,11 +47,11 @@ class RMTLConfig:
         tau: soft target-update rate (0.2 in both).
         target_update_interval: critic steps between soft updates (official: 2).
         critic_lr, actor_lr: Adam learning rates (1e-3).
-        batch_size: critic minibatch (official 2048).
+        critic_batch_size: critic minibatch (official 2048).
         exploration_noise: std of the Gaussian noise added to the logits of the actor's actions
             when the replay is built; 0 replays the actor's own predictions.
         critic_max_epochs: cap on critic epochs when the stopper decides.
-        critic_fixed_epochs: train exactly this many epochs, no stopper (official: 96).
+        critic_epochs: train exactly this many critic epochs, no stopper (official: 96).
         stop_rel_tol, stop_patience: the critic has converged when the epoch TD loss changes by
             less than ``stop_rel_tol`` (relative) for ``stop_patience`` consecutive epochs.
         actor_update: also take the paper's DDPG actor step (maximise ``sum_k Q_k(s, pi_k(s))``)
@@ -73,14 +73,14 @@ class RMTLConfig:
     target_update_interval: int = 2
     critic_lr: float = 1e-3
     actor_lr: float = 1e-3
-    batch_size: int = 2048
+    critic_batch_size: int = 2048
     exploration_noise: float = 0.3
     critic_max_epochs: int = 100
-    critic_fixed_epochs: int | None = None
+    critic_epochs: int | None = None
     stop_rel_tol: float = 0.01
     stop_patience: int = 2
     actor_update: bool = False
-    weight_variant: str = "rmtl"
+    weight_variant: WeightVariant = "rmtl"
     normalize_weights: bool = False
     polish_lr: float | None = None
     polish_guard: bool = False
@@ -89,7 +89,7 @@ class RMTLConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.critic, dict):
-            self.critic = CriticConfig(**self.critic)
+            object.__setattr__(self, "critic", CriticConfig(**self.critic))
         if not 0.0 <= self.gamma < 1.0:
             raise ValueError(f"gamma must be in [0, 1), got {self.gamma}")
         if not 0.0 < self.tau <= 1.0:
@@ -100,29 +100,32 @@ class RMTLConfig:
             )
         if self.exploration_noise < 0:
             raise ValueError(f"exploration_noise must be >= 0, got {self.exploration_noise}")
-        for name in ("target_update_interval", "batch_size", "critic_max_epochs", "stop_patience"):
+        for name in (
+            "target_update_interval",
+            "critic_batch_size",
+            "critic_max_epochs",
+            "stop_patience",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.polish_lr is not None and not (self.polish_lr > 0 and np.isfinite(self.polish_lr)):
             raise ValueError(f"polish_lr must be a finite number > 0, got {self.polish_lr}")
-        if self.critic_fixed_epochs is not None and self.critic_fixed_epochs < 1:
-            raise ValueError(f"critic_fixed_epochs must be >= 1, got {self.critic_fixed_epochs}")
+        if self.critic_epochs is not None and self.critic_epochs < 1:
+            raise ValueError(f"critic_epochs must be >= 1, got {self.critic_epochs}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def paper_config(**overrides) -> RMTLConfig:
-    """The paper's settings: gamma 0.95, lambda 0.7, tau 0.2, shared-bottom critics, critic
-    trained until its TD loss converges."""
-    return replace(RMTLConfig(), **overrides)
-
-
-def official_config(**overrides) -> RMTLConfig:
-    """The official code's settings where they differ from the paper: gamma 0.9, a fixed 96
-    critic epochs and K independent critics (without the official code's bugs)."""
-    base = RMTLConfig(gamma=0.9, critic_fixed_epochs=96, critic=CriticConfig(independent=True))
-    return replace(base, **overrides)
+PRESETS: dict[str, RMTLConfig] = {
+    # The paper: gamma 0.95, lambda 0.7, tau 0.2, shared-bottom critics trained until their TD
+    # loss converges.
+    "paper": RMTLConfig(),
+    # The official code where it differs from the paper (without its bugs): gamma 0.9, a fixed 96
+    # critic epochs, K independent critics.
+    "official": RMTLConfig(gamma=0.9, critic_epochs=96, critic=CriticConfig(independent=True)),
+}
+"""RMTL's presets; derive variants with ``dataclasses.replace(PRESETS["paper"], lam=0.3)``."""
 
 
 # --- The math, as small functions -------------------------------------------------------------
@@ -173,15 +176,6 @@ def loss_weights(
     return weights
 
 
-def discounted_returns(rewards: np.ndarray, terminated: np.ndarray, gamma: float) -> np.ndarray:
-    """Exact per-task discounted return of every transition, ``[n, K]``, rows in session order."""
-    returns = np.array(rewards, dtype=np.float64)
-    for i in range(len(returns) - 2, -1, -1):
-        if not terminated[i]:
-            returns[i] += gamma * returns[i + 1]
-    return returns
-
-
 class ConvergenceStopper:
     """Stops when the monitored loss changes by less than ``rel_tol`` (relative to the previous
     epoch) for ``patience`` consecutive epochs."""
@@ -198,72 +192,6 @@ class ConvergenceStopper:
             self.calm_epochs = self.calm_epochs + 1 if change < self.rel_tol else 0
         self.previous = loss
         return self.calm_epochs >= self.patience
-
-
-# --- Replay --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Replay:
-    """Transitions of one split as tensors, plus the target actor's action at every next state."""
-
-    categorical: torch.Tensor
-    numerical: torch.Tensor
-    action: torch.Tensor
-    rewards: torch.Tensor
-    next_categorical: torch.Tensor
-    next_numerical: torch.Tensor
-    terminated: torch.Tensor
-    labels: torch.Tensor
-    next_action: torch.Tensor
-    transitions: Transitions
-
-    def __len__(self) -> int:
-        return len(self.terminated)
-
-
-def build_replay(
-    actor: MultiTaskModel,
-    data: SplitData,
-    exploration_noise: float = 0.0,
-    seed: int = 0,
-    prob_clip: float = DEFAULT_PROB_CLIP,
-    actor_actions: np.ndarray | None = None,
-) -> Replay:
-    """Every transition of ``data`` with the actor's (optionally noisy) actions, in one pass.
-
-    The actor scores all rows once (batched); ``exploration_noise`` is the std of Gaussian noise
-    added to the actions' logits; the rewards are computed at exactly the stored, noisy action;
-    ``next_action`` is the noiseless actor's action at each next state. Pass ``actor_actions``
-    (``predict(actor, data)``) when they are already computed, to skip the actor's forward pass.
-    """
-    device = model_device(actor)
-    clean = predict(actor, data) if actor_actions is None else actor_actions  # [n, K]
-    actions = clean
-    if exploration_noise > 0:
-        # Noise in logit space: additive noise on probabilities near 0 (CTCVR rates are ~1 %)
-        # would clip most actions to exactly 0 and turn each positive label into a -16 reward.
-        rng = np.random.default_rng(seed)
-        logits = scipy.special.logit(np.clip(clean, prob_clip, 1.0 - prob_clip).astype(np.float64))
-        noisy = scipy.special.expit(logits + rng.normal(0.0, exploration_noise, clean.shape))
-        actions = noisy.astype(np.float32)
-    transitions = build_transitions(data, actions=actions, prob_clip=prob_clip)
-
-    def tensor(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-        return torch.as_tensor(np.array(array), dtype=dtype, device=device)
-
-    return Replay(
-        categorical=tensor(transitions.categorical, torch.long),
-        numerical=tensor(transitions.numerical, torch.float32),
-        action=tensor(transitions.action, torch.float32),
-        rewards=tensor(transitions.rewards, torch.float32),
-        next_categorical=tensor(transitions.next_categorical, torch.long),
-        next_numerical=tensor(transitions.next_numerical, torch.float32),
-        terminated=tensor(transitions.terminated, torch.bool),
-        labels=tensor(transitions.labels, torch.float32),
-        next_action=tensor(clean[transitions.next_index], torch.float32),
-        transitions=transitions,
-    )
 
 
 # --- The agent -----------------------------------------------------------------------------------
@@ -310,18 +238,15 @@ class RMTLAgent:
 
     def critic_step(self, replay: Replay, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One TD step on rows ``idx``; returns per-task TD loss and mean Q, ``[K]`` each."""
+        t = replay.tensors
         with torch.no_grad():
             if self.config.actor_update:
-                next_action = self.actor_target(
-                    replay.next_categorical[idx], replay.next_numerical[idx]
-                )
+                next_action = self.actor_target(t.next_categorical[idx], t.next_numerical[idx])
             else:
                 next_action = replay.next_action[idx]  # frozen actor: computed once in build_replay
-            next_q = self.critic_target(
-                replay.next_categorical[idx], replay.next_numerical[idx], next_action
-            )
-            y = td_target(replay.rewards[idx], replay.terminated[idx], next_q, self.config.gamma)
-        q = self.critic(replay.categorical[idx], replay.numerical[idx], replay.action[idx])
+            next_q = self.critic_target(t.next_categorical[idx], t.next_numerical[idx], next_action)
+            y = td_target(t.rewards[idx], t.terminated[idx], next_q, self.config.gamma)
+        q = self.critic(t.categorical[idx], t.numerical[idx], t.action[idx])
         td_loss = ((q - y) ** 2).mean(0)  # [K]
         self.critic_optimizer.zero_grad(set_to_none=True)
         td_loss.sum().backward()
@@ -330,10 +255,11 @@ class RMTLAgent:
 
     def actor_step(self, replay: Replay, idx: torch.Tensor) -> None:
         """The paper's DDPG actor step: ascend ``sum_k Q_k(s, pi_k(s))`` with the critics fixed."""
+        t = replay.tensors
         self.critic.eval()
         self.actor.train()
-        actions = self.actor(replay.categorical[idx], replay.numerical[idx])
-        loss = -self.critic(replay.categorical[idx], replay.numerical[idx], actions).sum(1).mean()
+        actions = self.actor(t.categorical[idx], t.numerical[idx])
+        loss = -self.critic(t.categorical[idx], t.numerical[idx], actions).sum(1).mean()
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.actor_optimizer.step()
@@ -344,22 +270,22 @@ class RMTLAgent:
     ) -> CriticTrainingResult:
         """Train the critics on ``replay`` until convergence (or a fixed number of epochs)."""
         config = self.config
-        fixed = config.critic_fixed_epochs
-        max_epochs = fixed or config.critic_max_epochs
+        fixed = config.critic_epochs
+        epochs = fixed or config.critic_max_epochs
         stopper = ConvergenceStopper(config.stop_rel_tol, config.stop_patience)
         generator = torch.Generator().manual_seed(config.seed)
         history: list[dict[str, float]] = []
         converged, start = False, time.perf_counter()
         if not config.actor_update:
             self.actor.eval()
-        bar = tqdm(range(1, max_epochs + 1), desc="critics", disable=not progress)
+        bar = tqdm(range(1, epochs + 1), desc="critics", disable=not progress)
         for epoch in bar:
             self.critic.train()
             order = torch.randperm(len(replay), generator=generator).to(self.device)
             td_sum = torch.zeros(self.critic.num_tasks, device=self.device)
             q_sum = torch.zeros(self.critic.num_tasks, device=self.device)
-            for i in range(0, len(replay), config.batch_size):
-                idx = order[i : i + config.batch_size]
+            for i in range(0, len(replay), config.critic_batch_size):
+                idx = order[i : i + config.critic_batch_size]
                 td_loss, mean_q = self.critic_step(replay, idx)
                 if config.actor_update:
                     self.actor_step(replay, idx)

@@ -30,15 +30,16 @@ LossWeights = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
 sample's per-task BCE and are treated as constants (no gradient flows through them)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """Supervised training settings; defaults are the paper's.
 
     Attributes:
         lr, weight_decay: Adam's learning rate and weight decay.
         batch_size: training minibatch.
-        max_epochs, patience: stop after ``patience`` epochs without a mean validation AUC gain,
-            or at ``max_epochs``; the best epoch's weights are restored.
+        epochs: the most epochs of one training run (early stopping usually ends it sooner).
+        patience: epochs without a mean validation AUC gain before stopping; the best epoch's
+            weights are restored.
         eval_batch_size: rows per forward pass when scoring the validation split.
         shuffle: reshuffle the training rows every epoch (the official code keeps them in file
             order, i.e. session and time order).
@@ -50,7 +51,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-6
     batch_size: int = 2048
-    max_epochs: int = 50
+    epochs: int = 50
     patience: int = 2
     eval_batch_size: int = 16384
     shuffle: bool = True
@@ -58,7 +59,7 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "max_epochs", "patience", "eval_batch_size"):
+        for name in ("batch_size", "epochs", "patience", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0 or not np.isfinite(self.lr):
@@ -179,7 +180,7 @@ def train_model(
         best_state = copy.deepcopy(model.state_dict())
         history.append({"epoch": 0, "val_auc": best_auc})
     stopped_early = False
-    for epoch in range(1, config.max_epochs + 1):
+    for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
         model.train()
         if config.shuffle:

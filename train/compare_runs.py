@@ -14,8 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import pandas as pd
-
 import runlib
+
 import tables
 
 

@@ -1,17 +1,55 @@
-"""Multi-seed result tables: mean ± std per cell and paired t-tests (scipy) between methods."""
+"""Result tables: one run's metrics (long frame, plain text) and multi-seed tables (mean ± std,
+paired t-tests with scipy)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import datetime
+import math
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from runlib import METRIC_LABELS, METRICS
+METRICS = ("auc", "logloss", "s_logloss")
+METRIC_LABELS = {"auc": "AUC", "logloss": "Logloss", "s_logloss": "s-Logloss"}
+TaskMetrics = Mapping[str, Mapping[str, float]]
 
 SeedResults = Mapping[str, Sequence[Mapping[str, Mapping[str, float]]]]
 """``{method: [per-seed {task: {metric: value}}]}``, seeds in the same order for every method."""
+
+
+def metrics_frame(results: Mapping[str, TaskMetrics]) -> pd.DataFrame:
+    """Long table ``method, task, auc, logloss, s_logloss`` from ``{method: {task: metrics}}``."""
+    rows = [
+        {"method": method, "task": task, **{m: metrics[task][m] for m in METRICS}}
+        for method, metrics in results.items()
+        for task in metrics
+    ]
+    return pd.DataFrame(rows, columns=["method", "task", *METRICS])
+
+
+def format_table(results: Mapping[str, TaskMetrics], tasks: Sequence[str]) -> str:
+    """A plain-text table: one row per method, AUC / Logloss / s-Logloss per task."""
+    headers = ["method"] + [f"{t}:{METRIC_LABELS[m]}" for t in tasks for m in METRICS]
+    rows = [
+        [method] + [_fmt(metrics[t][m]) for t in tasks for m in METRICS]
+        for method, metrics in results.items()
+    ]
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    lines = [
+        "  ".join(
+            str(c).rjust(w) if i else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in [headers, *rows]
+    ]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def _fmt(value: float) -> str:
+    return "nan" if value is None or math.isnan(value) else f"{value:.4f}"
 
 
 def paired_p_value(a: Sequence[float], b: Sequence[float]) -> float:
@@ -196,4 +234,76 @@ def study_markdown(frame: pd.DataFrame, study: str) -> str:
             for m in METRICS
         ]
         lines.append(f"| {value} | {task} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def per_seed_frame(
+    results: Mapping[str, Mapping[str, Sequence[TaskMetrics]]],
+    used_seeds: Mapping[str, Sequence[int]],
+    seconds: Callable[[str, int, str], float],
+) -> pd.DataFrame:
+    """One row per dataset, seed, method and task: the cell's test metrics and its wall time
+    (``seconds(dataset, seed, method)``), the numbers behind every mean, std and t-test."""
+    rows = []
+    for dataset, by_method in results.items():
+        for method, per_seed in by_method.items():
+            for seed, tasks in zip(used_seeds[dataset], per_seed, strict=True):
+                cell = seconds(dataset, seed, method)
+                for task, metrics in tasks.items():
+                    rows.append({"dataset": dataset, "seed": seed, "method": method,
+                                 "task": task, **metrics, "cell_seconds": cell})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def paired_markdown(frame: pd.DataFrame, key: str, pairs: Sequence[tuple[str, str]]) -> str:
+    """Paired t-tests over seeds between rows of a study ``frame`` (``key`` names the variant
+    column; ``pairs`` are ``(method, baseline)`` values of it)."""
+    results = {
+        variant: [
+            {t: dict(g.loc[g["task"] == t, list(METRICS)].iloc[0]) for t in g["task"]}
+            for _, g in group.groupby("seed", sort=True)
+        ]
+        for variant, group in frame.groupby(key, sort=False)
+    }
+    tasks = list(dict.fromkeys(frame["task"]))
+    rows = [row for pair in pairs for row in comparison_rows(results, dict([pair]), tasks)]
+    return (
+        "\nPaired comparisons over seeds (`*`: two-sided paired t-test p < 0.05):\n\n"
+        + comparison_markdown(rows)
+        + "\n"
+    )
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def duration(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def provenance_markdown(
+    args, env, folders, seconds, threads, wall, ran, ran_seconds, reused
+) -> str:
+    """The benchmark's Markdown footer: command, date, machine, the invocation's wall time, and
+    per dataset the cells behind the numbers with their recorded wall time and torch threads."""
+    lines = [
+        "## Provenance",
+        "",
+        f"- Command: `{args.command}` (profile `{args.profile}`)",
+        f"- Written: {utc_now()}",
+        f"- Machine: {env['cpu']}, {env['logical_cpus']} logical CPUs, {env['platform']}; "
+        f"Python {env['python']}, torch {env['torch']}, device `{args.device}`",
+        f"- This invocation: {duration(wall)} wall time, {args.workers} worker(s); ran {ran} "
+        f"cells ({duration(ran_seconds)} of cell time), reused {reused} finished cells",
+    ]
+    for dataset, cell_folders in folders.items():
+        seeds = sorted({int(f.parent.name.removeprefix("seed")) for f in cell_folders})
+        lines.append(
+            f"- {dataset}: {len(cell_folders)} cells (seeds {seeds}), "
+            f"{duration(seconds[dataset])} of recorded cell wall time; torch threads per cell: "
+            f"{', '.join(map(str, threads[dataset]))}"
+        )
     return "\n".join(lines) + "\n"

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     """Backbone dimensions; the defaults are the paper's (RMTL section 5.1, official ``run.py``).
 
@@ -29,8 +29,8 @@ class ModelConfig:
     dropout: float = 0.2
 
     def __post_init__(self) -> None:
-        self.bottom_dims = tuple(int(d) for d in self.bottom_dims)
-        self.tower_dims = tuple(int(d) for d in self.tower_dims)
+        object.__setattr__(self, "bottom_dims", tuple(int(d) for d in self.bottom_dims))
+        object.__setattr__(self, "tower_dims", tuple(int(d) for d in self.tower_dims))
         if self.embed_dim < 1:
             raise ValueError(f"embed_dim must be >= 1, got {self.embed_dim}")
         if not self.bottom_dims or min(self.bottom_dims) < 1:

@@ -25,7 +25,7 @@ def fit(kr_tiny, seed: int = 0, name: str = "esmm", **config):
     dataset, train, val, _ = kr_tiny
     seed_everything(seed)
     model = build_model(name, dataset.field_dims, len(dataset.numerical_fields), 2, **SMALL)
-    params = {"batch_size": 256, "max_epochs": 20, "patience": 2, "seed": seed, **config}
+    params = {"batch_size": 256, "epochs": 20, "patience": 2, "seed": seed, **config}
     return model, train_model(model, train, val, TrainConfig(**params), progress=False)
 
 
@@ -39,7 +39,7 @@ def test_trained_model_beats_chance_on_both_tasks(kr_tiny) -> None:
 
 
 def test_best_epoch_weights_are_restored_and_early_stopping_counts_patience(kr_tiny) -> None:
-    model, result = fit(kr_tiny, max_epochs=40, patience=2)
+    model, result = fit(kr_tiny, epochs=40, patience=2)
     aucs = [h["val_auc"] for h in result.history]
     assert result.best_val_auc == pytest.approx(max(aucs))
     assert aucs[result.best_epoch - 1] == max(aucs)
@@ -50,8 +50,8 @@ def test_best_epoch_weights_are_restored_and_early_stopping_counts_patience(kr_t
 
 
 def test_same_seed_same_numbers_on_cpu(kr_tiny) -> None:
-    first, _ = fit(kr_tiny, seed=3, max_epochs=2)
-    second, _ = fit(kr_tiny, seed=3, max_epochs=2)
+    first, _ = fit(kr_tiny, seed=3, epochs=2)
+    second, _ = fit(kr_tiny, seed=3, epochs=2)
     np.testing.assert_array_equal(predict(first, kr_tiny[3]), predict(second, kr_tiny[3]))
 
 
@@ -70,7 +70,7 @@ def test_loss_weights_reach_the_loss(kr_tiny) -> None:
         "shared_bottom", dataset.field_dims, len(dataset.numerical_fields), 2, **SMALL
     )
     tower_before = [p.clone() for p in model.towers[1].parameters()]
-    config = TrainConfig(batch_size=256, max_epochs=1, weight_decay=0.0)
+    config = TrainConfig(batch_size=256, epochs=1, weight_decay=0.0)
     train_model(model, train, val, config, loss_weights=only_first_task, progress=False)
     assert seen == {"grad": False, "tasks": 2}
     for before, after in zip(tower_before, model.towers[1].parameters(), strict=True):
@@ -108,15 +108,15 @@ def test_flushing_subnormals_zeroes_them_and_keeps_normal_numbers() -> None:
 def test_keep_initial_lets_the_starting_weights_win_early_stopping(kr_tiny) -> None:
     """The polish guard: a run that only gets worse restores the weights it started from."""
     dataset, train, val, _ = kr_tiny
-    model, _ = fit(kr_tiny, max_epochs=6)
+    model, _ = fit(kr_tiny, epochs=6)
     start = {k: v.clone() for k, v in model.state_dict().items()}
     start_auc = np.mean([m["auc"] for m in evaluate(model, val).values()])
     # A learning rate far too large: every epoch lands below the starting point.
-    config = TrainConfig(lr=0.5, batch_size=256, max_epochs=3, patience=2, keep_initial=True)
+    config = TrainConfig(lr=0.5, batch_size=256, epochs=3, patience=2, keep_initial=True)
     result = train_model(model, train, val, config, progress=False)
     assert result.best_epoch == 0 and result.history[0] == {"epoch": 0, "val_auc": start_auc}
     assert result.best_val_auc == pytest.approx(start_auc)
     for key, value in model.state_dict().items():
         assert torch.equal(value, start[key])
-    unguarded = train_model(model, train, val, TrainConfig(lr=0.5, batch_size=256, max_epochs=2))
+    unguarded = train_model(model, train, val, TrainConfig(lr=0.5, batch_size=256, epochs=2))
     assert unguarded.best_epoch >= 1  # without the guard the best polished epoch is kept

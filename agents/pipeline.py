@@ -1,0 +1,293 @@
+"""RMTL and D-PLE as typed stages: load data, pretrain, learn critics, polish, D-PLE, evaluate.
+
+Each stage takes datasets and config dataclasses and returns models and result objects; nothing
+here parses a command line or writes a file (``train/`` does both). RMTL on any dataset::
+
+    splits = load_splits(DataConfig("retailrocket-synthetic"))
+    backbone = pretrain("esmm", splits, seed=0).model
+    critics = learn_critics(backbone, splits.train, PRESETS["paper"], seed=0)
+    polished = polish(backbone, critics.critic, splits, PRESETS["paper"], seed=0).model
+    print(evaluate({"esmm": backbone, "rmtl-esmm": polished}, splits.test))
+
+A stage seeds torch, NumPy and Python with ``seed`` when it starts, so each stage gives the same
+numbers whether the stages run in one process or resume from checkpoints in another.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3 import TD3
+
+import rmtl_env  # noqa: F401 -- registers SessionRecEnv-v0
+from agents.checkpoint import model_name
+from agents.critic import MultiCritic
+from agents.dple import DPLEConfig, DPLEResult, actor_backbone, make_dple
+from agents.dple import train_dple as run_dple_phases
+from agents.models import ModelConfig, MultiTaskModel, build_model
+from agents.replay import build_replay
+from agents.rmtl import PRESETS, CriticTrainingResult, RMTLAgent, RMTLConfig
+from agents.runtime import seed_everything
+from agents.trainer import TrainConfig, TrainResult, model_device, predict, train_model
+from rmtl_env.data import SessionDataset, SplitData, load_dataset
+from rmtl_env.metrics import oracle_metrics, task_metrics
+
+Metrics = dict[str, dict[str, float]]
+"""``{task: {"auc", "logloss", "s_logloss"}}``."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The dataset a run uses.
+
+    Attributes:
+        dataset: catalog name (retailrocket, kuairand-1k, *-synthetic), a processed folder or an
+            own-log file.
+        scale: synthetic twin size: tiny, small or full.
+        data_seed: seed of the synthetic twin (the same data for every model seed).
+        data_dir: folder of the raw files (real datasets).
+    """
+
+    dataset: str = "retailrocket-synthetic"
+    scale: str = "small"
+    data_seed: int = 0
+    data_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Splits:
+    """A processed dataset and its three splits."""
+
+    dataset: SessionDataset
+    train: SplitData
+    val: SplitData
+    test: SplitData
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.dataset.tasks)
+
+    def describe(self) -> str:
+        return (
+            f"{self.dataset.name}: train {len(self.train):,} / val {len(self.val):,} / "
+            f"test {len(self.test):,} rows, tasks {self.tasks}"
+        )
+
+
+def load_splits(config: DataConfig = DataConfig()) -> Splits:
+    """Load (preparing and caching on first use) the dataset ``config`` names."""
+    synthetic = config.dataset.endswith("synthetic")
+    params = {"scale": config.scale, "seed": config.data_seed} if synthetic else {}
+    dataset = load_dataset(config.dataset, data_dir=config.data_dir, **params)
+    return Splits(dataset, *(dataset.split(name) for name in ("train", "val", "test")))
+
+
+@dataclass
+class Fit:
+    """A trained backbone and its training log (best epoch restored)."""
+
+    model: MultiTaskModel
+    result: TrainResult
+
+
+def build_backbone(
+    name: str, splits: Splits, model: ModelConfig = ModelConfig(), device: str = "cpu"
+) -> MultiTaskModel:
+    """An untrained backbone ``name`` sized for ``splits``' fields and tasks."""
+    data = splits.dataset
+    return build_model(
+        name, data.field_dims, len(data.numerical_fields), len(data.tasks), **model.to_dict()
+    ).to(device)
+
+
+def pretrain(
+    name: str,
+    splits: Splits,
+    model: ModelConfig = ModelConfig(),
+    train: TrainConfig = TrainConfig(),
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = False,
+) -> Fit:
+    """Stage 1: train backbone ``name`` with equal-weight BCE and early stopping on ``val``."""
+    seed_everything(seed)
+    backbone = build_backbone(name, splits, model, device)
+    result = train_model(
+        backbone, splits.train, splits.val, replace(train, seed=seed),
+        progress=progress, description=name,
+    )  # fmt: skip
+    return Fit(backbone, result)
+
+
+@dataclass
+class Critics:
+    """RMTL's trained critics; ``result`` is None for critics passed in from elsewhere."""
+
+    critic: MultiCritic
+    result: CriticTrainingResult | None = None
+    replay_seconds: float = 0.0
+
+
+def learn_critics(
+    backbone: MultiTaskModel,
+    train: SplitData,
+    config: RMTLConfig = PRESETS["paper"],
+    seed: int = 0,
+    progress: bool = False,
+    actor_actions: np.ndarray | None = None,
+) -> Critics:
+    """Stages 2-3: the replay of ``train`` with the frozen backbone's noisy actions, then K task
+    critics by TD until the epoch TD loss converges (or ``config.critic_epochs``).
+    ``actor_actions``: ``predict(backbone, train)`` when already computed."""
+    seed_everything(seed)
+    agent = RMTLAgent(backbone, replace(config, seed=seed))
+    started = time.perf_counter()
+    replay = build_replay(
+        backbone, train, config.exploration_noise, seed=seed, actor_actions=actor_actions
+    )
+    replay_seconds = time.perf_counter() - started
+    result = agent.train_critics(replay, progress=progress)
+    return Critics(agent.critic, result, replay_seconds)
+
+
+@dataclass
+class Polished:
+    """The polished backbone, its training log and the loss weights at the pretrained model's
+    predictions on ``train`` (``[n, K]``)."""
+
+    model: MultiTaskModel
+    result: TrainResult
+    initial_weights: np.ndarray
+
+
+def polish(
+    backbone: MultiTaskModel,
+    critic: MultiCritic,
+    splits: Splits,
+    config: RMTLConfig = PRESETS["paper"],
+    train: TrainConfig = TrainConfig(),
+    seed: int = 0,
+    progress: bool = False,
+    actor_actions: np.ndarray | None = None,
+) -> Polished:
+    """Stage 4: retrain a copy of ``backbone`` with per-sample loss weights
+    ``w_k = 1 - lambda * Q_k(s, pi_k(s))`` (or ``config.weight_variant``); ``backbone`` is left
+    as it is. ``config.polish_lr`` and ``config.polish_guard`` adjust ``train``."""
+    agent = RMTLAgent(backbone, replace(config, seed=seed), critic=critic)
+    probs = predict(backbone, splits.train) if actor_actions is None else actor_actions
+    initial_weights = agent.polish_weights_on(splits.train, probs)
+    seed_everything(seed)
+    polished = copy_backbone(backbone)
+    schedule = replace(
+        train,
+        lr=train.lr if config.polish_lr is None else config.polish_lr,
+        keep_initial=config.polish_guard,
+        seed=seed,
+    )
+    result = train_model(
+        polished, splits.train, splits.val, schedule, loss_weights=agent.polish_weights(),
+        progress=progress, description="polish",
+    )  # fmt: skip
+    return Polished(polished, result, initial_weights)
+
+
+def copy_backbone(backbone: MultiTaskModel) -> MultiTaskModel:
+    """A fresh backbone of the same architecture holding ``backbone``'s weights (built the way a
+    checkpoint is loaded, so the random state after it is the same as after loading one)."""
+    config = backbone.config.to_dict()
+    copy = build_model(
+        model_name(backbone), backbone.field_dims, backbone.num_numerical, backbone.num_tasks,
+        **config,
+    )  # fmt: skip
+    copy.load_state_dict(backbone.state_dict())
+    return copy.to(model_device(backbone))
+
+
+@dataclass
+class DPLE:
+    """The trained SB3 model, its actor as a predictor and what the two phases did."""
+
+    sb3: TD3
+    model: MultiTaskModel
+    result: DPLEResult
+
+
+def train_dple(
+    splits: Splits,
+    config: DPLEConfig = DPLEConfig(),
+    backbone_checkpoint: str | Path | None = None,
+    backbone: str = "ple",
+    model: ModelConfig = ModelConfig(),
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = False,
+    tensorboard_log: str | Path | None = None,
+) -> DPLE:
+    """D-PLE on stock SB3 DDPG: the actor starts from ``backbone_checkpoint`` (the pretrained
+    PLE; a fresh ``backbone`` without one); critic phase with the actor frozen, then the actor
+    phase online on ``SessionRecEnv-v0`` (``agents.dple``)."""
+    env = gym.make("SessionRecEnv-v0", dataset=splits.dataset, split="train")
+    seed_everything(seed)
+    sb3 = make_dple(
+        env, config, buffer_size=len(splits.train) + config.actor_steps,
+        backbone_checkpoint=backbone_checkpoint, backbone=backbone,
+        backbone_kwargs=model.to_dict(), seed=seed, device=str(device),
+        tensorboard_log=tensorboard_log,
+    )  # fmt: skip
+    result = run_dple_phases(sb3, splits.train, config, seed=seed, progress=progress)
+    return DPLE(sb3, actor_backbone(sb3), result)
+
+
+def evaluate(
+    models: Mapping[str, MultiTaskModel],
+    data: SplitData,
+    oracle: bool = True,
+    predictions: dict[str, np.ndarray] | None = None,
+) -> dict[str, Metrics]:
+    """``{name: metrics}`` of each model on ``data`` (AUC, Logloss, session-averaged Logloss per
+    task), plus an ``oracle`` row scored from the true probabilities where the data has them.
+    ``predictions``, if given, receives each model's ``[n, K]`` test probabilities."""
+    results: dict[str, Metrics] = {}
+    for name, model in models.items():
+        probs = predict(model, data)
+        if predictions is not None:
+            predictions[name] = probs
+        results[name] = task_metrics(data.labels, probs, data.session_id, data.tasks)
+    ceiling = oracle_metrics(data) if oracle else None
+    if ceiling is not None:
+        results["oracle"] = ceiling
+    return results
+
+
+@dataclass
+class RMTLResult:
+    """Everything :func:`run_rmtl` produced."""
+
+    backbone: Fit
+    critics: Critics
+    polished: Polished
+    metrics: dict[str, Metrics] = field(default_factory=dict)
+
+
+def run_rmtl(
+    splits: Splits,
+    backbone: str = "ple",
+    model: ModelConfig = ModelConfig(),
+    train: TrainConfig = TrainConfig(),
+    config: RMTLConfig = PRESETS["paper"],
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = False,
+) -> RMTLResult:
+    """The whole method in one call: pretrain, learn critics, polish, evaluate on ``test``."""
+    fit = pretrain(backbone, splits, model, train, seed, device, progress)
+    probs = predict(fit.model, splits.train)  # the frozen backbone's actions, computed once
+    critics = learn_critics(fit.model, splits.train, config, seed, progress, probs)
+    polished = polish(fit.model, critics.critic, splits, config, train, seed, progress, probs)
+    models = {backbone: fit.model, f"rmtl-{backbone}": polished.model}
+    return RMTLResult(fit, critics, polished, evaluate(models, splits.test))

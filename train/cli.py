@@ -1,0 +1,164 @@
+"""Command-line flags generated from the config dataclasses, so each hyper-parameter is declared
+once: its dataclass field, default and ``Attributes:`` line are the flag, its default and help.
+
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser, "train", TrainConfig())                 # --lr, --batch-size, ...
+    add_config_flags(parser, "rmtl", PRESETS, skip=("seed",))        # defaults per preset
+    args = parser.parse_args()
+    train = config_from_flags(parser, args, "train", TrainConfig())
+
+Flags that are not given are absent from the namespace (``argparse.SUPPRESS``), so a config is
+its base (the dataclass default or a preset) with exactly the given flags replaced, and the
+dataclass's own checks validate the result. A nested dataclass field gets flags prefixed with its
+name (``RMTLConfig.critic.embed_dim`` is ``--critic-embed-dim``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from run_folder import DifferentConfig
+from tables import format_table
+
+Parser = argparse.ArgumentParser | argparse._ArgumentGroup
+
+
+def attribute_docs(cls: type) -> dict[str, str]:
+    """``{field: text}`` from the ``Attributes:`` section of a dataclass docstring (a line
+    ``a, b: text`` documents both fields; continuation lines are joined)."""
+    docs: dict[str, str] = {}
+    names: list[str] = []
+    section = (cls.__doc__ or "").split("Attributes:", 1)[-1]
+    for line in section.splitlines():
+        text = line.strip()
+        head, sep, rest = text.partition(": ")
+        candidates = [n.strip() for n in head.split(",")]
+        if sep and all(n.isidentifier() for n in candidates):
+            names = candidates
+            for name in names:
+                docs[name] = rest
+        elif text and names:
+            for name in names:
+                docs[name] += " " + text
+    return docs
+
+
+def _flag_type(hint: Any) -> dict[str, Any]:
+    """argparse keywords for a field annotated ``hint``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):  # ``X | None``: a flag of type X
+        return _flag_type(next(a for a in args if a is not type(None)))
+    if origin is typing.Literal:
+        return {"type": type(args[0]), "choices": list(args)}
+    if origin is tuple:
+        return {"type": args[0], "nargs": "+"}
+    if hint is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    return {"type": hint}
+
+
+def _bases(bases: object | Mapping[str, object]) -> dict[str, object]:
+    return dict(bases) if isinstance(bases, Mapping) else {"": bases}
+
+
+def add_config_flags(
+    parser: Parser,
+    key: str,
+    bases: object | Mapping[str, object],
+    skip: Sequence[str] = (),
+    prefix: str = "",
+) -> None:
+    """One ``--<prefix><field>`` flag per field of the dataclass instance ``bases`` (or of a
+    ``{preset name: instance}`` mapping, whose defaults the help lists); destinations are
+    ``<key>.<field>``."""
+    named = _bases(bases)
+    first = next(iter(named.values()))
+    cls = type(first)
+    docs, hints = attribute_docs(cls), typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        if dataclasses.is_dataclass(hints[f.name]):
+            nested = {name: getattr(base, f.name) for name, base in named.items()}
+            add_config_flags(parser, f"{key}.{f.name}", nested, prefix=f"{prefix}{f.name}_")
+            continue
+        values = {name: getattr(base, f.name) for name, base in named.items()}
+        if len(set(map(repr, values.values()))) == 1:
+            shown = _show(next(iter(values.values())))
+        else:
+            shown = ", ".join(f"{name} {_show(v)}" for name, v in values.items())
+        kind = _flag_type(hints[f.name])
+        if "type" in kind and "choices" not in kind:
+            kind["metavar"] = f.name.upper()
+        parser.add_argument(
+            "--" + (prefix + f.name).replace("_", "-"),
+            dest=f"{key}.{f.name}",
+            default=argparse.SUPPRESS,
+            help=f"{docs.get(f.name, '')} (default: {shown})",
+            **kind,
+        )
+
+
+def _show(value: object) -> str:
+    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def given_flags(args: argparse.Namespace, key: str) -> dict[str, Any]:
+    """The ``<key>.<field>`` flags that were given, as ``{field: value}`` (nested keys kept)."""
+    head = key + "."
+    return {k.removeprefix(head): v for k, v in vars(args).items() if k.startswith(head)}
+
+
+def replace_from_flags(base: Any, given: Mapping[str, Any]) -> Any:
+    """``base`` with the given fields replaced; ``a.b`` entries go into nested dataclass ``a``."""
+    own = {k: v for k, v in given.items() if "." not in k}
+    for name in {k.split(".", 1)[0] for k in given if "." in k}:
+        inner = {k.split(".", 1)[1]: v for k, v in given.items() if k.startswith(name + ".")}
+        own[name] = replace_from_flags(getattr(base, name), inner)
+    return dataclasses.replace(base, **own)
+
+
+def config_from_flags(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, key: str, base: Any, **fixed: Any
+) -> Any:
+    """The config ``base`` with the given ``<key>.*`` flags and ``fixed`` applied; an invalid
+    value ends the program with argparse's usage error naming it."""
+    try:
+        return replace_from_flags(base, {**given_flags(args, key), **fixed})
+    except (TypeError, ValueError) as exc:
+        parser.error(f"{key}: {exc}")
+
+
+def add_run_flags(parser: Parser, script: str) -> None:
+    """The seed, device and output flags every script shares."""
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seeds model init, shuffling, dropout and exploration"
+    )
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help=f"output folder (default runs/{script}/<dataset>-seed<S>-<time>)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the tqdm bars")
+
+
+def report(run: Callable[[], Mapping], folder: Path, title: str) -> int:
+    """Run a job, print its test table and run folder; a folder holding another configuration
+    ends the program with a one-line error."""
+    try:
+        results = run()
+    except DifferentConfig as exc:
+        raise SystemExit(f"error: {exc}") from None
+    tasks = list(next(iter(results.values())))
+    print(f"\nTest split of {title}:")
+    print(format_table(results, tasks))
+    print(f"\nRun folder: {folder}")
+    return 0

@@ -1,0 +1,165 @@
+"""The run folder and its resume mechanism, shared by every script and the benchmark.
+
+A run folder holds ``config.json`` (the validated configuration and the machine, written when the
+run starts), ``stages/<name>.json`` (one per finished stage), ``checkpoints/``, plots, and
+``metrics.json``/``metrics.csv``, written last: a folder with ``metrics.json`` is a finished run.
+Running again into the same folder resumes it: a stage counts as done only if its record exists
+and its outputs load, and once a stage is redone every later stage is redone too. Every write is
+atomic (write, then rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+
+from agents.runtime import denormals_flushed
+from rmtl_env.data.io import atomic_write_bytes
+from tables import metrics_frame
+
+T = TypeVar("T")
+
+
+def write_json(path: Path, payload: object) -> None:
+    text = json.dumps(payload, indent=2, default=_json_default)
+    atomic_write_bytes(Path(path), (text + "\n").encode())
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def json_roundtrip(payload: object) -> object:
+    """``payload`` as it reads back from JSON (tuples become lists, paths strings)."""
+    return json.loads(json.dumps(payload, default=_json_default))
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple | set):
+        return list(value)
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def environment_info() -> dict[str, str | int]:
+    """The software and hardware a run used, stored in ``config.json``."""
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "cpu": cpu_name(),
+        "logical_cpus": os.cpu_count() or 0,
+        "torch_threads": torch.get_num_threads(),
+        "flush_denormal": denormals_flushed(),
+    }
+
+
+def cpu_name() -> str:
+    """The CPU's model name from ``/proc/cpuinfo``, else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def default_run_dir(script: str, dataset: str, seed: int) -> Path:
+    """``runs/<script>/<dataset>-seed<seed>-<UTC time>`` under the working directory."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return Path("runs") / script / f"{Path(dataset).name}-seed{seed}-{stamp}"
+
+
+class DifferentConfig(Exception):
+    """The folder holds a run with another configuration."""
+
+
+class RunFolder:
+    """One run's folder. ``config`` must be fully validated before the folder is opened."""
+
+    def __init__(self, path: Path, config: Mapping[str, object]) -> None:
+        self.path = Path(path)
+        self.config = json_roundtrip(dict(config))
+        self.stage_seconds: dict[str, float] = {}
+        self.redoing = False  # a stage ran this time: every later stage is stale
+        self.started = time.perf_counter()
+
+    @property
+    def finished(self) -> bool:
+        return (self.path / "metrics.json").is_file()
+
+    def checkpoint(self, name: str) -> Path:
+        return self.path / "checkpoints" / name
+
+    def open(self) -> RunFolder:
+        """Write ``config.json``, or check that the folder's run has the same configuration."""
+        previous = self.path / "config.json"
+        if previous.is_file():
+            old = read_json(previous)
+            old.pop("environment", None)
+            if old != self.config:
+                raise DifferentConfig(
+                    f"{self.path} holds a run with a different configuration; "
+                    "choose another --run-dir or delete it"
+                )
+            print(f"Resuming {self.path}")
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json(previous, {**self.config, "environment": environment_info()})
+        return self
+
+    def resume(self, name: str, load: Callable[[], T]) -> tuple[dict, T] | None:
+        """``(record, outputs)`` of stage ``name`` if it finished before and ``load()`` reads its
+        outputs back; None if it has to run."""
+        path = self.path / "stages" / f"{name}.json"
+        if self.redoing or not path.is_file():
+            return None
+        try:
+            outputs = load()
+        except Exception as exc:  # any unreadable output (truncated, garbage, missing) is redone
+            print(
+                f"[{name}] finished before, but its output does not load ({exc}); running it again"
+            )
+            return None
+        record = read_json(path)
+        self.stage_seconds[name] = record.get("seconds", 0.0)
+        print(f"[{name}] already finished in this run folder; reusing it")
+        return record, outputs
+
+    def finish(self, name: str, started: float, **record: object) -> dict:
+        """Record stage ``name`` as done (its outputs are written)."""
+        self.stage_seconds[name] = time.perf_counter() - started
+        self.redoing = True
+        record = {"seconds": self.stage_seconds[name], **record}
+        write_json(self.path / "stages" / f"{name}.json", record)
+        print(f"[{name}] done in {self.stage_seconds[name]:.1f} s")
+        return json_roundtrip(record)
+
+    def stage(self, name: str, load: Callable[[], T], run: Callable[[], dict]) -> tuple[dict, T]:
+        """Stage ``name``'s ``(record, outputs)``: resumed if it finished before and ``load()``
+        reads its outputs, else ``run()`` writes them and returns the stage's record."""
+        resumed = self.resume(name, load)
+        if resumed is not None:
+            return resumed
+        started = time.perf_counter()
+        record = run()
+        return self.finish(name, started, **record), load()
+
+    def write_metrics(self, results: Mapping[str, Mapping], **extra: object) -> None:
+        """The last write of a run: ``metrics.csv`` (one row per method and task), then
+        ``metrics.json`` (results, ``extra``, this invocation's wall time)."""
+        csv = metrics_frame(results).to_csv(index=False, float_format="%.6f")
+        atomic_write_bytes(self.path / "metrics.csv", csv.encode())
+        seconds = time.perf_counter() - self.started
+        write_json(self.path / "metrics.json", {"test": results, **extra, "seconds": seconds})
