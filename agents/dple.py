@@ -233,6 +233,27 @@ def mean_q_at_actor(
     return float(map_batches(q, policy.device, batch_size, *arrays).mean())
 
 
+def critic_phase(
+    model: TD3, n: int, config: DPLEConfig, progress: bool = True
+) -> tuple[list[dict[str, float]], bool, float]:
+    """Epochs of SB3 critic updates over the ``n`` logged transitions in ``model``'s buffer until
+    the epoch loss converges; ``(history, converged, seconds)``."""
+    steps = max(1, n // config.critic_batch_size)
+    stopper = ConvergenceStopper(config.stop_rel_tol, config.stop_patience)
+    history, converged, started = [], False, time.perf_counter()
+    bar = tqdm(range(1, config.critic_max_epochs + 1), desc="D-PLE critic phase",
+               disable=not progress)  # fmt: skip
+    for epoch in bar:
+        model.train(gradient_steps=steps, batch_size=config.critic_batch_size)
+        loss = float(model.logger.name_to_value["train/critic_loss"])
+        history.append({"epoch": epoch, "critic_loss": loss})
+        bar.set_postfix(critic_loss=f"{loss:.5f}")
+        if stopper.update(loss):
+            converged = True
+            break
+    return history, converged, time.perf_counter() - started
+
+
 def train_dple(
     model: TD3,
     train: SplitData,
@@ -252,20 +273,7 @@ def train_dple(
     table = FrozenActions(train.categorical, train.numerical, policy.scale_action(clean))
     policy.actor.freeze(table)
     policy.actor_target.freeze(table)
-    steps = max(1, n // config.critic_batch_size)
-    stopper = ConvergenceStopper(config.stop_rel_tol, config.stop_patience)
-    history, converged, started = [], False, time.perf_counter()
-    bar = tqdm(range(1, config.critic_max_epochs + 1), desc="D-PLE critic phase",
-               disable=not progress)  # fmt: skip
-    for epoch in bar:
-        model.train(gradient_steps=steps, batch_size=config.critic_batch_size)
-        loss = float(model.logger.name_to_value["train/critic_loss"])
-        history.append({"epoch": epoch, "critic_loss": loss})
-        bar.set_postfix(critic_loss=f"{loss:.5f}")
-        if stopper.update(loss):
-            converged = True
-            break
-    critic_seconds = time.perf_counter() - started
+    history, converged, critic_seconds = critic_phase(model, n, config, progress)
     # The target saw soft updates toward identical weights; make it exactly the actor again.
     policy.actor_target.load_state_dict(policy.actor.state_dict())
     policy.actor.unfreeze()

@@ -68,6 +68,11 @@ class Splits:
     val: SplitData
     test: SplitData
 
+    @classmethod
+    def of(cls, dataset: SessionDataset) -> Splits:
+        """The splits of a loaded dataset (e.g. an own log from ``load_dataset(path, roles=)``)."""
+        return cls(dataset, *(dataset.split(name) for name in ("train", "val", "test")))
+
     @property
     def tasks(self) -> list[str]:
         return list(self.dataset.tasks)
@@ -83,8 +88,7 @@ def load_splits(config: DataConfig = DataConfig()) -> Splits:
     """Load (preparing and caching on first use) the dataset ``config`` names."""
     synthetic = config.dataset.endswith("synthetic")
     params = {"scale": config.scale, "seed": config.data_seed} if synthetic else {}
-    dataset = load_dataset(config.dataset, data_dir=config.data_dir, **params)
-    return Splits(dataset, *(dataset.split(name) for name in ("train", "val", "test")))
+    return Splits.of(load_dataset(config.dataset, data_dir=config.data_dir, **params))
 
 
 @dataclass

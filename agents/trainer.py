@@ -141,6 +141,48 @@ def weighted_bce(
     return losses.mean(0).mean()
 
 
+def check_splits(model: MultiTaskModel, train: SplitData, val: SplitData) -> None:
+    """Both splits non-empty, with the same tasks as the model's outputs."""
+    if train.tasks != val.tasks or len(train.tasks) != model.num_tasks:
+        raise ValueError(
+            f"train tasks {train.tasks}, val tasks {val.tasks} and the model's {model.num_tasks} "
+            "outputs must agree"
+        )
+    if len(train) == 0 or len(val) == 0:
+        raise ValueError("train and val splits must both be non-empty")
+
+
+def train_epoch(
+    model: MultiTaskModel,
+    tensors: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    order: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    batch_size: int,
+    loss_weights: LossWeights | None = None,
+    progress: str | None = None,
+) -> torch.Tensor:
+    """One pass over the rows ``order`` of ``(categorical, numerical, labels)`` in minibatches;
+    returns the summed training loss (``progress``: the tqdm bar's label, None for no bar)."""
+    categorical, numerical, labels = tensors
+    model.train()
+    total_loss = torch.zeros((), device=order.device)
+    batches = range(0, len(order), batch_size)
+    for i in tqdm(batches, desc=progress, disable=progress is None, leave=False):
+        idx = order[i : i + batch_size]
+        cat, num, y = categorical[idx], numerical[idx], labels[idx]
+        probs = model(cat, num)
+        weights = None
+        if loss_weights is not None:
+            with torch.no_grad():
+                weights = loss_weights(cat, num, probs.detach(), y)
+        loss = weighted_bce(probs, y, weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.detach() * len(idx)
+    return total_loss
+
+
 def train_model(
     model: MultiTaskModel,
     train: SplitData,
@@ -150,27 +192,13 @@ def train_model(
     progress: bool = True,
     description: str = "train",
 ) -> TrainResult:
-    """Train ``model`` in place on ``train``, early-stopping on ``val``; restores the best weights.
-
-    Args:
-        model: any backbone, already on its device.
-        train: the training split; its rows are reshuffled every epoch.
-        val: the validation split, scored after every epoch (mean AUC over tasks).
-        config: optimiser, batch and stopping settings.
-        loss_weights: optional per-sample, per-task weights (see ``LossWeights``); RMTL's polish.
-        progress: show a tqdm bar per epoch.
-        description: the bar's label.
-    """
+    """Train ``model`` (on its device) in place on ``train``, early-stopping on the mean AUC over
+    tasks of ``val``; restores the best epoch's weights. ``loss_weights``: optional per-sample,
+    per-task weights (``LossWeights``), RMTL's polish; ``progress``: a tqdm bar per epoch labelled
+    ``description``."""
     config = config or TrainConfig()
-    if train.tasks != val.tasks or len(train.tasks) != model.num_tasks:
-        raise ValueError(
-            f"train tasks {train.tasks}, val tasks {val.tasks} and the model's {model.num_tasks} "
-            "outputs must agree"
-        )
-    if len(train) == 0 or len(val) == 0:
-        raise ValueError("train and val splits must both be non-empty")
+    check_splits(model, train, val)
     device = model_device(model)
-    categorical, numerical, labels = split_tensors(train, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     best_auc, best_epoch, best_state, bad_epochs = -np.inf, 0, None, 0
@@ -180,38 +208,23 @@ def train_model(
         best_state = copy.deepcopy(model.state_dict())
         history.append({"epoch": 0, "val_auc": best_auc})
     stopped_early = False
+    tensors = split_tensors(train, device)
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
-        model.train()
-        if config.shuffle:
-            order = torch.randperm(len(train), generator=generator).to(device)
-        else:
-            order = torch.arange(len(train), device=device)
-        batches = range(0, len(train), config.batch_size)
-        bar = tqdm(batches, desc=f"{description} epoch {epoch}", disable=not progress, leave=False)
-        total_loss = torch.zeros((), device=device)
-        for i in bar:
-            idx = order[i : i + config.batch_size]
-            cat, num, y = categorical[idx], numerical[idx], labels[idx]
-            probs = model(cat, num)
-            weights = None
-            if loss_weights is not None:
-                with torch.no_grad():
-                    weights = loss_weights(cat, num, probs.detach(), y)
-            loss = weighted_bce(probs, y, weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.detach() * len(idx)
+        order = (
+            torch.randperm(len(train), generator=generator).to(device)
+            if config.shuffle
+            else torch.arange(len(train), device=device)  # file order: session and time
+        )
+        bar = f"{description} epoch {epoch}" if progress else None
+        total_loss = train_epoch(
+            model, tensors, order, optimizer, config.batch_size, loss_weights, bar
+        )
         val_metrics = evaluate(model, val, config.eval_batch_size)
         val_auc = mean_auc(val_metrics)
-        record = {
-            "epoch": epoch,
-            "train_loss": float(total_loss) / len(train),
-            "val_auc": val_auc,
-            **{f"val_{t}_{k}": v for t, m in val_metrics.items() for k, v in m.items()},
-            "seconds": time.perf_counter() - start,
-        }
+        scores = {f"val_{t}_{k}": v for t, m in val_metrics.items() for k, v in m.items()}
+        record = {"epoch": epoch, "train_loss": float(total_loss) / len(train),
+                  "val_auc": val_auc, **scores, "seconds": time.perf_counter() - start}  # fmt: skip
         history.append(record)
         if progress:
             tqdm.write(

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from agents.models import build_model
-from agents.rmtl import build_replay
+from agents.replay import build_replay
 from agents.runtime import seed_everything
 from rmtl_env import SessionRecEnv
 from rmtl_env.data import load_dataset

@@ -51,3 +51,44 @@ def test_dple_example_runs(tmp_path) -> None:
     # one, 104 >= 100) with one update each (numbers 4..16); the actor steps on every even one.
     assert namespace["result"].actor_updates == 7
     assert namespace["dple"].num_tasks == 2
+
+
+def test_pipeline_example_on_an_own_log_csv(tmp_path, monkeypatch) -> None:
+    """The README's pipeline example, on a random own log with the example's columns (the
+    backbone and critics shrunk so that the test stays quick)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    users = rng.integers(0, 150, n)
+    price = rng.gamma(2.0, 10.0, n).round(2)
+    shop = rng.integers(0, 12, n)
+    click = rng.random(n) < 0.2 + 0.3 * (shop % 3 == 0)
+    log = pd.DataFrame({
+        "uid": users, "ts": 1_600_000_000_000 + np.sort(rng.integers(0, 86_400_000 * 30, n)),
+        "item_id": rng.integers(0, 400, n), "item_cat": rng.integers(0, 20, n), "shop": shop,
+        "price": price, "click": click.astype(int),
+        "buy": (click & (rng.random(n) < 0.3)).astype(int),
+    })  # fmt: skip
+    log.to_csv(tmp_path / "my_log.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    text = README.read_text()
+    section = text[text.index("### RMTL from Python, on your own log") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = code.replace(
+        'pretrain("esmm", splits, seed=0)',
+        'pretrain("esmm", splits, ModelConfig(embed_dim=8, bottom_dims=(16,)), seed=0)',
+    )
+    code = code.replace("lam=0.7)", "lam=0.7, critic=CriticConfig(embed_dim=8, bottom_dims=(16,)))")
+    assert "ModelConfig(" in code and "CriticConfig(" in code
+    from agents.critic import CriticConfig
+    from agents.models import ModelConfig
+
+    namespace: dict = {"ModelConfig": ModelConfig, "CriticConfig": CriticConfig}
+    exec(compile(code, str(README), "exec"), namespace)
+    results = namespace["results"]
+    assert set(results) == {"esmm", "rmtl-esmm"}  # an own log has no true probabilities
+    assert 0.0 <= results["rmtl-esmm"]["buy"]["auc"] <= 1.0
+    assert namespace["critics"].result.epochs >= 1
+    assert (namespace["polished"].initial_weights >= 1.0).all()  # Q <= 0: w = 1 - 0.7 Q >= 1

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import shlex
-import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -32,30 +31,22 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-import jobs
 import plots
 import tables
-from agents.checkpoint import load_critic, load_model
-from agents.pipeline import DataConfig
+from cells import Cells, MissingCell
 from rmtl_env.data.io import atomic_write_bytes
-from run_folder import environment_info, read_json
-from studies import METHODS, PROFILES, RMTL, RUN_ORDER, STUDIES, SUPERVISED, Profile, Variant
+from run_folder import environment_info, read_json, run_seconds
+from studies import METHODS, PROFILES, RMTL, RUN_ORDER, STUDIES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument(
-        "--datasets", nargs="+", default=["retailrocket-synthetic", "kuairand-synthetic"]
-    )
-    p.add_argument(
-        "--data-dir",
-        nargs="*",
-        default=[],
-        metavar="DATASET=DIR",
-        help="raw-file folder per real dataset, e.g. retailrocket=~/data/rr",
-    )
+    # fmt: off
+    p.add_argument("--datasets", nargs="+", default=["retailrocket-synthetic", "kuairand-synthetic"])
+    p.add_argument("--data-dir", nargs="*", default=[], metavar="DATASET=DIR",
+                   help="raw-file folder per real dataset, e.g. retailrocket=~/data/rr")
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the profile's")
     p.add_argument("--profile", choices=sorted(PROFILES), default="full")
@@ -63,124 +54,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("runs/benchmark"), help="benchmark folder")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--progress", action="store_true", help="show the per-cell tqdm bars")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="run this many seeds at once, each in its own process with an equal share "
-        "of the torch threads (on 2 CPU cores, 2 workers finish about 1.4x as many "
-        "cells per hour)",
-    )
+    p.add_argument("--workers", type=int, default=1,
+                   help="run this many seeds at once, each in its own process with an equal share "
+                   "of the torch threads (on 2 CPU cores, 2 workers finish about 1.4x as many "
+                   "cells per hour)")
     p.add_argument("--report-only", action="store_true",
-                   help="run nothing; tabulate the seeds whose cells are all finished")  # fmt: skip
+                   help="run nothing; tabulate the seeds whose cells are all finished")
+    # fmt: on
     args = p.parse_args(argv)
     args.command = "python train/benchmark.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     args.data_dirs = dict(item.split("=", 1) for item in args.data_dir)
     if args.workers < 1:
         p.error(f"--workers must be at least 1, got {args.workers}")
     return args
-
-
-class MissingCell(Exception):
-    """A cell that ``--report-only`` would have had to run."""
-
-
-class Cells:
-    """Runs each missing cell in-process and returns every cell's test metrics."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args, self.profile = args, PROFILES[args.profile]
-        self.root = args.out / args.profile
-        self.ran: list[float] = []  # wall seconds of the cells this invocation ran
-        self.reused: set[Path] = set()  # cells finished before this invocation started
-        self.used: dict[Path, None] = {}  # every cell read or run, in order (an ordered set)
-        self.started, self.started_wall = time.time(), time.perf_counter()
-
-    def job(self, dataset: str, seed: int) -> jobs.Job:
-        profile: Profile = self.profile
-        data = DataConfig(dataset, profile.scale, data_dir=self.args.data_dirs.get(dataset))
-        return jobs.Job(data, seed, self.args.device, self.args.progress)
-
-    def folder(self, dataset: str, seed: int, name: str) -> Path:
-        return self.root / dataset / f"seed{seed}" / name
-
-    def run(self, folder: Path, run) -> dict:
-        """The cell's test metrics, running ``run(folder)`` first unless it finished before."""
-        self.used[folder] = None
-        if (folder / "metrics.json").is_file():
-            # Not counted: cells that this invocation's --workers processes just finished.
-            if (folder / "metrics.json").stat().st_mtime < self.started:
-                self.reused.add(folder)
-        elif self.args.report_only:
-            raise MissingCell(str(folder.relative_to(self.root)))
-        else:
-            print(f"--- {folder.relative_to(self.root)}", flush=True)
-            started = time.perf_counter()
-            run(folder)
-            self.ran.append(time.perf_counter() - started)
-        return read_json(folder / "metrics.json")["test"]
-
-    def needed(self, folder: Path, output: Path, load, dependent: Path) -> None:
-        """Start ``folder`` afresh if ``dependent`` is about to run and ``folder``'s finished
-        ``output`` does not load (its summary was carried here without it, or it was deleted)."""
-        if self.args.report_only or (dependent / "metrics.json").is_file():
-            return
-        if not (folder / "metrics.json").is_file():
-            return
-        try:
-            load(output)
-        except Exception as exc:  # noqa: BLE001 -- whatever stops it loading, retrain it
-            print(f"{folder.relative_to(self.root)}: {output.name} does not load ({exc}); retrain")
-            shutil.rmtree(folder)  # its summary is stale; a fresh run folder, not a resume
-
-    def backbone(self, dataset: str, seed: int, model: str, for_cell: Path | None = None):
-        """The backbone cell's checkpoint and test metrics."""
-        folder, p = self.folder(dataset, seed, model), self.profile
-        checkpoint = folder / "checkpoints" / f"{model}.pt"
-        if for_cell is not None:
-            self.needed(folder, checkpoint, load_model, for_cell)
-        job = self.job(dataset, seed)
-        run = partial(jobs.run_baselines, job=job, models=[model], model=p.model_config(),
-                      train=p.train_config(seed))  # fmt: skip
-        return checkpoint, self.run(folder, run)
-
-    def rmtl(self, dataset: str, seed: int, variant: Variant) -> dict:
-        folder, p = self.folder(dataset, seed, variant.cell), self.profile
-        checkpoint, _ = self.backbone(dataset, seed, variant.target, for_cell=folder)
-        critics = (
-            None if variant.source is None else self.critics(dataset, seed, variant.source, folder)
-        )
-        run = partial(
-            jobs.run_rmtl, job=self.job(dataset, seed), backbone=variant.target,
-            model=p.model_config(), train=p.train_config(seed),
-            rmtl=p.rmtl_config(seed, **variant.rmtl), backbone_checkpoint=checkpoint,
-            critics_from=critics,
-        )  # fmt: skip
-        return self.run(folder, run)[f"rmtl-{variant.target}"]
-
-    def critics(self, dataset: str, seed: int, model: str, for_cell: Path) -> Path:
-        """The critics checkpoint of the ``rmtl-<model>`` cell (running the cell if needed)."""
-        folder = self.folder(dataset, seed, f"rmtl-{model}")
-        path = folder / "checkpoints" / "critics.pt"
-        self.needed(folder, path, load_critic, for_cell)
-        self.rmtl(dataset, seed, Variant({}, model, f"rmtl-{model}"))
-        return path
-
-    def dple(self, dataset: str, seed: int) -> dict:
-        folder, p = self.folder(dataset, seed, "d-ple"), self.profile
-        checkpoint, _ = self.backbone(dataset, seed, "ple", for_cell=folder)
-        run = partial(jobs.run_dple, job=self.job(dataset, seed), dple=p.dple_config(),
-                      model=p.model_config(), train=p.train_config(seed),
-                      backbone_checkpoint=checkpoint)  # fmt: skip
-        return self.run(folder, run)["d-ple"]
-
-    def method(self, dataset: str, seed: int, method: str) -> dict:
-        """``{task: metrics}`` of one Table 1 method in one (dataset, seed)."""
-        if method in SUPERVISED:
-            return self.backbone(dataset, seed, method)[1][method]
-        if method == "d-ple":
-            return self.dple(dataset, seed)
-        return self.rmtl(dataset, seed, Variant({}, RMTL[method], method))
 
 
 def table1(cells: Cells, args: argparse.Namespace, seeds: list[int]) -> None:
@@ -209,7 +95,7 @@ def table1(cells: Cells, args: argparse.Namespace, seeds: list[int]) -> None:
     out = cells.root
     atomic_write_bytes(out / "table1.csv", frame.to_csv(index=False).encode())
     seed_rows = tables.per_seed_frame(
-        results, used_seeds, lambda d, s, m: cell_seconds(cells.folder(d, s, m))
+        results, used_seeds, lambda d, s, m: run_seconds(cells.folder(d, s, m))
     )
     atomic_write_bytes(out / "table1_seeds.csv", seed_rows.to_csv(index=False).encode())
     names = set(args.methods) | {RMTL[m] for m in args.methods if m in RMTL}
@@ -226,17 +112,6 @@ def table1(cells: Cells, args: argparse.Namespace, seeds: list[int]) -> None:
     print(text)
 
 
-def cell_seconds(folder: Path) -> float:
-    """A finished cell's wall time: from its ``metrics.json``, else (cells of older versions)
-    its ``cell.json``, else the time between ``config.json`` and ``metrics.json``."""
-    metrics = read_json(folder / "metrics.json")
-    if "seconds" in metrics:
-        return float(metrics["seconds"])
-    if (folder / "cell.json").is_file():
-        return float(read_json(folder / "cell.json")["seconds"])
-    return (folder / "metrics.json").stat().st_mtime - (folder / "config.json").stat().st_mtime
-
-
 def provenance(cells: Cells, folders: dict[str, list[Path]]) -> str:
     """Markdown footer: command, date, machine, this invocation's wall time, and per dataset the
     recorded wall time of the cells behind the numbers (``folders``)."""
@@ -244,7 +119,7 @@ def provenance(cells: Cells, folders: dict[str, list[Path]]) -> str:
         d: sorted({read_json(f / "config.json")["environment"]["torch_threads"] for f in fs})
         for d, fs in folders.items()
     }
-    seconds = {d: sum(cell_seconds(f) for f in fs) for d, fs in folders.items()}
+    seconds = {d: sum(run_seconds(f) for f in fs) for d, fs in folders.items()}
     return tables.provenance_markdown(
         cells.args, environment_info(), folders, seconds, threads, time.perf_counter() - cells.started_wall,
         len(cells.ran), sum(cells.ran), len(cells.reused),

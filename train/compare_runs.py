@@ -14,9 +14,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import pandas as pd
-import runlib
 
 import tables
+from run_folder import read_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipping {run}: no metrics.json (unfinished run?)", file=sys.stderr)
             continue
         config, metrics = (
-            runlib.read_json(run / "config.json"),
-            runlib.read_json(run / "metrics.json"),
+            read_json(run / "config.json"),
+            read_json(run / "metrics.json"),
         )
         by_backbone[config["backbone"]][config["seed"]] = metrics["test"]
         tasks = [t for t in metrics["test"][config["backbone"]]]

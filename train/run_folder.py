@@ -82,6 +82,17 @@ def default_run_dir(script: str, dataset: str, seed: int) -> Path:
     return Path("runs") / script / f"{Path(dataset).name}-seed{seed}-{stamp}"
 
 
+def run_seconds(folder: Path) -> float:
+    """A finished run's wall time: from its ``metrics.json``, else (benchmark cells of older versions)
+    its ``cell.json``, else the time between ``config.json`` and ``metrics.json``."""
+    metrics = read_json(folder / "metrics.json")
+    if "seconds" in metrics:
+        return float(metrics["seconds"])
+    if (folder / "cell.json").is_file():
+        return float(read_json(folder / "cell.json")["seconds"])
+    return (folder / "metrics.json").stat().st_mtime - (folder / "config.json").stat().st_mtime
+
+
 class DifferentConfig(Exception):
     """The folder holds a run with another configuration."""
 

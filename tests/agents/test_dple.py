@@ -18,7 +18,7 @@ from agents.dple import (
     train_dple,
 )
 from agents.models import build_model
-from agents.rmtl import build_replay
+from agents.replay import build_replay
 from agents.sb3 import ActorAdam, FrozenActions
 from agents.trainer import predict
 

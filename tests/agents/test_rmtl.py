@@ -2,27 +2,37 @@
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError, replace
+
 import numpy as np
 import pytest
 import torch
 
 from agents.critic import CriticConfig, MultiCritic
 from agents.models import build_model
+from agents.replay import build_replay
 from agents.rmtl import (
+    PRESETS,
     ConvergenceStopper,
     RMTLAgent,
     RMTLConfig,
-    build_replay,
-    discounted_returns,
     loss_weights,
-    official_config,
-    paper_config,
     soft_update,
     td_target,
 )
 from agents.trainer import predict
 from rmtl_env.data.dataset import SplitData
 from rmtl_env.metrics import binary_cross_entropy
+
+
+def discounted_returns(rewards: np.ndarray, terminated: np.ndarray, gamma: float) -> np.ndarray:
+    """The exact per-task discounted return of every transition, rows in session order: the
+    oracle the critics are tested against."""
+    returns = np.array(rewards, dtype=np.float64)
+    for i in range(len(returns) - 2, -1, -1):
+        if not terminated[i]:
+            returns[i] += gamma * returns[i + 1]
+    return returns
 
 
 def hand_made_split(num_sessions: int = 40, seed: int = 0) -> SplitData:
@@ -103,14 +113,14 @@ def test_stopper_needs_patience_consecutive_calm_epochs() -> None:
 
 
 def test_presets_and_config_errors() -> None:
-    paper, official = paper_config(), official_config()
+    paper, official = PRESETS["paper"], PRESETS["official"]
     assert (paper.gamma, paper.lam, paper.tau, paper.critic.independent) == (0.95, 0.7, 0.2, False)
-    assert (official.gamma, official.critic_fixed_epochs, official.critic.independent) == (
-        0.9,
-        96,
-        True,
-    )
-    assert paper_config(lam=0.3).lam == 0.3
+    assert (official.gamma, official.critic_epochs, official.critic.independent) == (0.9, 96, True)
+    assert replace(paper, lam=0.3).lam == 0.3 and paper.lam == 0.7
+    with pytest.raises(FrozenInstanceError):
+        paper.lam = 0.3  # presets are shared: they cannot be changed in place
+    with pytest.raises(ValueError, match="tau"):
+        replace(official, tau=0.0)  # replace() runs the same checks
     with pytest.raises(ValueError, match="gamma"):
         RMTLConfig(gamma=1.0)
     with pytest.raises(ValueError, match="weight_variant"):
@@ -122,10 +132,13 @@ def test_replay_rewards_the_stored_action_and_caches_next_actions() -> None:
     torch.manual_seed(0)
     actor = build_model("esmm", [len(data), 4], 1, 2, embed_dim=4, bottom_dims=(8,), tower_dims=())
     replay = build_replay(actor, data, exploration_noise=0.2, seed=1)
-    action = replay.action.numpy()
+    action = replay.tensors.action.numpy()
     assert action.min() >= 0 and action.max() <= 1
     np.testing.assert_allclose(
-        replay.rewards.numpy(), -binary_cross_entropy(data.labels, action), rtol=1e-5, atol=1e-6
+        replay.tensors.rewards.numpy(),
+        -binary_cross_entropy(data.labels, action),
+        rtol=1e-5,
+        atol=1e-6,
     )
     clean = predict(actor, data)
     assert not np.allclose(action, clean)  # the noise is there ...
@@ -143,8 +156,8 @@ def test_critic_learns_the_exact_discounted_return(independent: bool) -> None:
     )
     config = RMTLConfig(
         gamma=0.9,
-        batch_size=32,
-        critic_fixed_epochs=250,
+        critic_batch_size=32,
+        critic_epochs=250,
         exploration_noise=0.0,
         target_update_interval=1,
         tau=0.2,
@@ -155,8 +168,8 @@ def test_critic_learns_the_exact_discounted_return(independent: bool) -> None:
     replay = build_replay(actor, data, exploration_noise=0.0)
     result = agent.train_critics(replay, progress=False)
     assert result.epochs == 250 and not result.converged
-    returns = discounted_returns(replay.rewards.numpy(), replay.transitions.terminated, 0.9)
-    q = agent.q_values(data, replay.action.numpy())
+    returns = discounted_returns(replay.tensors.rewards.numpy(), replay.transitions.terminated, 0.9)
+    q = agent.q_values(data, replay.tensors.action.numpy())
     assert np.all(q <= 0)
     for k in range(2):
         residual = ((q[:, k] - returns[:, k]) ** 2).sum()
@@ -169,7 +182,7 @@ def test_stopper_ends_critic_training_and_polish_weights_use_eval_mode() -> None
     torch.manual_seed(0)
     actor = build_model("mmoe", [len(data), 4], 1, 2, embed_dim=4, bottom_dims=(8,), num_experts=2)
     config = RMTLConfig(
-        batch_size=64,
+        critic_batch_size=64,
         critic_max_epochs=300,
         stop_rel_tol=0.05,
         critic=CriticConfig(embed_dim=8, bottom_dims=(16,), head_dims=(8,)),
@@ -196,13 +209,13 @@ def test_actor_update_changes_the_actor_only_when_asked() -> None:
     actor = build_model("ple", [len(data), 4], 1, 2, embed_dim=4, bottom_dims=(8,), num_experts=2)
     before = [p.clone() for p in actor.parameters()]
     small = CriticConfig(embed_dim=8, bottom_dims=(16,), head_dims=(8,))
-    RMTLAgent(actor, RMTLConfig(critic_fixed_epochs=2, critic=small)).train_critics(
+    RMTLAgent(actor, RMTLConfig(critic_epochs=2, critic=small)).train_critics(
         build_replay(actor, data), progress=False
     )
     assert all(torch.equal(a, b) for a, b in zip(before, actor.parameters(), strict=True))
-    RMTLAgent(
-        actor, RMTLConfig(critic_fixed_epochs=2, actor_update=True, critic=small)
-    ).train_critics(build_replay(actor, data), progress=False)
+    RMTLAgent(actor, RMTLConfig(critic_epochs=2, actor_update=True, critic=small)).train_critics(
+        build_replay(actor, data), progress=False
+    )
     assert not all(torch.equal(a, b) for a, b in zip(before, actor.parameters(), strict=True))
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
-import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "train"))
 
 import benchmark  # noqa: E402
+import plots  # noqa: E402
 import tables  # noqa: E402
+from run_folder import read_json  # noqa: E402
 
 
 def per_seed(values: dict[str, list[float]]) -> list[dict]:
@@ -63,25 +67,32 @@ def test_table_builder_means_stds_and_significance_marks() -> None:
 
 def test_bar_plot_axis_leaves_out_only_a_collapsed_method() -> None:
     auc = np.array([0.7035, 0.7047, 0.7034, 0.7038, 0.7015, 0.5956, 0.6922, 0.6916, 0.6889])
-    assert benchmark.off_scale(auc).tolist() == [False] * 5 + [True] + [False] * 3
-    assert not benchmark.off_scale(np.full(4, 0.7)).any()
+    assert plots.off_scale(auc).tolist() == [False] * 5 + [True] + [False] * 3
+    assert not plots.off_scale(np.full(4, 0.7)).any()
 
 
-def run_benchmark(out: Path, *extra: str) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        str(ROOT / "train" / "benchmark.py"),
-        "--profile",
-        "quick",
-        "--out",
-        str(out),
-        *extra,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+@dataclass
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_benchmark(out: Path, *extra: str) -> Done:
+    """``benchmark.main`` in this process, its output captured as a subprocess's would be."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = benchmark.main(["--profile", "quick", "--out", str(out), *extra])
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else 1
+            if isinstance(exit.code, str):
+                print(exit.code, file=sys.stderr)
+    return Done(code, stdout.getvalue(), stderr.getvalue())
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Done]:
     out = tmp_path_factory.mktemp("bench")
     done = run_benchmark(out)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -117,9 +128,7 @@ def test_quick_profile_writes_table1(quick) -> None:
     # table1_seeds.csv: the per-seed numbers behind every mean, straight from the cells.
     seeds = pd.read_csv(root / "table1_seeds.csv")
     assert len(seeds) == 2 * 9 * 2 and set(seeds["seed"]) == {0}
-    cell = benchmark.runlib.read_json(
-        root / "kuairand-synthetic" / "seed0" / "rmtl-ple" / "metrics.json"
-    )
+    cell = read_json(root / "kuairand-synthetic" / "seed0" / "rmtl-ple" / "metrics.json")
     row = seeds[(seeds["method"] == "rmtl-ple") & (seeds["task"] == "long_view")].iloc[0]
     assert row["auc"] == pytest.approx(cell["test"]["rmtl-ple"]["long_view"]["auc"], abs=1e-12)
     assert row["cell_seconds"] > 0
@@ -130,9 +139,7 @@ def test_quick_profile_writes_table1(quick) -> None:
     assert "ran 18 cells" in footer and "logical CPUs" in footer
     assert footer.count("9 cells (seeds [0])") == 2
     assert footer.count("torch threads per cell: ") == 2
-    assert all(
-        (cell.parent / "cell.json").is_file() for cell in root.glob("*/seed0/*/metrics.json")
-    )
+    assert all(read_json(cell)["seconds"] > 0 for cell in root.glob("*/seed0/*/metrics.json"))
 
 
 def test_resume_skips_finished_cells(quick) -> None:
@@ -155,9 +162,7 @@ def test_workers_run_missing_seeds_in_parallel_processes(quick, tmp_path: Path) 
     assert done.returncode == 0, done.stderr[-3000:]
     ran = [line for line in done.stdout.splitlines() if line.startswith("--- ")]
     assert len(ran) == 9 and all(line.startswith("--- kuairand-synthetic/seed1/") for line in ran)
-    config = benchmark.runlib.read_json(
-        root / "kuairand-synthetic" / "seed1" / "ple" / "config.json"
-    )
+    config = read_json(root / "kuairand-synthetic" / "seed1" / "ple" / "config.json")
     assert config["environment"]["torch_threads"] == max(1, torch.get_num_threads() // 2)
     footer = (root / "table1.md").read_text().split("## Provenance", 1)[1]
     assert "2 worker(s); ran 9 cells" in footer and "reused 9 finished cells" in footer
@@ -172,7 +177,7 @@ def test_a_dependent_cell_retrains_a_backbone_whose_checkpoint_is_gone(quick, tm
     root = tmp_path / "quick"
     seed0 = root / "kuairand-synthetic" / "seed0"
     shutil.copytree(quick[0] / "kuairand-synthetic" / "seed0", seed0)
-    before = benchmark.runlib.read_json(seed0 / "ple" / "metrics.json")["test"]
+    before = read_json(seed0 / "ple" / "metrics.json")["test"]
     (seed0 / "ple" / "checkpoints" / "ple.pt").unlink()
     (seed0 / "esmm" / "checkpoints" / "esmm.pt").unlink()  # rmtl-esmm is finished: not needed
     shutil.rmtree(seed0 / "rmtl-ple")  # unfinished when the seed was carried
@@ -180,9 +185,9 @@ def test_a_dependent_cell_retrains_a_backbone_whose_checkpoint_is_gone(quick, tm
     assert done.returncode == 0, done.stderr[-3000:]
     ran = [line for line in done.stdout.splitlines() if line.startswith("--- ")]
     assert ran == ["--- kuairand-synthetic/seed0/ple", "--- kuairand-synthetic/seed0/rmtl-ple"]
-    assert "kuairand-synthetic/seed0/ple: no checkpoint for rmtl-ple; retrain" in done.stdout
+    assert "kuairand-synthetic/seed0/ple: ple.pt does not load" in done.stdout
     # Same seed, same thread count: the retrained backbone is the one that was lost.
-    assert benchmark.runlib.read_json(seed0 / "ple" / "metrics.json")["test"] == before
+    assert read_json(seed0 / "ple" / "metrics.json")["test"] == before
     assert not (seed0 / "esmm" / "checkpoints" / "esmm.pt").exists()
 
 
@@ -257,7 +262,7 @@ def test_polish_study_compares_rmtl_with_cw_under_the_guarded_schedule(quick) ->
     (cell / "checkpoints" / "critics.pt").unlink()  # carried without checkpoints: rerun it
     done = run_benchmark(root.parent, "--study", "polish", "--datasets", "kuairand-synthetic")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "rmtl-esmm: no critics checkpoint; rerun" in done.stdout
+    assert "rmtl-esmm: critics.pt does not load" in done.stdout
     # Same seed, same thread count: the same critics, so the same polished numbers.
     assert json.loads((cell / "metrics.json").read_text())["test"] == before
     frame = pd.read_csv(root / "study_polish.csv")

@@ -1,0 +1,120 @@
+"""The benchmark's cells: each (dataset, seed, method) cell is the run folder of one ``jobs``
+job, run in-process unless it has ``metrics.json``. A cell names the cells it depends on (the
+backbone whose checkpoint it loads, the RMTL cell whose critics it uses); a dependency whose
+output no longer loads is retrained in a fresh folder (same seed, same weights)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from functools import partial
+from pathlib import Path
+
+import jobs
+from agents.checkpoint import load_critic, load_model
+from agents.pipeline import DataConfig
+from run_folder import read_json
+from studies import PROFILES, RMTL, SUPERVISED, Profile, Variant
+
+
+class MissingCell(Exception):
+    """A cell that ``--report-only`` would have had to run."""
+
+
+class Cells:
+    """Runs each missing cell in-process and returns every cell's test metrics."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args, self.profile = args, PROFILES[args.profile]
+        self.root = args.out / args.profile
+        self.ran: list[float] = []  # wall seconds of the cells this invocation ran
+        self.reused: set[Path] = set()  # cells finished before this invocation started
+        self.used: dict[Path, None] = {}  # every cell read or run, in order (an ordered set)
+        self.started, self.started_wall = time.time(), time.perf_counter()
+
+    def job(self, dataset: str, seed: int) -> jobs.Job:
+        profile: Profile = self.profile
+        data = DataConfig(dataset, profile.scale, data_dir=self.args.data_dirs.get(dataset))
+        return jobs.Job(data, seed, self.args.device, self.args.progress)
+
+    def folder(self, dataset: str, seed: int, name: str) -> Path:
+        return self.root / dataset / f"seed{seed}" / name
+
+    def run(self, folder: Path, run) -> dict:
+        """The cell's test metrics, running ``run(folder)`` first unless it finished before."""
+        self.used[folder] = None
+        if (folder / "metrics.json").is_file():
+            # Not counted: cells that this invocation's --workers processes just finished.
+            if (folder / "metrics.json").stat().st_mtime < self.started:
+                self.reused.add(folder)
+        elif self.args.report_only:
+            raise MissingCell(str(folder.relative_to(self.root)))
+        else:
+            print(f"--- {folder.relative_to(self.root)}", flush=True)
+            started = time.perf_counter()
+            run(folder)
+            self.ran.append(time.perf_counter() - started)
+        return read_json(folder / "metrics.json")["test"]
+
+    def needed(self, folder: Path, output: Path, load, dependent: Path) -> None:
+        """Start ``folder`` afresh if ``dependent`` is about to run and ``folder``'s finished
+        ``output`` does not load (its summary was carried here without it, or it was deleted)."""
+        if self.args.report_only or (dependent / "metrics.json").is_file():
+            return
+        if not (folder / "metrics.json").is_file():
+            return
+        try:
+            load(output)
+        except Exception as exc:  # noqa: BLE001 -- whatever stops it loading, retrain it
+            print(f"{folder.relative_to(self.root)}: {output.name} does not load ({exc}); retrain")
+            shutil.rmtree(folder)  # its summary is stale; a fresh run folder, not a resume
+
+    def backbone(self, dataset: str, seed: int, model: str, for_cell: Path | None = None):
+        """The backbone cell's checkpoint and test metrics."""
+        folder, p = self.folder(dataset, seed, model), self.profile
+        checkpoint = folder / "checkpoints" / f"{model}.pt"
+        if for_cell is not None:
+            self.needed(folder, checkpoint, load_model, for_cell)
+        job = self.job(dataset, seed)
+        run = partial(jobs.run_baselines, job=job, models=[model], model=p.model_config(),
+                      train=p.train_config(seed))  # fmt: skip
+        return checkpoint, self.run(folder, run)
+
+    def rmtl(self, dataset: str, seed: int, variant: Variant) -> dict:
+        folder, p = self.folder(dataset, seed, variant.cell), self.profile
+        checkpoint, _ = self.backbone(dataset, seed, variant.target, for_cell=folder)
+        critics = (
+            None if variant.source is None else self.critics(dataset, seed, variant.source, folder)
+        )
+        run = partial(
+            jobs.run_rmtl, job=self.job(dataset, seed), backbone=variant.target,
+            model=p.model_config(), train=p.train_config(seed),
+            rmtl=p.rmtl_config(seed, **variant.rmtl), backbone_checkpoint=checkpoint,
+            critics_from=critics,
+        )  # fmt: skip
+        return self.run(folder, run)[f"rmtl-{variant.target}"]
+
+    def critics(self, dataset: str, seed: int, model: str, for_cell: Path) -> Path:
+        """The critics checkpoint of the ``rmtl-<model>`` cell (running the cell if needed)."""
+        folder = self.folder(dataset, seed, f"rmtl-{model}")
+        path = folder / "checkpoints" / "critics.pt"
+        self.needed(folder, path, load_critic, for_cell)
+        self.rmtl(dataset, seed, Variant({}, model, f"rmtl-{model}"))
+        return path
+
+    def dple(self, dataset: str, seed: int) -> dict:
+        folder, p = self.folder(dataset, seed, "d-ple"), self.profile
+        checkpoint, _ = self.backbone(dataset, seed, "ple", for_cell=folder)
+        run = partial(jobs.run_dple, job=self.job(dataset, seed), dple=p.dple_config(),
+                      model=p.model_config(), train=p.train_config(seed),
+                      backbone_checkpoint=checkpoint)  # fmt: skip
+        return self.run(folder, run)["d-ple"]
+
+    def method(self, dataset: str, seed: int, method: str) -> dict:
+        """``{task: metrics}`` of one Table 1 method in one (dataset, seed)."""
+        if method in SUPERVISED:
+            return self.backbone(dataset, seed, method)[1][method]
+        if method == "d-ple":
+            return self.dple(dataset, seed)
+        return self.rmtl(dataset, seed, Variant({}, RMTL[method], method))
