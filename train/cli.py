@@ -23,7 +23,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from run_folder import DifferentConfig
+import jobs
+from agents.models import ModelConfig
+from agents.pipeline import DataConfig
+from agents.trainer import TrainConfig
+from run_folder import DifferentConfig, default_run_dir
 from tables import format_table
 
 Parser = argparse.ArgumentParser | argparse._ArgumentGroup
@@ -162,3 +166,29 @@ def report(run: Callable[[], Mapping], folder: Path, title: str) -> int:
     print(format_table(results, tasks))
     print(f"\nRun folder: {folder}")
     return 0
+
+
+def add_common_flags(parser: argparse.ArgumentParser, script: str, title: str) -> Parser:
+    """The data, run, backbone and training flags every script shares; returns the backbone
+    group, for the script's own backbone flags."""
+    add_config_flags(parser.add_argument_group("data"), "data", DataConfig())
+    add_run_flags(parser.add_argument_group("run"), script)
+    group = parser.add_argument_group(title)
+    add_config_flags(group, "model", ModelConfig())
+    add_config_flags(group, "train", TrainConfig(), skip=("seed", "keep_initial"))
+    return group
+
+
+def common_configs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``args.data``, ``args.model_config`` and ``args.train`` from the common flags."""
+    args.data = config_from_flags(parser, args, "data", DataConfig())
+    args.model_config = config_from_flags(parser, args, "model", ModelConfig())
+    args.train = config_from_flags(parser, args, "train", TrainConfig(), seed=args.seed)
+
+
+def run_job(script: str, args: argparse.Namespace, job: Callable[[Path, Any], Mapping]) -> int:
+    """``job(run folder, jobs.Job)`` with the common flags' data, seed, device and progress;
+    prints the test table."""
+    spec = jobs.Job(args.data, args.seed, args.device, progress=not args.no_progress)
+    folder = args.run_dir or default_run_dir(script, args.data.dataset, args.seed)
+    return report(lambda: job(folder, spec), folder, f"{args.data.dataset}, seed {args.seed}")

@@ -26,19 +26,14 @@ from pathlib import Path
 import cli
 import jobs
 from agents.dple import DPLEConfig
-from agents.models import MODELS, ModelConfig
-from agents.pipeline import DataConfig
-from agents.trainer import TrainConfig
-from run_folder import default_run_dir
+from agents.models import MODELS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    cli.add_config_flags(p.add_argument_group("data"), "data", DataConfig())
-    cli.add_run_flags(p.add_argument_group("run"), "dple_sb3")
-    model = p.add_argument_group("backbone and its pretraining")
+    model = cli.add_common_flags(p, "dple_sb3", "backbone and its pretraining")
     model.add_argument(
         "--backbone", default="ple", choices=sorted(MODELS), help="actor model (D-PLE: ple)"
     )
@@ -46,25 +41,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument(
         "--from-scratch", action="store_true", help="start the actor untrained (no pretraining)"
     )
-    cli.add_config_flags(model, "model", ModelConfig())
-    cli.add_config_flags(model, "train", TrainConfig(), skip=("seed", "keep_initial"))
-    cli.add_config_flags(
-        p.add_argument_group("D-PLE (agents.dple.DPLEConfig)"), "dple", DPLEConfig()
-    )
+    group = p.add_argument_group("D-PLE (agents.dple.DPLEConfig)")
+    cli.add_config_flags(group, "dple", DPLEConfig())
     args = p.parse_args(argv)
-    args.data = cli.config_from_flags(p, args, "data", DataConfig())
-    args.model_config = cli.config_from_flags(p, args, "model", ModelConfig())
-    args.train = cli.config_from_flags(p, args, "train", TrainConfig(), seed=args.seed)
+    cli.common_configs(p, args)
     args.dple = cli.config_from_flags(p, args, "dple", DPLEConfig())
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    job = jobs.Job(args.data, args.seed, args.device, progress=not args.no_progress)
-    folder = args.run_dir or default_run_dir("dple_sb3", args.data.dataset, args.seed)
-    return cli.report(
-        lambda: jobs.run_dple(
+    return cli.run_job(
+        "dple_sb3",
+        args,
+        lambda folder, job: jobs.run_dple(
             folder,
             job,
             args.dple,
@@ -74,8 +64,6 @@ def main(argv: list[str] | None = None) -> int:
             backbone_checkpoint=args.backbone_checkpoint,
             from_scratch=args.from_scratch,
         ),  # fmt: skip
-        folder,
-        f"{args.data.dataset}, seed {args.seed}",
     )
 
 

@@ -16,22 +16,15 @@ import sys
 
 import cli
 import jobs
-from agents.models import MODELS, ModelConfig
-from agents.pipeline import DataConfig
-from agents.trainer import TrainConfig
-from run_folder import default_run_dir
+from agents.models import MODELS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    cli.add_config_flags(p.add_argument_group("data"), "data", DataConfig())
-    cli.add_run_flags(p.add_argument_group("run"), "mtl_baselines")
-    cli.add_config_flags(p.add_argument_group("backbone"), "model", ModelConfig())
-    training = p.add_argument_group("training")
-    cli.add_config_flags(training, "train", TrainConfig(), skip=("seed", "keep_initial"))
-    p.add_argument(
+    group = cli.add_common_flags(p, "mtl_baselines", "backbones and their training")
+    group.add_argument(
         "--model", nargs="+", default=["all"], help=f"any of {sorted(MODELS)}, or 'all' (default)"
     )
     args = p.parse_args(argv)
@@ -41,20 +34,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         p.error(f"--model: unknown {unknown}; expected 'all' or any of {sorted(MODELS)}")
     args.models = models
-    args.data = cli.config_from_flags(p, args, "data", DataConfig())
-    args.model_config = cli.config_from_flags(p, args, "model", ModelConfig())
-    args.train = cli.config_from_flags(p, args, "train", TrainConfig(), seed=args.seed)
+    cli.common_configs(p, args)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    job = jobs.Job(args.data, args.seed, args.device, progress=not args.no_progress)
-    folder = args.run_dir or default_run_dir("mtl_baselines", args.data.dataset, args.seed)
-    return cli.report(
-        lambda: jobs.run_baselines(folder, job, args.models, args.model_config, args.train),
-        folder,
-        f"{args.data.dataset}, seed {args.seed}",
+    return cli.run_job(
+        "mtl_baselines",
+        args,
+        lambda folder, job: jobs.run_baselines(
+            folder, job, args.models, args.model_config, args.train
+        ),
     )
 
 

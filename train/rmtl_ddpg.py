@@ -24,28 +24,23 @@ from pathlib import Path
 
 import cli
 import jobs
-from agents.models import MODELS, ModelConfig
-from agents.pipeline import DataConfig
+from agents.models import MODELS
 from agents.rmtl import PRESETS
-from agents.trainer import TrainConfig
-from run_folder import default_run_dir
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    cli.add_config_flags(p.add_argument_group("data"), "data", DataConfig())
-    cli.add_run_flags(p.add_argument_group("run"), "rmtl_ddpg")
-    model = p.add_argument_group("backbone (stage 1) and its training (stages 1 and 4)")
+    model = cli.add_common_flags(
+        p, "rmtl_ddpg", "backbone (stage 1) and its training (stages 1 and 4)"
+    )
     model.add_argument("--backbone", default="ple", choices=sorted(MODELS), help="the actor model")
     model.add_argument(
         "--backbone-checkpoint",
         type=Path,
         help="use this pretrained backbone instead of training one",
     )
-    cli.add_config_flags(model, "model", ModelConfig())
-    cli.add_config_flags(model, "train", TrainConfig(), skip=("seed", "keep_initial"))
     rl = p.add_argument_group("RMTL (defaults: the --preset's values)")
     rl.add_argument("--preset", choices=sorted(PRESETS), default="paper",
                     help="paper: gamma .95, shared-bottom critics, trained to convergence; "
@@ -57,19 +52,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="polish with critics trained elsewhere (transferability); skips stage 3",
     )
     args = p.parse_args(argv)
-    args.data = cli.config_from_flags(p, args, "data", DataConfig())
-    args.model_config = cli.config_from_flags(p, args, "model", ModelConfig())
-    args.train = cli.config_from_flags(p, args, "train", TrainConfig(), seed=args.seed)
+    cli.common_configs(p, args)
     args.rmtl = cli.config_from_flags(p, args, "rmtl", PRESETS[args.preset], seed=args.seed)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    job = jobs.Job(args.data, args.seed, args.device, progress=not args.no_progress)
-    folder = args.run_dir or default_run_dir("rmtl_ddpg", args.data.dataset, args.seed)
-    return cli.report(
-        lambda: jobs.run_rmtl(
+    return cli.run_job(
+        "rmtl_ddpg",
+        args,
+        lambda folder, job: jobs.run_rmtl(
             folder,
             job,
             args.backbone,
@@ -79,8 +72,6 @@ def main(argv: list[str] | None = None) -> int:
             backbone_checkpoint=args.backbone_checkpoint,
             critics_from=args.critics_from,
         ),  # fmt: skip
-        folder,
-        f"{args.data.dataset}, seed {args.seed}",
     )
 
 
