@@ -277,6 +277,7 @@ def _dple_stage(run, splits, job, dple, backbone, model, checkpoint, device) -> 
             f"{dple.actor_lr:g} in {r.actor_seconds:.1f} s; critic mean Q at the actor's actions "
             f"{r.mean_q_before:.4f} -> {r.mean_q_after:.4f}"
         )
+        zip_path.parent.mkdir(parents=True, exist_ok=True)
         out.sb3.save(zip_path.with_name(".ddpg.tmp.zip"))
         zip_path.with_name(".ddpg.tmp.zip").replace(zip_path)
         save_model(out.model, run.checkpoint("dple_backbone.pt"), tasks=splits.tasks)

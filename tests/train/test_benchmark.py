@@ -151,7 +151,7 @@ def test_resume_skips_finished_cells(quick) -> None:
     assert ran == ["--- kuairand-synthetic/seed0/esmm"]
 
 
-def test_workers_run_missing_seeds_in_parallel_processes(quick, tmp_path: Path) -> None:
+def test_workers_run_missing_seeds_in_parallel_processes(quick, tmp_path: Path, capfd) -> None:
     # A copy of the finished seed 0, so the other tests' one-seed tables stay as they are.
     root = tmp_path / "quick"
     seed0 = Path("kuairand-synthetic") / "seed0"
@@ -160,7 +160,8 @@ def test_workers_run_missing_seeds_in_parallel_processes(quick, tmp_path: Path) 
         tmp_path, "--datasets", "kuairand-synthetic", "--seeds", "0", "1", "--workers", "2"
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    ran = [line for line in done.stdout.splitlines() if line.startswith("--- ")]
+    workers = capfd.readouterr().out  # the worker processes print to the real stdout
+    ran = [line for line in (workers + done.stdout).splitlines() if line.startswith("--- ")]
     assert len(ran) == 9 and all(line.startswith("--- kuairand-synthetic/seed1/") for line in ran)
     config = read_json(root / "kuairand-synthetic" / "seed1" / "ple" / "config.json")
     assert config["environment"]["torch_threads"] == max(1, torch.get_num_threads() // 2)
