@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("runs/benchmark"), help="benchmark folder")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--progress", action="store_true", help="show the per-cell tqdm bars")
+    p.add_argument("--cell-plots", action=argparse.BooleanOptionalAction, default=True,
+                   help="each cell's own PNG figures (the tables' bar plots are always written)")
     p.add_argument("--workers", type=int, default=1,
                    help="run this many seeds at once, each in its own process with an equal share "
                    "of the torch threads (on 2 CPU cores, 2 workers finish about 1.4x as many "

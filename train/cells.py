@@ -36,7 +36,7 @@ class Cells:
     def job(self, dataset: str, seed: int) -> jobs.Job:
         profile: Profile = self.profile
         data = DataConfig(dataset, profile.scale, data_dir=self.args.data_dirs.get(dataset))
-        return jobs.Job(data, seed, self.args.device, self.args.progress)
+        return jobs.Job(data, seed, self.args.device, self.args.progress, self.args.cell_plots)
 
     def folder(self, dataset: str, seed: int, name: str) -> Path:
         return self.root / dataset / f"seed{seed}" / name

@@ -30,12 +30,14 @@ from run_folder import RunFolder
 
 @dataclass(frozen=True)
 class Job:
-    """What every job shares: the data, the model seed, the device and the tqdm bars."""
+    """What every job shares: the data, the model seed, the device, the tqdm bars and whether
+    the run folder gets its PNG figures (``plots``; the benchmark can leave them out)."""
 
     data: DataConfig = DataConfig()
     seed: int = 0
     device: str = "auto"
     progress: bool = False
+    plots: bool = True
 
     def open(self, folder: Path, name: str, **configs: object) -> tuple[RunFolder, Splits, str]:
         """The opened run folder (``config.json`` written), the data and the torch device."""
@@ -88,7 +90,8 @@ def run_baselines(
     results.update(pipeline.evaluate({}, splits.test))  # the oracle row, where there is one
     rows = [{"model": name, **h} for name, hist in histories.items() for h in hist]
     atomic_write_bytes(run.path / "history.csv", pd.DataFrame(rows).to_csv(index=False).encode())
-    plots.plot_learning_curves(histories, run.path / "learning_curves.png")
+    if job.plots:
+        plots.plot_learning_curves(histories, run.path / "learning_curves.png")
     run.write_metrics(results, training=summary)
     return results
 
@@ -117,7 +120,11 @@ def run_rmtl(
     results = pipeline.evaluate({backbone: actor, f"rmtl-{backbone}": polished}, splits.test)
     run.stage_seconds["evaluate"] = time.perf_counter() - started
     print("Stage wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in run.stage_seconds.items()))
-    _rmtl_plots(run.path, splits.tasks, backbone, pretrain, critics, polish, weights, results)
+    if critics.get("history"):
+        frame = pd.DataFrame(critics["history"])
+        atomic_write_bytes(run.path / "critic_history.csv", frame.to_csv(index=False).encode())
+    if job.plots:
+        _rmtl_plots(run.path, splits.tasks, backbone, pretrain, critics, polish, weights, results)
     run.write_metrics(
         results, stage_seconds=run.stage_seconds,
         loss_weights_train=_weight_summary(weights, splits.tasks),
@@ -201,8 +208,6 @@ class RMTLStages:
 
 def _rmtl_plots(path, tasks, backbone, pretrain, critics, polish, weights, results) -> None:
     if critics.get("history"):
-        frame = pd.DataFrame(critics["history"])
-        atomic_write_bytes(path / "critic_history.csv", frame.to_csv(index=False).encode())
         plots.plot_critic_training(critics["history"], tasks, path / "critic_training.png")
     plots.plot_loss_weights(weights, tasks, path / "loss_weights.png")
     histories = {f"pretrain {backbone}": pretrain.get("history", []),
@@ -250,10 +255,11 @@ def run_dple(
     if start is not None:
         moved = float(np.abs(predictions[f"d-{backbone}"] - predictions[backbone]).mean())
         print(f"mean |D-PLE - PLE| test prediction: {moved:.3g}")
-    plots.plot_critic_phase(outcome["critic_history"], run.path / "critic_phase.png")
-    if histories:
-        plots.plot_learning_curves(histories, run.path / "learning_curves.png")
-    plots.plot_metric_comparison(results, splits.tasks, run.path / "metrics.png")
+    if job.plots:
+        plots.plot_critic_phase(outcome["critic_history"], run.path / "critic_phase.png")
+        if histories:
+            plots.plot_learning_curves(histories, run.path / "learning_curves.png")
+        plots.plot_metric_comparison(results, splits.tasks, run.path / "metrics.png")
     run.write_metrics(
         results, dple=outcome, actor_lr=dple.actor_lr, mean_abs_prediction_change_test=moved,
         env_steps_per_second=outcome["env_steps_per_second"],
