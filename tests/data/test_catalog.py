@@ -65,33 +65,22 @@ def test_processed_folder_loads_and_meta_is_complete():
     assert (split.categorical < np.array(again.field_dims)).all()
 
 
-def test_cli_stats_prepare_and_synth(tmp_path):
-    run = [sys.executable, "-m", "rmtl_env.data"]
+def test_cli_stats_prepare_and_synth(tmp_path, capsys):
+    """``python -m rmtl_env.data`` once as a user runs it; its other commands in-process."""
+    from rmtl_env.data.__main__ import main
+
     out = subprocess.run(
-        [*run, "stats", "kuairand-synthetic", "--scale", "tiny"],
+        [sys.executable, "-m", "rmtl_env.data", "stats", "kuairand-synthetic", "--scale", "tiny"],
         capture_output=True,
         text=True,
         check=True,
     )
     assert "oracle_auc:is_click" in out.stdout and "train" in out.stdout
-    out = subprocess.run(
-        [*run, "prepare", "retailrocket-synthetic", "--scale", "tiny"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "processed dataset" in out.stdout
-    subprocess.run(
-        [*run, "synth", "retailrocket-synthetic", "--scale", "tiny", "--out", str(tmp_path)],
-        check=True,
-        capture_output=True,
-    )
+    assert main(["prepare", "retailrocket-synthetic", "--scale", "tiny"]) == 0
+    assert "processed dataset" in capsys.readouterr().out
+    main(["synth", "retailrocket-synthetic", "--scale", "tiny", "--out", str(tmp_path)])
     assert (tmp_path / "events.csv").is_file() and (
         tmp_path / "item_properties_part2.csv"
     ).is_file()
-    missing = subprocess.run(
-        [*run, "stats", "retailrocket", "--data-dir", str(tmp_path / "nowhere")],
-        capture_output=True,
-        text=True,
-    )
-    assert missing.returncode == 2 and "events.csv" in missing.stderr
+    assert main(["stats", "retailrocket", "--data-dir", str(tmp_path / "nowhere")]) == 2
+    assert "events.csv" in capsys.readouterr().err

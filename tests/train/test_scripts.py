@@ -11,7 +11,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--dataset", "kuairand-synthetic", "--scale", "tiny", "--embed-dim", "8",
-        "--bottom-dims", "16", "8", "--tower-dims", "8", "--epochs", "2", "--batch-size", "512",
+        "--bottom-dims", "16", "8", "--tower-dims", "8", "--epochs", "1", "--batch-size", "512",
         "--no-progress"]  # fmt: skip
 
 
@@ -31,17 +31,17 @@ def test_mtl_baselines(tmp_path: Path) -> None:
 
 def test_rmtl_ddpg(tmp_path: Path) -> None:
     done = run("rmtl_ddpg", *TINY, "--backbone", "esmm", "--critic-embed-dim", "8",
-               "--critic-batch-size", "512", "--critic-epochs", "2", "--run-dir", str(tmp_path))  # fmt: skip
+               "--critic-batch-size", "512", "--critic-epochs", "1", "--run-dir", str(tmp_path))  # fmt: skip
     assert done.returncode == 0, done.stderr
     for line in ("esmm ", "rmtl-esmm", "oracle", "long_view:s-Logloss", "Stage wall time"):
         assert line in done.stdout
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["rmtl"]["critic_epochs"] == 2 and config["rmtl"]["critic"]["embed_dim"] == 8
+    assert config["rmtl"]["critic_epochs"] == 1 and config["rmtl"]["critic"]["embed_dim"] == 8
 
 
 def test_dple_sb3(tmp_path: Path) -> None:
-    done = run("dple_sb3", *TINY, "--actor-steps", "100", "--actor-batch-size", "32",
-               "--critic-batch-size", "256", "--critic-max-epochs", "3", "--run-dir", str(tmp_path))  # fmt: skip
+    done = run("dple_sb3", *TINY, "--actor-steps", "48", "--actor-batch-size", "32",
+               "--critic-batch-size", "256", "--critic-max-epochs", "2", "--run-dir", str(tmp_path))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "d-ple" in done.stdout and "actor updates at lr 1e-06" in done.stdout
     assert set(pd.read_csv(tmp_path / "metrics.csv")["method"]) == {"ple", "d-ple", "oracle"}
