@@ -30,15 +30,59 @@ def save_torch(obj: object, path: str | Path) -> Path:
     return Path(path)
 
 
+class CheckpointError(ValueError):
+    """A file that is not a readable checkpoint of the expected kind, or one that does not fit
+    the data it is used with."""
+
+
 def read_checkpoint(path: str | Path, expected_format: str, kind: str) -> dict:
-    """Load a checkpoint payload on the CPU and check that it is a ``kind`` checkpoint."""
+    """Load a checkpoint payload on the CPU and check that it is a ``kind`` checkpoint.
+
+    Loads with ``weights_only=True``: a checkpoint holds tensors and plain values only, so a
+    crafted file cannot run code; anything else is refused with the path named."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{kind} checkpoint {path} does not exist")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, empty, text, or a pickle that is not just weights
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path} is not a readable {kind} checkpoint ({type(exc).__name__}: {reason}); "
+            "it may be truncated, or not written by this package (only tensors and plain "
+            "values are loaded)"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != expected_format:
-        raise ValueError(f"{path} is not a {kind} checkpoint (expected format {expected_format!r})")
+        raise CheckpointError(
+            f"{path} is not a {kind} checkpoint (expected format {expected_format!r})"
+        )
     return payload
+
+
+def check_fits(network: MultiTaskModel | MultiCritic, dataset, source: str | Path) -> None:
+    """Refuse a backbone or critic (loaded from ``source``) whose inputs or outputs differ from
+    ``dataset``'s: its vocabulary sizes, numerical fields and tasks."""
+    problems = []
+    if list(network.field_dims) != list(dataset.field_dims):
+        fields = list(getattr(dataset, "categorical_fields", [])) or range(len(dataset.field_dims))
+        problems.append(
+            f"vocabulary sizes {list(network.field_dims)} vs the dataset's "
+            f"{dict(zip(fields, dataset.field_dims, strict=False))}"
+        )
+    if network.num_numerical != len(dataset.numerical_fields):
+        problems.append(
+            f"{network.num_numerical} numerical fields vs the dataset's "
+            f"{len(dataset.numerical_fields)} {list(dataset.numerical_fields)}"
+        )
+    if network.num_tasks != len(dataset.tasks):
+        problems.append(f"{network.num_tasks} tasks vs the dataset's {list(dataset.tasks)}")
+    if problems:
+        raise CheckpointError(
+            f"{source} was trained on other data than {dataset.name}: "
+            + "; ".join(problems)
+            + ". Use a checkpoint trained on this dataset (same --dataset, --scale and "
+            "--data-seed)"
+        )
 
 
 def network_payload(

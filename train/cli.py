@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import jobs
+from agents.checkpoint import CheckpointError
 from agents.models import ModelConfig
 from agents.pipeline import DataConfig
 from agents.trainer import TrainConfig
+from rmtl_env.data.errors import DataFormatError
 from run_folder import DifferentConfig, default_run_dir
 from tables import format_table
 
@@ -159,7 +161,7 @@ def report(run: Callable[[], Mapping], folder: Path, title: str) -> int:
     ends the program with a one-line error."""
     try:
         results = run()
-    except DifferentConfig as exc:
+    except (DifferentConfig, CheckpointError, DataFormatError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from None
     tasks = list(next(iter(results.values())))
     print(f"\nTest split of {title}:")

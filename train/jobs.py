@@ -17,7 +17,7 @@ import pandas as pd
 
 import plots
 from agents import pipeline
-from agents.checkpoint import load_critic, load_model, save_critic, save_model
+from agents.checkpoint import check_fits, load_critic, load_model, save_critic, save_model
 from agents.dple import DPLEConfig
 from agents.models import ModelConfig, MultiTaskModel
 from agents.pipeline import DataConfig, Splits
@@ -40,12 +40,17 @@ class Job:
     plots: bool = True
 
     def open(self, folder: Path, name: str, **configs: object) -> tuple[RunFolder, Splits, str]:
-        """The opened run folder (``config.json`` written), the data and the torch device."""
+        """The data, the torch device and the opened run folder: ``config.json`` is written only
+        once the data loads and every checkpoint passed in (``backbone_checkpoint``,
+        ``critics_from``) is readable and fits the data."""
         flush_denormals()  # saturated outputs would otherwise slow CPU math up to ~190x
         device = str(resolve_device(self.device))
+        splits = pipeline.load_splits(self.data)
+        for key, load in (("backbone_checkpoint", load_model), ("critics_from", load_critic)):
+            if configs.get(key) is not None:
+                check_fits(load(configs[key]), splits.dataset, configs[key])
         config = {"job": name, **asdict(self.data), "seed": self.seed, **_plain(configs)}
         run = RunFolder(folder, config).open()
-        splits = pipeline.load_splits(self.data)
         print(f"{splits.describe()}, device {device}")
         return run, splits, device
 

@@ -37,7 +37,7 @@ import pandas as pd
 
 from rmtl_env.data.dataset import label_column
 from rmtl_env.data.errors import DataFormatError
-from rmtl_env.data.io import check_binary, file_digest
+from rmtl_env.data.io import check_binary, check_epoch_unit, file_digest
 from rmtl_env.data.processing import ImpressionTable, enforce_nesting, sessionize_by_gap
 
 
@@ -108,6 +108,7 @@ def _timestamps_ms(values: pd.Series, unit: str, label: str, column: str) -> np.
     if pd.api.types.is_numeric_dtype(values):
         if values.isna().any():
             raise DataFormatError(f"{label}: column '{column}' has empty timestamps")
+        check_epoch_unit(values.to_numpy(), unit, label, column)
         return (values.to_numpy(np.float64) * (1000 if unit == "s" else 1)).astype(np.int64)
     parsed = pd.to_datetime(values, errors="coerce", utc=True)
     bad = parsed.isna()
@@ -146,6 +147,13 @@ def build_impressions(
                     f"at data row {row + 1}; expected a number"
                 )
             frame[column] = converted
+        infinite = np.isinf(frame[column].to_numpy(np.float64))
+        if infinite.any():
+            row = int(np.flatnonzero(infinite)[0])
+            raise DataFormatError(
+                f"{label}: numerical column '{column}' has value {float(frame[column].iloc[row])} "
+                f"at data row {row + 1}; expected a finite number (an empty cell means missing)"
+            )
     counts = {"rows_read": len(frame)}
     duplicated = frame.duplicated()
     counts["duplicate_rows_removed"] = int(duplicated.sum())

@@ -65,15 +65,37 @@ def read_csv_checked(
         header = _read_header(path)
     except pa.ArrowInvalid as exc:
         raise DataFormatError(f"{label}: cannot read a CSV header ({exc})") from exc
+    except OSError as exc:  # e.g. "Truncated compressed stream" from a cut-off .gz
+        raise DataFormatError(f"{label} cannot be read ({exc}); {_CORRUPT_HINT}") from exc
     missing = [c for c in schema if c not in header]
     if missing:
         raise DataFormatError(
             f"{label}: missing column(s) {missing}; found columns {header}, "
             f"expected at least {list(schema)}"
         )
+    try:
+        table = _read_table(path, schema)
+    except OSError as exc:
+        raise DataFormatError(f"{label} cannot be read ({exc}); {_CORRUPT_HINT}") from exc
+    if table.num_rows == 0:
+        raise DataFormatError(f"{label} has a header but no data rows")
+    frame = {}
+    for column, kind in schema.items():
+        frame[column] = _convert_column(
+            table.column(column), column, kind, label, column in nullable
+        )
+    return pd.DataFrame(frame)
+
+
+_CORRUPT_HINT = "the file may be truncated or corrupt: download or copy it again"
+
+
+def _read_table(path: Path, schema: dict[str, str]) -> pa.Table:
+    """The schema's columns of ``path``, typed; as text where a value does not parse, so that
+    the caller can name the bad value's column and row."""
     types = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string()}
     try:
-        table = pacsv.read_csv(
+        return pacsv.read_csv(
             path,
             convert_options=pacsv.ConvertOptions(
                 include_columns=list(schema),
@@ -83,8 +105,7 @@ def read_csv_checked(
             ),
         )
     except pa.ArrowInvalid:
-        # Re-read as text so the bad value is reported with its column and row.
-        table = pacsv.read_csv(
+        return pacsv.read_csv(
             path,
             convert_options=pacsv.ConvertOptions(
                 include_columns=list(schema),
@@ -93,14 +114,6 @@ def read_csv_checked(
                 quoted_strings_can_be_null=False,
             ),
         )
-    if table.num_rows == 0:
-        raise DataFormatError(f"{label} has a header but no data rows")
-    frame = {}
-    for column, kind in schema.items():
-        frame[column] = _convert_column(
-            table.column(column), column, kind, label, column in nullable
-        )
-    return pd.DataFrame(frame)
 
 
 def _convert_column(
@@ -182,3 +195,28 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+# Epoch milliseconds after 1973 are >= 1e11; epoch seconds after 1979 are in [3e8, 1e11).
+_MS_EPOCH_MIN, _S_EPOCH_MIN = 1e11, 3e8
+
+
+def check_epoch_unit(values: np.ndarray, unit: str, label: str, column: str) -> None:
+    """Refuse epoch timestamps whose magnitude says they are in the other unit (seconds read as
+    milliseconds would merge sessions 1000x shorter in real time, and drop events as
+    duplicates). Only a column whose every value is in the other unit's modern range is refused,
+    so hand-made logs that count from 0 are left alone."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) == 0:
+        return
+    high, low = float(np.nanmax(values)), float(np.nanmin(values))
+    if unit == "ms" and low >= _S_EPOCH_MIN and high < _MS_EPOCH_MIN:
+        raise DataFormatError(
+            f"{label}: column '{column}' looks like epoch seconds (largest value {high:.0f}), "
+            "but milliseconds are expected; multiply it by 1000 (own logs: timestamp_unit='s')"
+        )
+    if unit == "s" and low >= _MS_EPOCH_MIN:
+        raise DataFormatError(
+            f"{label}: column '{column}' looks like epoch milliseconds (smallest value "
+            f"{low:.0f}), but timestamp_unit='s' was declared; use timestamp_unit='ms'"
+        )

@@ -39,6 +39,7 @@ from rmtl_env.data.io import (
     FLOAT,
     INTEGER,
     STRING,
+    check_epoch_unit,
     file_digest,
     find_raw_file,
     read_csv_checked,
@@ -129,6 +130,7 @@ def read_events(path: Path) -> tuple[pd.DataFrame, dict]:
             f"events file {path}: column 'event' has value {events['event'].iloc[row]!r} at data "
             f"row {row + 1}; expected one of {list(EVENT_TYPES)}"
         )
+    check_epoch_unit(events["timestamp"].to_numpy(), "ms", f"events file {path}", "timestamp")
     counts = {"events_read": len(events)}
     duplicated = events.duplicated()
     counts["duplicate_events_removed"] = int(duplicated.sum())
@@ -298,7 +300,10 @@ def build_impressions(
         if files.properties:
             rows = log.rows_of(prop)
             where = value_in_force(view_item, view_time, log.itemid[rows], log.timestamp[rows])
-            value_code = np.where(where >= 0, log.value[rows][np.maximum(where, 0)], -1)
+            # A property absent from the files leaves every view without it (code -1, counted
+            # in ``views_without_<prop>``); index only the rows that found a value.
+            value_code = np.full(len(view_item), -1, dtype=np.int64)
+            value_code[where >= 0] = log.value[rows][where[where >= 0]]
             categories = pd.Index(log.values, dtype=object)
         else:
             value_code, categories = np.full(len(views), -1), pd.Index([], dtype=object)

@@ -1,0 +1,178 @@
+"""Issue 16's boundary cases: checkpoints that cannot run code or be used with other data, raw
+files that cannot lie silently, and run comparisons that cannot mix runs."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import pickle
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from agents.checkpoint import CheckpointError, check_fits, load_critic, load_model, save_model
+from agents.models import build_model
+from rmtl_env.data import ColumnRoles, DataFormatError, load_dataset
+from rmtl_env.data.retailrocket import RetailRocketConfig, RetailRocketFiles, build_impressions
+from rmtl_env.data.synthetic import write_twin
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+
+
+class _Exploit:
+    """A pickle that runs a shell command when unpickled (what a crafted .pt could hold)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("loader", [load_model, load_critic])
+def test_a_crafted_checkpoint_is_refused_without_running_its_code(tmp_path, loader) -> None:
+    marker, path = tmp_path / "pwned", tmp_path / "backbone.pt"
+    torch.save({"format": "rmtl-backbone/1", "payload": _Exploit(marker)}, path)
+    with pytest.raises(CheckpointError, match=f"{path}.*not a readable"):
+        loader(path)
+    assert not marker.exists()
+    path.write_bytes(
+        pickle.dumps(_Exploit(marker), protocol=2)
+    )  # a bare pickle, not torch's zip format
+    with pytest.raises(CheckpointError, match=str(path)):
+        loader(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint\n", None])
+def test_empty_text_and_truncated_checkpoints_name_the_file(tmp_path, content) -> None:
+    path = tmp_path / "model.pt"
+    if content is None:  # a real checkpoint cut short
+        save_model(build_model("esmm", [5, 4], 1, 2, embed_dim=4, bottom_dims=(8,)), path)
+        content = path.read_bytes()[:200]
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=f"{path} is not a readable backbone checkpoint"):
+        load_model(path)
+
+
+def test_a_checkpoint_from_other_data_is_refused_before_the_run_starts(tmp_path) -> None:
+    import jobs
+    from agents.pipeline import DataConfig
+
+    rr = load_dataset("retailrocket-synthetic", scale="tiny")
+    small = {"embed_dim": 4, "bottom_dims": (8,), "tower_dims": ()}
+    other = build_model("esmm", rr.field_dims, len(rr.numerical_fields), 2, **small)
+    path = save_model(other, tmp_path / "rr.pt")
+    kr = load_dataset("kuairand-synthetic", scale="tiny")
+    with pytest.raises(CheckpointError, match="trained on other data than kuairand-synthetic"):
+        check_fits(load_model(path), kr, path)
+    shifted = build_model("esmm", [d + 1 for d in rr.field_dims], 1, 2, **small)
+    with pytest.raises(CheckpointError, match="vocabulary sizes"):
+        check_fits(shifted, rr, "shifted.pt")  # e.g. a twin of another --data-seed
+    job = jobs.Job(DataConfig("kuairand-synthetic", "tiny"), device="cpu")
+    with pytest.raises(CheckpointError, match="rr.pt was trained on other data"):
+        jobs.run_rmtl(tmp_path / "run", job, "esmm", backbone_checkpoint=path)
+    assert not (tmp_path / "run" / "config.json").exists()  # nothing written for a refused run
+
+
+@pytest.fixture(scope="module")
+def rr_raw(tmp_path_factory) -> Path:
+    return write_twin("retailrocket-synthetic", tmp_path_factory.mktemp("rr"), "tiny", 0)
+
+
+def test_retailrocket_timestamps_in_seconds_are_refused(tmp_path, shared_raw) -> None:
+    events = pd.read_csv(shared_raw / "retailrocket" / "events_sample_5000visitors.csv.gz")
+    events["timestamp"] //= 1000
+    events.to_csv(tmp_path / "events.csv", index=False)
+    with pytest.raises(DataFormatError, match="'timestamp' looks like epoch seconds"):
+        build_impressions(RetailRocketFiles(events=tmp_path / "events.csv"), RetailRocketConfig())
+
+
+def test_a_truncated_gzip_names_the_file(tmp_path, shared_raw) -> None:
+    raw = (shared_raw / "retailrocket" / "events_sample_5000visitors.csv.gz").read_bytes()
+    path = tmp_path / "events.csv.gz"
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataFormatError, match=r"events file .*events\.csv\.gz cannot be read"):
+        build_impressions(RetailRocketFiles(events=path), RetailRocketConfig())
+
+
+def test_properties_missing_from_the_files_leave_views_without_them(tmp_path, rr_raw) -> None:
+    folder = tmp_path / "rr"
+    shutil.copytree(rr_raw, folder)
+    for part in folder.glob("item_properties_part*.csv"):
+        log = pd.read_csv(part)
+        log[log["property"].isin(["categoryid", "available"])].to_csv(part, index=False)
+    table = build_impressions(RetailRocketFiles.in_folder(folder), RetailRocketConfig())
+    views = len(table.frame)
+    missing = [p for p in RetailRocketConfig().properties if p not in ("categoryid", "available")]
+    assert missing and all(table.row_counts[f"views_without_{p}"] == views for p in missing)
+    assert table.row_counts["views_without_categoryid"] < views
+
+
+def _own_log(n: int = 300, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    click = rng.integers(0, 2, n)
+    return pd.DataFrame({
+        "uid": rng.integers(0, 20, n), "ts": 1_600_000_000 + np.sort(rng.integers(0, 10**6, n)),
+        "cat": rng.choice(["a", "b"], n), "price": rng.normal(size=n), "click": click,
+        "buy": click * rng.integers(0, 2, n),
+    })  # fmt: skip
+
+
+ROLES = {"user": "uid", "timestamp": "ts", "labels": ["click", "buy"], "categorical": ["cat"],
+         "numerical": ["price"]}  # fmt: skip
+
+
+def test_own_log_seconds_without_their_unit_are_refused(tmp_path) -> None:
+    _own_log().to_csv(tmp_path / "log.csv", index=False)
+    with pytest.raises(DataFormatError, match="'ts' looks like epoch seconds.*timestamp_unit='s'"):
+        load_dataset(tmp_path / "log.csv", roles=ColumnRoles(**ROLES))
+    data = load_dataset(tmp_path / "log.csv", roles=ColumnRoles(**ROLES, timestamp_unit="s"))
+    assert len(data.frame) == 300
+    with pytest.raises(DataFormatError, match="looks like epoch milliseconds"):
+        ms = _own_log().assign(ts=lambda f: f["ts"] * 1000)
+        ms.to_csv(tmp_path / "ms.csv", index=False)
+        load_dataset(tmp_path / "ms.csv", roles=ColumnRoles(**ROLES, timestamp_unit="s"))
+
+
+def test_an_infinite_numerical_value_names_its_column_and_row(tmp_path) -> None:
+    log = _own_log()
+    log.loc[41, "price"] = np.inf
+    log.to_csv(tmp_path / "log.csv", index=False)
+    with pytest.raises(DataFormatError, match="column 'price' has value inf at data row 42"):
+        load_dataset(tmp_path / "log.csv", roles=ColumnRoles(**ROLES, timestamp_unit="s"))
+
+
+def _fake_run(folder: Path, seed: int, lam: float, dataset: str, tasks=("click", "buy")) -> Path:
+    folder.mkdir(parents=True)
+    config = {"job": "rmtl", "dataset": dataset, "seed": seed, "backbone": "esmm",
+              "rmtl": {"lam": lam, "seed": seed}, "environment": {"torch_threads": 2}}  # fmt: skip
+    metrics = {m: {t: {"auc": 0.7 + 0.01 * seed + (m != "esmm") * 0.001, "logloss": 0.2,
+                       "s_logloss": 0.1} for t in tasks} for m in ("esmm", "rmtl-esmm")}  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "metrics.json").write_text(json.dumps({"test": metrics}))
+    return folder
+
+
+def test_compare_runs_keeps_configurations_and_datasets_apart(tmp_path) -> None:
+    import compare_runs
+
+    runs = [_fake_run(tmp_path / f"a{s}", s, 0.7, "twin") for s in (0, 1)]
+    runs += [_fake_run(tmp_path / f"b{s}", s, 0.3, "twin") for s in (0, 1)]
+    runs += [_fake_run(tmp_path / f"own{s}", s, 0.7, "my_log.csv", ("clk", "pay")) for s in (0, 1)]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert compare_runs.main([str(r) for r in runs]) == 0
+    text = out.getvalue()
+    assert text.count("### twin: esmm (seeds [0, 1])") == 2  # lambda 0.7 and 0.3: two groups
+    assert "### my_log.csv: esmm (seeds [0, 1])" in text and "| pay |" in text
+    twin = _fake_run(tmp_path / "again0", 0, 0.7, "twin")
+    with pytest.raises(SystemExit, match="same configuration and seed 0"):
+        compare_runs.main([str(runs[0]), str(twin)])
