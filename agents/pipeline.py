@@ -51,12 +51,15 @@ class DataConfig:
         scale: synthetic twin size: tiny, small or full.
         data_seed: seed of the synthetic twin (the same data for every model seed).
         data_dir: folder of the raw files (real datasets).
+        refresh: rebuild the processed dataset from the raw files even if it is cached (e.g.
+            after a cache file was damaged); not part of a run's configuration.
     """
 
     dataset: str = "retailrocket-synthetic"
     scale: str = "small"
     data_seed: int = 0
     data_dir: str | None = None
+    refresh: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,10 @@ def load_splits(config: DataConfig = DataConfig()) -> Splits:
     """Load (preparing and caching on first use) the dataset ``config`` names."""
     synthetic = config.dataset.endswith("synthetic")
     params = {"scale": config.scale, "seed": config.data_seed} if synthetic else {}
-    return Splits.of(load_dataset(config.dataset, data_dir=config.data_dir, **params))
+    dataset = load_dataset(
+        config.dataset, data_dir=config.data_dir, refresh=config.refresh, **params
+    )
+    return Splits.of(dataset)
 
 
 @dataclass

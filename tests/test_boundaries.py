@@ -176,3 +176,43 @@ def test_compare_runs_keeps_configurations_and_datasets_apart(tmp_path) -> None:
     twin = _fake_run(tmp_path / "again0", 0, 0.7, "twin")
     with pytest.raises(SystemExit, match="same configuration and seed 0"):
         compare_runs.main([str(runs[0]), str(twin)])
+
+
+@pytest.fixture
+def cached_twin(tmp_path, monkeypatch) -> Path:
+    """A private cache holding the tiny KuaiRand twin; returns its processed folder."""
+    monkeypatch.setenv("RMTL_DATA_DIR", str(tmp_path / "cache"))
+    data = load_dataset("kuairand-synthetic", scale="tiny")
+    folders = [p.parent for p in (tmp_path / "cache").rglob("meta.json")]
+    assert len(folders) == 1 and data.name == "kuairand-synthetic"
+    return folders[0]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (
+            lambda f: (f / "impressions.parquet").write_bytes(b"PAR1 cut"),
+            "parquet file does not read",
+        ),
+        (lambda f: (f / "meta.json").write_text("{not json"), r"meta\.json is not valid JSON"),
+        (lambda f: (f / "vocabulary.parquet").unlink(), r"vocabulary\.parquet is missing"),
+    ],
+)
+def test_a_damaged_cache_is_named_with_its_remedy_and_refresh_rebuilds_it(
+    cached_twin, damage, message
+) -> None:
+    damage(cached_twin)
+    with pytest.raises(DataFormatError, match=f"{message}.*refresh"):
+        load_dataset("kuairand-synthetic", scale="tiny")
+    rebuilt = load_dataset("kuairand-synthetic", scale="tiny", refresh=True)
+    assert len(rebuilt.split("train")) > 0
+    again = load_dataset("kuairand-synthetic", scale="tiny")  # the rebuilt cache is used
+    pd.testing.assert_frame_equal(again.frame, rebuilt.frame)
+
+
+def test_training_scripts_take_refresh(tmp_path) -> None:
+    import rmtl_ddpg
+
+    args = rmtl_ddpg.parse_args(["--refresh"])
+    assert args.data.refresh is True

@@ -194,12 +194,32 @@ class SessionDataset:
                 f"{folder} is not a processed dataset: missing {missing}; expected "
                 f"{IMPRESSIONS_FILE}, {VOCABULARY_FILE} and {META_FILE}"
             )
-        meta = json.loads((folder / META_FILE).read_text())
-        frame = pd.read_parquet(folder / IMPRESSIONS_FILE)
-        if not isinstance(frame["split"].dtype, pd.CategoricalDtype):
-            frame["split"] = pd.Categorical(frame["split"], categories=list(SPLITS))
+        hint = (
+            f"delete {folder} (or pass refresh=True / prepare --refresh) to rebuild it from "
+            "the raw files"
+        )
+        try:
+            meta = json.loads((folder / META_FILE).read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DataFormatError(
+                f"{folder / META_FILE} is not valid JSON ({exc}); {hint}"
+            ) from None
+        if not isinstance(meta, dict):
+            raise DataFormatError(f"{folder / META_FILE} must hold a JSON object; {hint}")
         vocab_path = folder / VOCABULARY_FILE
-        vocabulary = pd.read_parquet(vocab_path) if vocab_path.is_file() else pd.DataFrame()
+        if not vocab_path.is_file() and meta.get("source") is not None:
+            # Written by this package, which always saves a vocabulary: a deleted file would
+            # silently leave ids without their raw values.
+            raise DataFormatError(f"{vocab_path} is missing; {hint}")
+        try:
+            frame = pd.read_parquet(folder / IMPRESSIONS_FILE)
+            vocabulary = pd.read_parquet(vocab_path) if vocab_path.is_file() else pd.DataFrame()
+        except (OSError, ValueError) as exc:  # pyarrow: truncated file, bad magic bytes
+            raise DataFormatError(
+                f"{folder}: a parquet file does not read ({exc}); {hint}"
+            ) from None
+        if "split" in frame and not isinstance(frame["split"].dtype, pd.CategoricalDtype):
+            frame["split"] = pd.Categorical(frame["split"], categories=list(SPLITS))
         return cls(frame, meta, vocabulary)
 
     def _validate(self) -> None:
