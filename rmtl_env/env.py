@@ -142,6 +142,8 @@ class SessionRecEnv(gym.Env):
             raise ValueError(
                 f"session_order must be 'random' or 'sequential', got {session_order!r}"
             )
+        if isinstance(prob_clip, bool) or not isinstance(prob_clip, int | float):
+            raise TypeError(f"prob_clip must be a number in (0, 0.5), got {prob_clip!r}")
         if not 0.0 < prob_clip < 0.5:
             raise ValueError(f"prob_clip must be in (0, 0.5), got {prob_clip}")
         self.dataset = resolve_dataset(dataset, data_dir, **dataset_params)
@@ -174,8 +176,16 @@ class SessionRecEnv(gym.Env):
     # --- Gymnasium API -------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        unknown = sorted(set(options or {}) - {"session_id"})
+        if unknown:
+            raise ValueError(
+                f"reset options: unknown key(s) {unknown}; the one option is 'session_id'"
+            )
         if options and "session_id" in options:
-            index = int(np.searchsorted(self._session_ids, options["session_id"]))
+            session = options["session_id"]
+            if isinstance(session, bool) or not isinstance(session, int | np.integer):
+                raise TypeError(f"reset options: session_id must be an integer id, got {session!r}")
+            index = int(np.searchsorted(self._session_ids, session))
             if index >= len(self._session_ids) or self._session_ids[index] != options["session_id"]:
                 raise ValueError(
                     f"session_id {options['session_id']!r} is not in split {self.data.name!r}"
@@ -228,7 +238,13 @@ class SessionRecEnv(gym.Env):
 
     def _check_action(self, action) -> list[float]:
         k = len(self.tasks)
-        values = np.asarray(action, dtype=np.float64)
+        try:
+            values = np.asarray(action, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"action must be {k} numbers (one probability per task {self.tasks}), got "
+                f"{type(action).__name__} {str(action)[:80]}"
+            ) from None
         if values.shape != (k,):
             if values.size == k and values.ndim <= 2:
                 values = values.reshape(k)

@@ -216,3 +216,67 @@ def test_training_scripts_take_refresh(tmp_path) -> None:
 
     args = rmtl_ddpg.parse_args(["--refresh"])
     assert args.data.refresh is True
+
+
+@pytest.fixture(scope="module")
+def env():
+    import gymnasium as gym
+
+    import rmtl_env  # noqa: F401 -- registers SessionRecEnv-v0
+
+    environment = gym.make("SessionRecEnv-v0", dataset="kuairand-synthetic", scale="tiny")
+    environment.reset(seed=0)
+    return environment
+
+
+@pytest.mark.parametrize("action", [["a", "b"], {"ctr": 0.5}, "abc"])
+def test_an_action_that_is_not_numbers_says_action(env, action) -> None:
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="action must be 2 numbers"):
+        env.step(action)
+
+
+def test_reset_options_are_checked(env) -> None:
+    with pytest.raises(TypeError, match="session_id must be an integer id, got None"):
+        env.reset(options={"session_id": None})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['sesion_id'\]"):
+        env.reset(options={"sesion_id": 3})
+
+
+def test_prob_clip_must_be_a_number() -> None:
+    from rmtl_env.env import SessionRecEnv
+
+    with pytest.raises(TypeError, match="prob_clip must be a number"):
+        SessionRecEnv("kuairand-synthetic", scale="tiny", prob_clip="0.1")
+
+
+def test_a_run_folder_that_is_a_file_and_a_resume_keeps_the_first_machine(tmp_path) -> None:
+    from run_folder import DifferentConfig, RunFolder, read_json
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DifferentConfig, match="is a file"):
+        RunFolder(tmp_path / "file", {"a": 1}).open()
+    RunFolder(tmp_path / "run", {"a": 1}).open()
+    first = read_json(tmp_path / "run" / "config.json")["environment"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        RunFolder(tmp_path / "run", {"a": 1}).open()
+    finally:
+        torch.set_num_threads(threads)
+    config = read_json(tmp_path / "run" / "config.json")
+    assert config["environment"] == first and config["resumed"][0]["torch_threads"] == 1
+
+
+def test_written_files_follow_the_umask(tmp_path) -> None:
+    from rmtl_env.data.io import atomic_directory, atomic_write_bytes
+
+    previous = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "result.json", b"{}")
+        with atomic_directory(tmp_path / "cache") as staging:
+            (staging / "x").write_text("y")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "result.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "cache").stat().st_mode & 0o777 == 0o755

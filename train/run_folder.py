@@ -116,18 +116,23 @@ class RunFolder:
 
     def open(self) -> RunFolder:
         """Write ``config.json``, or check that the folder's run has the same configuration."""
-        previous = self.path / "config.json"
+        if self.path.exists() and not self.path.is_dir():
+            raise DifferentConfig(f"run folder {self.path} is a file; choose a folder")
+        previous, record = self.path / "config.json", {"environment": environment_info()}
         if previous.is_file():
             old = read_json(previous)
-            old.pop("environment", None)
+            first = old.pop("environment", None)
+            resumed = old.pop("resumed", [])
             if old != self.config:
                 raise DifferentConfig(
                     f"{self.path} holds a run with a different configuration; "
                     "choose another --run-dir or delete it"
                 )
             print(f"Resuming {self.path}")
+            # The first start's machine stays the record; each resume is added beside it.
+            record = {"environment": first, "resumed": [*resumed, environment_info()]}
         self.path.mkdir(parents=True, exist_ok=True)
-        write_json(previous, {**self.config, "environment": environment_info()})
+        write_json(previous, {**self.config, **record})
         return self
 
     def resume(self, name: str, load: Callable[[], T]) -> tuple[dict, T] | None:

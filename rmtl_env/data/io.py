@@ -161,6 +161,13 @@ def check_binary(frame: pd.DataFrame, columns: Sequence[str], label: str) -> Non
             )
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_directory(final: Path) -> Iterator[Path]:
     """Yield a temporary folder beside ``final`` and rename it to ``final`` when the block ends.
@@ -170,6 +177,7 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a cache may be shared
     try:
         yield staging
         try:
@@ -186,8 +194,11 @@ def atomic_directory(final: Path) -> Iterator[Path]:
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
     """Write a file through a temporary name and an atomic rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a folder")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from other users
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
         os.replace(tmp, path)
