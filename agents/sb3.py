@@ -55,7 +55,15 @@ class CategoricalEmbeddingExtractor(BaseFeaturesExtractor):
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         # SB3 preprocessing turns Box observations into floats; ids are exact in float32 < 2**24.
-        return self.embedding(observations["categorical"].long(), observations["numerical"].float())
+        ids = observations["categorical"]
+        if ids.is_floating_point() and not torch.equal(ids, ids.round()):
+            # e.g. VecNormalize z-scored them: .long() would train on truncated nonsense.
+            raise ValueError(
+                "CategoricalEmbeddingExtractor: observation 'categorical' holds non-integer ids "
+                f"(e.g. {ids[ids != ids.round()][0].item():g}); do not normalise the ids (with "
+                "VecNormalize, pass norm_obs_keys=['numerical'])"
+            )
+        return self.embedding(ids.long(), observations["numerical"].float())
 
 
 class FrozenActions:

@@ -280,3 +280,29 @@ def test_written_files_follow_the_umask(tmp_path) -> None:
         os.umask(previous)
     assert (tmp_path / "result.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "cache").stat().st_mode & 0o777 == 0o755
+
+
+def test_a_raw_file_present_plain_and_gzipped_is_ambiguous(tmp_path, rr_raw) -> None:
+    import gzip
+
+    folder = tmp_path / "rr"
+    shutil.copytree(rr_raw, folder)
+    (folder / "events.csv.gz").write_bytes(gzip.compress((folder / "events.csv").read_bytes()))
+    with pytest.raises(DataFormatError, match=r"both events\.csv and events\.csv\.gz"):
+        RetailRocketFiles.in_folder(folder)
+
+
+def test_the_embedding_extractor_refuses_normalised_ids() -> None:
+    from gymnasium import spaces
+
+    from agents.sb3 import CategoricalEmbeddingExtractor
+
+    space = spaces.Dict({
+        "categorical": spaces.Box(0, 9, shape=(2,), dtype=np.int64),
+        "numerical": spaces.Box(-np.inf, np.inf, shape=(1,), dtype=np.float32),
+    })  # fmt: skip
+    extractor = CategoricalEmbeddingExtractor(space, embed_dim=4)
+    good = {"categorical": torch.tensor([[1.0, 2.0]]), "numerical": torch.zeros(1, 1)}
+    assert extractor(good).shape[0] == 1
+    with pytest.raises(ValueError, match="non-integer ids.*norm_obs_keys"):
+        extractor({"categorical": torch.tensor([[0.37, -1.2]]), "numerical": torch.zeros(1, 1)})

@@ -23,11 +23,12 @@ STRING = "string"
 
 
 def find_raw_file(folder: Path, name: str) -> Path | None:
-    """Return ``folder/name`` or ``folder/name.gz`` if either exists."""
-    for candidate in (folder / name, folder / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
+    """Return ``folder/name`` or ``folder/name.gz`` if either exists; both at once are refused,
+    since they may differ and using one silently would hide the other."""
+    found = [c for c in (folder / name, folder / f"{name}.gz") if c.is_file()]
+    if len(found) == 2:
+        raise DataFormatError(f"{folder} holds both {name} and {name}.gz; keep only one of them")
+    return found[0] if found else None
 
 
 def file_digest(path: Path, chunk: int = 1 << 22) -> dict[str, object]:
