@@ -51,6 +51,7 @@ class DataConfig:
         scale: synthetic twin size: tiny, small or full.
         data_seed: seed of the synthetic twin (the same data for every model seed).
         data_dir: folder of the raw files (real datasets).
+        roles: the column-role JSON file of an own log (``rmtl_env.data.ColumnRoles``).
         refresh: rebuild the processed dataset from the raw files even if it is cached (e.g.
             after a cache file was damaged); not part of a run's configuration.
     """
@@ -59,6 +60,7 @@ class DataConfig:
     scale: str = "small"
     data_seed: int = 0
     data_dir: str | None = None
+    roles: str | None = None
     refresh: bool = False
 
 
@@ -91,6 +93,8 @@ def load_splits(config: DataConfig = DataConfig()) -> Splits:
     """Load (preparing and caching on first use) the dataset ``config`` names."""
     synthetic = config.dataset.endswith("synthetic")
     params = {"scale": config.scale, "seed": config.data_seed} if synthetic else {}
+    if config.roles is not None:
+        params["roles"] = config.roles
     dataset = load_dataset(
         config.dataset, data_dir=config.data_dir, refresh=config.refresh, **params
     )

@@ -306,3 +306,35 @@ def test_the_embedding_extractor_refuses_normalised_ids() -> None:
     assert extractor(good).shape[0] == 1
     with pytest.raises(ValueError, match="non-integer ids.*norm_obs_keys"):
         extractor({"categorical": torch.tensor([[0.37, -1.2]]), "numerical": torch.zeros(1, 1)})
+
+
+def test_own_log_inputs_that_used_to_fail_deep_or_silently(tmp_path) -> None:
+    log = _own_log()
+    log["ts"] = log["ts"].astype(object)
+    log.loc[9, "ts"] = "yesterday"
+    log.to_csv(tmp_path / "log.csv", index=False)
+    with pytest.raises(DataFormatError, match="value 'yesterday' at data row 10"):
+        load_dataset(tmp_path / "log.csv", roles=ColumnRoles(**ROLES, timestamp_unit="s"))
+    _own_log().to_csv(tmp_path / "ok.csv", index=False)
+    roles = tmp_path / "roles.json"
+    roles.write_text("{not json")
+    with pytest.raises(DataFormatError, match=f"roles file {roles} does not read as JSON"):
+        load_dataset(tmp_path / "ok.csv", roles=roles)
+    roles.write_text(json.dumps({**ROLES, "timestamp_unti": "s"}))
+    with pytest.raises(DataFormatError, match=r"unknown key\(s\) \['timestamp_unti'\]"):
+        load_dataset(tmp_path / "ok.csv", roles=roles)
+    good = ColumnRoles(**ROLES, timestamp_unit="s")
+    with pytest.raises(ValueError, match="dataset_name must be"):
+        load_dataset(tmp_path / "ok.csv", roles=good, dataset_name="../../x")
+    with pytest.raises(TypeError, match="min_count must be an integer"):
+        load_dataset(tmp_path / "ok.csv", roles=good, min_count="3")
+    assert ColumnRoles(**ROLES, nested_labels=True, nesting="ignore").nesting == "ignore"
+
+
+def test_the_training_scripts_read_an_own_log_with_roles(tmp_path) -> None:
+    import rmtl_ddpg
+
+    roles = tmp_path / "roles.json"
+    roles.write_text(json.dumps({**ROLES, "timestamp_unit": "s"}))
+    args = rmtl_ddpg.parse_args(["--dataset", str(tmp_path / "log.csv"), "--roles", str(roles)])
+    assert args.data.roles == str(roles)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -150,7 +151,13 @@ def _load_custom(path: Path, roles, refresh: bool, params: dict) -> SessionDatas
     if not isinstance(roles, custom.ColumnRoles):
         roles = custom.ColumnRoles.from_json(roles)
     processing, rest = _processing(params)
-    dataset_name = rest.pop("dataset_name", path.stem)
+    dataset_name = str(rest.pop("dataset_name", path.stem))
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", dataset_name):
+        # It names the cache folder: a path such as "../../x" would write outside the cache.
+        raise ValueError(
+            f"dataset_name must be letters, digits, '.', '_' or '-' (a folder name), "
+            f"got {dataset_name!r}"
+        )
     _reject(rest, str(path), [f.name for f in fields(ProcessingConfig)] + ["dataset_name"])
     key_source = {
         "name": dataset_name,

@@ -28,6 +28,7 @@ Exact duplicate rows are removed and counted; rows are sorted by (session, time)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -64,15 +65,30 @@ class ColumnRoles:
             raise ValueError("ColumnRoles.labels must name at least one 0/1 label column")
         if self.timestamp_unit not in ("ms", "s"):
             raise ValueError(f"timestamp_unit must be 'ms' or 's', got {self.timestamp_unit!r}")
-        if self.nesting not in ("error", "fix"):
-            raise ValueError(f"nesting must be 'error' or 'fix', got {self.nesting!r}")
+        if self.nesting not in ("error", "fix", "ignore"):
+            raise ValueError(f"nesting must be 'error', 'fix' or 'ignore', got {self.nesting!r}")
         roles = [self.timestamp, *self.labels, *self.categorical, *self.numerical]
         if len(set(roles)) != len(roles):
             raise ValueError(f"a column may play only one role, got {roles}")
 
     @classmethod
     def from_json(cls, path: str | Path) -> ColumnRoles:
-        return cls(**json.loads(Path(path).read_text()))
+        """Roles from a JSON object file; its errors name the file."""
+        path = Path(path)
+        try:
+            fields_ = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise DataFormatError(f"roles file {path} does not read as JSON ({exc})") from None
+        known = [f.name for f in dataclasses.fields(cls)]
+        if not isinstance(fields_, dict):
+            raise DataFormatError(f"roles file {path} must hold a JSON object with keys {known}")
+        unknown = sorted(set(fields_) - set(known))
+        if unknown:
+            raise DataFormatError(f"roles file {path}: unknown key(s) {unknown}; expected {known}")
+        try:
+            return cls(**fields_)
+        except (TypeError, ValueError) as exc:
+            raise DataFormatError(f"roles file {path}: {exc}") from None
 
     def columns(self) -> list[str]:
         named = [self.session or self.user, self.timestamp, *self.labels]
@@ -105,6 +121,15 @@ def read_log_file(path: Path, columns: list[str]) -> pd.DataFrame:
 
 
 def _timestamps_ms(values: pd.Series, unit: str, label: str, column: str) -> np.ndarray:
+    if not pd.api.types.is_numeric_dtype(values):
+        numbers = pd.to_numeric(values, errors="coerce")
+        if numbers.notna().mean() > 0.5:  # an epoch column with a few bad cells: name the first
+            bad = numbers.isna().to_numpy()
+            row = int(np.flatnonzero(bad)[0])
+            raise DataFormatError(
+                f"{label}: column '{column}' has value {values.iloc[row]!r} at data row "
+                f"{row + 1}; expected an epoch number in {unit}"
+            )
     if pd.api.types.is_numeric_dtype(values):
         if values.isna().any():
             raise DataFormatError(f"{label}: column '{column}' has empty timestamps")

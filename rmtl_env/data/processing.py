@@ -56,7 +56,9 @@ class ProcessingConfig:
                 f"split_ratios must be three positive shares that sum to 1, got {self.split_ratios}"
             )
         self.split_ratios = ratios
-        if int(self.min_count) < 1:
+        if isinstance(self.min_count, bool) or not isinstance(self.min_count, int | np.integer):
+            raise TypeError(f"min_count must be an integer >= 1, got {self.min_count!r}")
+        if self.min_count < 1:
             raise ValueError(f"min_count must be >= 1, got {self.min_count}")
         for name, value in self.share_threshold.items():
             if not 0.0 < float(value) <= 1.0:
