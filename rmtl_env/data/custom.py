@@ -102,19 +102,25 @@ def read_log_file(path: Path, columns: list[str]) -> pd.DataFrame:
         raise FileNotFoundError(f"log file {path} does not exist")
     if path.stat().st_size == 0:
         raise DataFormatError(f"log file {path} is empty")
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+    try:
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
 
-        present = pq.read_schema(path).names
-    else:
-        present = list(pd.read_csv(path, nrows=0).columns)
-    missing = [c for c in columns if c not in present]
-    if missing:
-        raise DataFormatError(f"log file {path}: missing column(s) {missing}; found {present}")
-    if path.suffix == ".parquet":
-        frame = pd.read_parquet(path, columns=columns)
-    else:
-        frame = pd.read_csv(path, usecols=columns, low_memory=False)
+            present = pq.read_schema(path).names
+        else:
+            present = list(pd.read_csv(path, nrows=0).columns)
+        missing = [c for c in columns if c not in present]
+        if missing:
+            raise DataFormatError(f"log file {path}: missing column(s) {missing}; found {present}")
+        if path.suffix == ".parquet":
+            frame = pd.read_parquet(path, columns=columns)
+        else:
+            frame = pd.read_csv(path, usecols=columns, low_memory=False)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataFormatError(
+            f"log file {path} cannot be read ({type(exc).__name__}: {exc}); the file may be "
+            "truncated, corrupt or not UTF-8 text"
+        ) from None
     if frame.empty:
         raise DataFormatError(f"log file {path} has a header but no data rows")
     return frame

@@ -64,7 +64,7 @@ def read_csv_checked(
         raise DataFormatError(f"{label} is empty; expected a header with columns {list(schema)}")
     try:
         header = _read_header(path)
-    except pa.ArrowInvalid as exc:
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise DataFormatError(f"{label}: cannot read a CSV header ({exc})") from exc
     except OSError as exc:  # e.g. "Truncated compressed stream" from a cut-off .gz
         raise DataFormatError(f"{label} cannot be read ({exc}); {_CORRUPT_HINT}") from exc
@@ -76,7 +76,8 @@ def read_csv_checked(
         )
     try:
         table = _read_table(path, schema)
-    except OSError as exc:
+    except (OSError, pa.ArrowInvalid, pa.ArrowKeyError, UnicodeDecodeError) as exc:
+        # Truncated, not UTF-8, or rows that do not match the header.
         raise DataFormatError(f"{label} cannot be read ({exc}); {_CORRUPT_HINT}") from exc
     if table.num_rows == 0:
         raise DataFormatError(f"{label} has a header but no data rows")
