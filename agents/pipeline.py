@@ -35,6 +35,7 @@ from agents.rmtl import PRESETS, CriticTrainingResult, RMTLAgent, RMTLConfig
 from agents.runtime import seed_everything
 from agents.trainer import TrainConfig, TrainResult, model_device, predict, train_model
 from rmtl_env.data import SessionDataset, SplitData, load_dataset
+from rmtl_env.data.synthetic.common import SCALES
 from rmtl_env.metrics import oracle_metrics, task_metrics
 
 Metrics = dict[str, dict[str, float]]
@@ -62,6 +63,10 @@ class DataConfig:
     data_dir: str | None = None
     roles: str | None = None
     refresh: bool = False
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {list(SCALES)}, got {self.scale!r}")
 
 
 @dataclass(frozen=True)

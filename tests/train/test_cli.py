@@ -58,6 +58,9 @@ def test_flags_replace_exactly_the_given_fields_of_the_preset() -> None:
         (dple_sb3, ["--actor-lr", "1"], "actor_lr must be in (0, critic_lr"),
         (mtl_baselines, ["--batch-size", "0"], "batch_size must be >= 1"),
         (mtl_baselines, ["--model", "xgboost"], "unknown ['xgboost']"),
+        (rmtl_ddpg, ["--scale", "huge"], "scale must be one of"),
+        (rmtl_ddpg, ["--embed-dim", "0"], "embed_dim must be >= 1"),
+        (rmtl_ddpg, ["--lr", "nan"], "lr must be a finite number > 0"),
     ],
 )
 def test_an_invalid_value_is_a_usage_error_before_any_folder_exists(
