@@ -338,3 +338,12 @@ def test_the_training_scripts_read_an_own_log_with_roles(tmp_path) -> None:
     roles.write_text(json.dumps({**ROLES, "timestamp_unit": "s"}))
     args = rmtl_ddpg.parse_args(["--dataset", str(tmp_path / "log.csv"), "--roles", str(roles)])
     assert args.data.roles == str(roles)
+
+
+def test_an_interrupted_write_leaves_no_half_written_folder(tmp_path) -> None:
+    from rmtl_env.data.io import atomic_directory
+
+    with pytest.raises(KeyboardInterrupt), atomic_directory(tmp_path / "processed") as staging:
+        (staging / "impressions.parquet").write_bytes(b"half")
+        raise KeyboardInterrupt  # e.g. Ctrl-C during prepare
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor its staging copy
