@@ -150,6 +150,12 @@ def check_splits(model: MultiTaskModel, train: SplitData, val: SplitData) -> Non
         )
     if len(train) == 0 or len(val) == 0:
         raise ValueError("train and val splits must both be non-empty")
+    single = [t for k, t in enumerate(val.tasks) if len(np.unique(val.labels[:, k])) < 2]
+    if single:
+        raise ValueError(
+            f"the validation split has only one class for task(s) {single}: early stopping on "
+            "the validation AUC is undefined; use more data or other tasks"
+        )
 
 
 def train_epoch(

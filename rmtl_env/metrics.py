@@ -6,6 +6,7 @@ do not dominate it (RMTL paper, section 5; official ``train/run.py``).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,9 +28,14 @@ def binary_cross_entropy(
 
 
 def auc(labels: np.ndarray, probs: np.ndarray) -> float:
-    """ROC AUC (scikit-learn); NaN when only one class is present."""
+    """ROC AUC (scikit-learn); NaN, with a warning, when only one class is present."""
     labels = np.asarray(labels)
     if labels.min(initial=0) == labels.max(initial=0):
+        warnings.warn(
+            f"AUC is undefined (NaN): all {len(labels)} labels are {labels.max(initial=0):g}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return float("nan")
     return float(roc_auc_score(labels, probs))
 

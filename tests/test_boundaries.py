@@ -4,6 +4,7 @@ files that cannot lie silently, and run comparisons that cannot mix runs."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -347,3 +348,25 @@ def test_an_interrupted_write_leaves_no_half_written_folder(tmp_path) -> None:
         (staging / "impressions.parquet").write_bytes(b"half")
         raise KeyboardInterrupt  # e.g. Ctrl-C during prepare
     assert list(tmp_path.iterdir()) == []  # neither the folder nor its staging copy
+
+
+def test_a_task_with_one_class_is_named_and_metrics_stay_strict_json(tmp_path) -> None:
+    from agents.trainer import train_model
+    from rmtl_env.metrics import auc
+    from run_folder import read_json, write_json
+
+    with pytest.warns(RuntimeWarning, match="AUC is undefined"):
+        assert np.isnan(auc(np.zeros(5), np.linspace(0, 1, 5)))
+    data = load_dataset("kuairand-synthetic", scale="tiny")
+    train, val = data.split("train"), data.split("val")
+    labels = val.labels.copy()
+    labels[:, 1] = 0  # every long_view label 0 in validation
+    val = dataclasses.replace(val, labels=labels)
+    model = build_model("esmm", data.field_dims, len(data.numerical_fields), 2, embed_dim=4,
+                        bottom_dims=(8,))  # fmt: skip
+    with pytest.raises(ValueError, match=r"only one class for task\(s\) \['long_view'\]"):
+        train_model(model, train, val)
+    write_json(tmp_path / "m.json", {"auc": float("nan"), "x": np.float32("inf"), "ok": 0.5})
+    text = (tmp_path / "m.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert read_json(tmp_path / "m.json") == {"auc": None, "x": None, "ok": 0.5}

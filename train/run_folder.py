@@ -11,6 +11,7 @@ atomic (write, then rename).
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import sys
@@ -29,8 +30,21 @@ T = TypeVar("T")
 
 
 def write_json(path: Path, payload: object) -> None:
-    text = json.dumps(payload, indent=2, default=_json_default)
+    """Strict JSON (``NaN`` and infinities, e.g. an undefined AUC, are written as ``null``)."""
+    text = json.dumps(_finite(payload), indent=2, default=_json_default, allow_nan=False)
     atomic_write_bytes(Path(path), (text + "\n").encode())
+
+
+def _finite(value: object) -> object:
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # NumPy and torch scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def read_json(path: Path) -> dict:
