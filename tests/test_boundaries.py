@@ -370,3 +370,32 @@ def test_a_task_with_one_class_is_named_and_metrics_stay_strict_json(tmp_path) -
     text = (tmp_path / "m.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
     assert read_json(tmp_path / "m.json") == {"auc": None, "x": None, "ok": 0.5}
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_cache_is_named_before_anything_is_built(tmp_path, monkeypatch) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cache.chmod(0o555)
+    monkeypatch.setenv("RMTL_DATA_DIR", str(cache))
+    try:
+        with pytest.raises(PermissionError, match=f"cache {cache}.* not writable"):
+            load_dataset("kuairand-synthetic", scale="tiny")
+    finally:
+        cache.chmod(0o755)
+
+
+def test_a_read_only_cache_check_names_the_folder(tmp_path, monkeypatch) -> None:
+    """The same check, as root can see it: the folder refuses writes."""
+    from rmtl_env.data import catalog
+
+    monkeypatch.setattr(catalog.os, "access", lambda *_: False)
+    with pytest.raises(PermissionError, match=f"{tmp_path}.* not writable.*RMTL_DATA_DIR"):
+        catalog._check_writable(tmp_path)
+
+
+def test_prepare_prints_the_folder_on_a_cache_hit(cached_twin, capsys) -> None:
+    from rmtl_env.data.__main__ import main
+
+    assert main(["prepare", "kuairand-synthetic", "--scale", "tiny"]) == 0
+    assert f"processed dataset: {cached_twin}" in capsys.readouterr().out

@@ -173,7 +173,10 @@ def _cached(name: str, key_source: dict, refresh: bool, build) -> SessionDataset
     key = hashlib.sha256(json.dumps(key_source, sort_keys=True, default=str).encode()).hexdigest()
     folder = cache_root() / "processed" / f"{name}-{key[:16]}"
     if folder.is_dir() and not refresh:
-        return SessionDataset.load(folder)
+        dataset = SessionDataset.load(folder)
+        dataset.meta["path"] = str(folder)
+        return dataset
+    _check_writable(folder.parent)  # before the build, which can take minutes
     dataset = build()
     dataset.meta["cache_key"] = key
     if refresh and folder.is_dir():
@@ -183,6 +186,19 @@ def _cached(name: str, key_source: dict, refresh: bool, build) -> SessionDataset
     dataset.save(folder)
     dataset.meta["path"] = str(folder)
     return dataset
+
+
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        writable = os.access(folder, os.W_OK | os.X_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        raise PermissionError(
+            f"the dataset cache {folder} is not writable; set RMTL_DATA_DIR to a folder you can "
+            "write to (the processed dataset is built there once, then reused)"
+        )
 
 
 def processed_path(dataset: SessionDataset) -> str | None:
