@@ -15,17 +15,32 @@ from rmtl_env.rewards import DEFAULT_PROB_CLIP
 ACTION_TOLERANCE = 1e-6
 
 
+OBSERVATION_MODES = ("dict", "flat")
+REWARD_MODES = ("scalar", "vector")
+
+
 def resolve_dataset(
-    dataset: str | SessionDataset, data_dir: str | None, **params
+    dataset: str | SessionDataset, data_dir: str | None = None, **params
 ) -> SessionDataset:
-    """A loaded dataset as is, or a catalog name / path loaded through the cache."""
+    """A loaded dataset as is, or a catalog name / path loaded through the cache (``params``:
+    ``load_dataset``'s, e.g. ``scale``, ``seed``, ``session_key``)."""
     if isinstance(dataset, SessionDataset):
-        if params:
+        if params or data_dir is not None:
             raise TypeError(
                 f"dataset parameters {sorted(params)} need a dataset name, not a loaded dataset"
             )
         return dataset
     return load_dataset(dataset, data_dir=data_dir, **params)
+
+
+def flat_observation_space(dataset: SessionDataset) -> spaces.Box:
+    """``Box(float32, (F + N,))``: the F categorical ids (as floats, exact below 2**24) then the
+    N numerical features, in ``meta.json`` field order; what ``FlattenObservation`` makes of the
+    Dict space, cast to float32."""
+    parts = observation_space(dataset)
+    low = np.concatenate([parts["categorical"].low, parts["numerical"].low]).astype(np.float32)
+    high = np.concatenate([parts["categorical"].high, parts["numerical"].high]).astype(np.float32)
+    return spaces.Box(low=low, high=high, dtype=np.float32)
 
 
 def observation_space(dataset: SessionDataset) -> spaces.Dict:
@@ -81,6 +96,9 @@ class SessionRecEnv(gym.Env):
 
     F, N, the field names and vocabulary sizes come from the dataset's ``meta.json``
     (``env.unwrapped.dataset``). The numerical bounds are the data's finite minimum and maximum.
+    ``observation_mode="flat"`` gives one ``Box(float32, (F + N,))`` instead: the F ids (exact as
+    floats below 2**24), then the N numerical features, in ``meta.json`` field order; it equals
+    ``FlattenObservation`` of the Dict, cast to float32, for clients that take only a Box.
 
     ## Action Space
     ``Box(0, 1, (K,), float32)``: one probability per task, in ``env.unwrapped.tasks`` order.
@@ -94,6 +112,8 @@ class SessionRecEnv(gym.Env):
     ``sum_k w_k * (y_k log a_k + (1 - y_k) log(1 - a_k))``, the weighted negative binary
     cross-entropy, with ``a_k`` clipped to ``[prob_clip, 1 - prob_clip]``. Every reward is <= 0.
     ``info["task_rewards"]`` holds the K unweighted per-task rewards.
+    ``reward_mode="vector"`` returns the K weighted per-task rewards as an ndarray instead (their
+    sum is the scalar reward), with ``env.unwrapped.reward_space``, as MO-Gymnasium expects.
 
     ## Starting State
     ``session_order="random"``: a session drawn uniformly with ``self.np_random``.
@@ -107,8 +127,20 @@ class SessionRecEnv(gym.Env):
     ``RuntimeError``.
 
     ## Info
-    ``task_rewards`` (K,), ``labels`` (K,), ``session_id``, ``step`` (index of the impression just
-    scored); ``reset`` returns ``session_id``, ``session_length`` and ``step`` 0.
+    The same keys at ``reset`` and at every step (recorders such as Minari need that):
+    ``session_id``, ``session_length``, ``step`` (index of the impression just scored; 0 at
+    reset), ``task_rewards`` (K,) and ``labels`` (K,), both zeros at reset, where nothing has
+    been scored yet.
+
+    ## Rendering
+    ``render_mode="ansi"``: ``render()`` returns the current impression as a line of text.
+
+    ## Vectorised loops
+    Sessions are short (1.6 impressions on average on RetailRocket), so autoreset matters:
+    Gymnasium 1.x vector envs reset on the step *after* the one that returned ``terminated``
+    (``AutoresetMode.NEXT_STEP``). That step's transition is not part of any episode; a loop
+    written for gymnasium 0.29 that stores it stores a bogus transition per episode. Skip the
+    transitions of the envs that were done on the previous step.
 
     ## Arguments
     - ``dataset``: catalog name (``retailrocket``, ``kuairand-1k``, ``retailrocket-synthetic``,
@@ -119,13 +151,18 @@ class SessionRecEnv(gym.Env):
     - ``reward_weights``: K weights of the scalar reward (default: all 1).
     - ``session_order``: ``random`` or ``sequential``.
     - ``prob_clip``: the probability clip inside the log (default 1e-7; the official code 1e-4).
-    - further keyword arguments go to ``load_dataset`` (``scale``, ``seed``, ``session_key``, ...).
+    - ``scale``, ``data_seed``: a synthetic twin's size and seed; ``dataset_kwargs``: any other
+      ``load_dataset`` option (``session_key``, ``min_count``, ...). An unknown keyword raises
+      Python's standard ``TypeError: ... got an unexpected keyword argument``.
+    - ``observation_mode``: ``dict`` (default) or ``flat``; ``reward_mode``: ``scalar``
+      (default) or ``vector``; ``render_mode``: None or ``ansi``.
 
     ## Version History
-    - v0: first version.
+    - v0: first version; observation and reward modes, rendering and uniform info keys added
+      without changing the defaults.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["ansi"]}
 
     def __init__(
         self,
@@ -136,8 +173,29 @@ class SessionRecEnv(gym.Env):
         reward_weights: list[float] | None = None,
         session_order: str = "random",
         prob_clip: float = DEFAULT_PROB_CLIP,
-        **dataset_params: Any,
+        scale: str | None = None,
+        data_seed: int | None = None,
+        dataset_kwargs: dict[str, Any] | None = None,
+        observation_mode: str = "dict",
+        reward_mode: str = "scalar",
+        render_mode: str | None = None,
     ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode must be None or one of {self.metadata['render_modes']}, got "
+                f"{render_mode!r}"
+            )
+        if observation_mode not in OBSERVATION_MODES:
+            raise ValueError(
+                f"observation_mode must be one of {OBSERVATION_MODES}, got {observation_mode!r}"
+            )
+        if reward_mode not in REWARD_MODES:
+            raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {reward_mode!r}")
+        self.render_mode, self.observation_mode, self.reward_mode = (
+            render_mode,
+            observation_mode,
+            reward_mode,
+        )
         if session_order not in ("random", "sequential"):
             raise ValueError(
                 f"session_order must be 'random' or 'sequential', got {session_order!r}"
@@ -146,7 +204,12 @@ class SessionRecEnv(gym.Env):
             raise TypeError(f"prob_clip must be a number in (0, 0.5), got {prob_clip!r}")
         if not 0.0 < prob_clip < 0.5:
             raise ValueError(f"prob_clip must be in (0, 0.5), got {prob_clip}")
-        self.dataset = resolve_dataset(dataset, data_dir, **dataset_params)
+        params = dict(dataset_kwargs or {})
+        if scale is not None:
+            params["scale"] = scale
+        if data_seed is not None:
+            params["seed"] = data_seed
+        self.dataset = resolve_dataset(dataset, data_dir, **params)
         self.data: SplitData = self.dataset.split(split, tasks)
         if self.data.num_sessions == 0:
             raise ValueError(f"split {split!r} of dataset {self.dataset.name!r} has no sessions")
@@ -162,8 +225,18 @@ class SessionRecEnv(gym.Env):
         self.reward_weights = weights
         self.session_order = session_order
         self.prob_clip = float(prob_clip)
-        self.observation_space = observation_space(self.dataset)
+        self.observation_space = (
+            observation_space(self.dataset)
+            if observation_mode == "dict"
+            else flat_observation_space(self.dataset)
+        )
         self.action_space = spaces.Box(0.0, 1.0, shape=(k,), dtype=np.float32)
+        worst = self.reward_weights * math.log(self.prob_clip)  # the most a task reward can cost
+        self.reward_space = spaces.Box(
+            low=np.minimum(worst, 0.0).astype(np.float32),
+            high=np.maximum(worst, 0.0).astype(np.float32),
+            dtype=np.float32,
+        )
         self._session_ids = self.data.session_id[self.data.session_starts[:-1]]
         self._labels = self.data.labels.astype(np.int8).tolist()  # Python ints: fast per step
         self._weights = self.reward_weights.tolist()
@@ -198,10 +271,13 @@ class SessionRecEnv(gym.Env):
         self._row = self._start = int(self.data.session_starts[index])
         self._end = int(self.data.session_starts[index + 1])
         self._current_session_id = int(self._session_ids[index])
-        info = {
+        k = len(self.tasks)
+        info = {  # the same keys as every step's info; nothing has been scored yet
             "session_id": int(self._session_ids[index]),
             "session_length": self._end - self._row,
             "step": 0,
+            "task_rewards": np.zeros(k),
+            "labels": np.zeros(k, dtype=np.float32),
         }
         return self._observation(self._row), info
 
@@ -219,18 +295,39 @@ class SessionRecEnv(gym.Env):
             a = low if a < low else high if a > high else a
             rewards.append(math.log(a) if y else math.log1p(-a))
         info = {
+            "session_id": self._current_session_id,
+            "session_length": self._end - self._start,
+            "step": row - self._start,
             "task_rewards": np.array(rewards),
             "labels": np.array(labels, dtype=np.float32),
-            "session_id": self._current_session_id,
-            "step": row - self._start,
         }
         terminated = row + 1 >= self._end
         self._row = row + 1
-        reward = sum(w * r for w, r in zip(self._weights, rewards, strict=True))
+        if self.reward_mode == "vector":
+            reward = np.array([w * r for w, r in zip(self._weights, rewards, strict=True)])
+        else:
+            reward = sum(w * r for w, r in zip(self._weights, rewards, strict=True))
         return self._observation(row if terminated else row + 1), reward, terminated, False, info
 
+    def render(self) -> str | None:
+        """``render_mode="ansi"``: the current impression as one line of text."""
+        if self.render_mode != "ansi":
+            return None
+        if self._row < 0:
+            return "SessionRecEnv: call reset() first"
+        row = min(self._row, self._end - 1)
+        fields = dict(zip(self.dataset.categorical_fields, self.data.categorical[row], strict=True))
+        return (
+            f"session {self._current_session_id} impression {row - self._start + 1}/"
+            f"{self._end - self._start}: " + ", ".join(f"{k}={int(v)}" for k, v in fields.items())
+        )
+
     # --- helpers -------------------------------------------------------------------------------
-    def _observation(self, row: int) -> dict[str, np.ndarray]:
+    def _observation(self, row: int) -> dict[str, np.ndarray] | np.ndarray:
+        if self.observation_mode == "flat":
+            return np.concatenate(
+                [self.data.categorical[row], self.data.numerical[row]], dtype=np.float32
+            )
         return {
             "categorical": self.data.categorical[row].copy(),
             "numerical": self.data.numerical[row].copy(),

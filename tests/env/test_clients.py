@@ -1,0 +1,85 @@
+"""What RL clients need from the environment: Gymnasium's keywords, a flat Box observation, a
+vector reward, and the same info keys at reset and at every step."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import rmtl_env  # noqa: F401 -- registers SessionRecEnv-v0
+
+TINY = {"dataset": "retailrocket-synthetic", "scale": "tiny"}
+
+
+def rollout(env: gym.Env, steps: int = 40, seed: int = 0) -> list[tuple]:
+    rng = np.random.default_rng(seed)
+    obs, info = env.reset(seed=seed)
+    out = [(obs, None, info)]
+    for _ in range(steps):
+        action = rng.random(env.action_space.shape).astype(np.float32)
+        obs, reward, terminated, truncated, info = env.step(action)
+        out.append((obs, reward, info))
+        if terminated or truncated:
+            obs, info = env.reset()
+            out.append((obs, None, info))
+    return out
+
+
+@pytest.mark.parametrize("mode", [None, "ansi"])
+def test_render_mode_is_a_gymnasium_keyword(mode) -> None:
+    env = gym.make("SessionRecEnv-v0", **TINY, render_mode=mode)
+    env.reset(seed=0)
+    text = env.render()
+    assert (text is None) if mode is None else text.startswith("session ")
+    assert "ansi" in env.metadata["render_modes"]
+    with pytest.raises(ValueError, match="render_mode must be None or one of"):
+        gym.make("SessionRecEnv-v0", **TINY, render_mode="human")
+
+
+def test_an_unknown_keyword_is_pythons_standard_type_error() -> None:
+    with pytest.raises(TypeError, match="got an unexpected keyword argument 'frameskip'"):
+        gym.make("SessionRecEnv-v0", **TINY, frameskip=4)
+    env = gym.make("SessionRecEnv-v0", **TINY, dataset_kwargs={"session_key": "visitor"})
+    assert env.unwrapped.dataset.meta["params"]["retailrocket"]["session_key"] == "visitor"
+
+
+def test_flat_mode_equals_flattened_dict_mode_in_float32() -> None:
+    flat = gym.make("SessionRecEnv-v0", **TINY, observation_mode="flat")
+    wrapped = gym.wrappers.FlattenObservation(gym.make("SessionRecEnv-v0", **TINY))
+    assert flat.observation_space.dtype == np.float32
+    np.testing.assert_array_equal(flat.observation_space.low, wrapped.observation_space.low)
+    np.testing.assert_array_equal(flat.observation_space.high, wrapped.observation_space.high)
+    for (a, _, _), (b, _, _) in zip(rollout(flat), rollout(wrapped), strict=True):
+        assert a.dtype == np.float32 and flat.observation_space.contains(a)
+        np.testing.assert_array_equal(a, b.astype(np.float32))
+
+
+def test_vector_reward_sums_to_the_scalar_reward() -> None:
+    weights = [2.0, 0.5]
+    vector = gym.make(
+        "SessionRecEnv-v0", **TINY, reward_mode="vector", reward_weights=weights,
+        disable_env_checker=True,  # it checks for a scalar reward, as MO-Gymnasium envs do
+    )  # fmt: skip
+    scalar = gym.make("SessionRecEnv-v0", **TINY, reward_weights=weights)
+    space = vector.unwrapped.reward_space
+    assert space.shape == (2,) and (space.high == 0).all() and (space.low < 0).all()
+    pairs = zip(rollout(vector), rollout(scalar), strict=True)
+    for (_, a, info), (_, b, _) in pairs:
+        if a is None:
+            continue
+        assert (
+            isinstance(a, np.ndarray) and a.shape == (2,) and space.contains(a.astype(np.float32))
+        )
+        assert a.sum() == pytest.approx(b, abs=1e-12)
+        np.testing.assert_allclose(a, np.array(weights) * info["task_rewards"])
+
+
+def test_reset_and_step_infos_have_the_same_keys_and_shapes() -> None:
+    env = gym.make("SessionRecEnv-v0", **TINY)
+    seen = rollout(env)
+    keys = {frozenset(info) for _, _, info in seen}
+    assert len(keys) == 1
+    _, _, first = seen[0]
+    assert first["step"] == 0 and first["task_rewards"].shape == (2,)
+    assert (first["task_rewards"] == 0).all() and first["labels"].dtype == np.float32
