@@ -92,3 +92,22 @@ def test_pipeline_example_on_an_own_log_csv(tmp_path, monkeypatch) -> None:
     assert 0.0 <= results["rmtl-esmm"]["buy"]["auc"] <= 1.0
     assert namespace["critics"].result.epochs >= 1
     assert (namespace["polished"].initial_weights >= 1.0).all()  # Q <= 0: w = 1 - 0.7 Q >= 1
+
+
+def test_client_modes_example_runs() -> None:
+    import numpy as np
+
+    text = README.read_text()
+    section = text[text.index("For other RL clients, two modes") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = "import gymnasium as gym\nimport rmtl_env\n" + code.replace(
+        'dataset="retailrocket-synthetic"', 'dataset="retailrocket-synthetic", scale="tiny"'
+    )
+    namespace: dict = {}
+    exec(compile(code, str(README), "exec"), namespace)
+    flat, multi = namespace["flat"], namespace["multi"]
+    obs, _ = flat.reset(seed=0)
+    assert obs.dtype == np.float32 and flat.observation_space.contains(obs)
+    multi.reset(seed=0)
+    _, reward, *_ = multi.step(multi.action_space.sample())
+    assert reward.shape == multi.unwrapped.reward_space.shape
