@@ -83,3 +83,38 @@ def test_reset_and_step_infos_have_the_same_keys_and_shapes() -> None:
     _, _, first = seen[0]
     assert first["step"] == 0 and first["task_rewards"].shape == (2,)
     assert (first["task_rewards"] == 0).all() and first["labels"].dtype == np.float32
+
+
+def test_native_vector_env_replays_sessions_with_next_step_autoreset() -> None:
+    from rmtl_env.rewards import task_rewards
+
+    envs = gym.make_vec("SessionRecEnv-v0", num_envs=16, vectorization_mode="vector_entry_point",
+                        **TINY, reward_weights=[2.0, 0.5])  # fmt: skip
+    data, weights = envs.single.data, np.array([2.0, 0.5])
+    starts = dict(zip(data.session_id[data.session_starts[:-1]], data.session_starts[:-1],
+                      strict=True))  # fmt: skip
+    assert envs.observation_space.shape is None and envs.action_space.shape == (16, 2)
+    obs, info = envs.reset(seed=0)
+    assert (info["step"] == 0).all() and set(info) == {"session_id", "session_length", "step",
+                                                       "task_rewards", "labels"}  # fmt: skip
+    rng, lengths, done_before = np.random.default_rng(0), {}, np.zeros(16, dtype=bool)
+    scored = np.zeros(16, dtype=int)
+    for _ in range(60):
+        actions = rng.random((16, 2), dtype=np.float32)
+        obs, reward, terminated, truncated, info = envs.step(actions)
+        assert not truncated.any() and envs.observation_space.contains(obs)
+        # An autoreset step (the sub-env ended on the previous step) scores nothing.
+        assert (reward[done_before] == 0).all() and not terminated[done_before].any()
+        assert (info["step"][done_before] == 0).all()
+        live = ~done_before
+        rows = np.array([starts[s] for s in info["session_id"]]) + info["step"]
+        expected = task_rewards(data.labels[rows[live]], actions[live]) @ weights
+        np.testing.assert_allclose(reward[live], expected, rtol=1e-9)
+        scored = np.where(done_before, 0, scored + 1)
+        for i in np.flatnonzero(terminated):  # an episode is exactly its session
+            assert scored[i] == info["session_length"][i]
+            lengths[i] = scored[i]
+        done_before = terminated
+    assert lengths  # some sessions ended within 60 steps
+    with pytest.raises(ValueError, match="finite probabilities"):
+        envs.step(np.full((16, 2), np.nan))
