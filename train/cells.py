@@ -14,7 +14,7 @@ from pathlib import Path
 import jobs
 from agents.checkpoint import load_critic, load_model
 from agents.pipeline import DataConfig
-from run_folder import read_json
+from run_folder import DifferentConfig, read_json
 from studies import PROFILES, RMTL, SUPERVISED, Profile, Variant
 
 
@@ -53,7 +53,14 @@ class Cells:
         else:
             print(f"--- {folder.relative_to(self.root)}", flush=True)
             started = time.perf_counter()
-            run(folder)
+            try:
+                run(folder)
+            except DifferentConfig:
+                # An unfinished cell left by another configuration or an older version of this
+                # package: the benchmark owns its cell folders, so it starts this one afresh.
+                print(f"{folder.relative_to(self.root)}: unfinished, other configuration; rerun")
+                shutil.rmtree(folder)
+                run(folder)
             self.ran.append(time.perf_counter() - started)
         return read_json(folder / "metrics.json")["test"]
 

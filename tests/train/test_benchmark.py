@@ -147,11 +147,17 @@ def test_quick_profile_writes_table1(quick) -> None:
 
 def test_resume_skips_finished_cells(quick) -> None:
     root, first = quick
-    (root / "kuairand-synthetic" / "seed0" / "esmm" / "metrics.json").unlink()
+    cell = root / "kuairand-synthetic" / "seed0" / "esmm"
+    before = read_json(cell / "metrics.json")["test"]
+    (cell / "metrics.json").unlink()
+    # An unfinished cell of an older version: its config.json differs, so it starts afresh.
+    (cell / "config.json").write_text(json.dumps({"script": "mtl_baselines", "seed": 0}))
     again = run_benchmark(root.parent)
     assert again.returncode == 0, again.stderr[-3000:]
     ran = [line for line in again.stdout.splitlines() if line.startswith("--- ")]
     assert ran == ["--- kuairand-synthetic/seed0/esmm"]
+    assert "esmm: unfinished, other configuration; rerun" in again.stdout
+    assert read_json(cell / "metrics.json")["test"] == before
 
 
 def test_workers_run_missing_seeds_in_parallel_processes(quick, tmp_path: Path, capfd) -> None:
