@@ -113,7 +113,8 @@ class SessionRecEnv(gym.Env):
     cross-entropy, with ``a_k`` clipped to ``[prob_clip, 1 - prob_clip]``. Every reward is <= 0.
     ``info["task_rewards"]`` holds the K unweighted per-task rewards.
     ``reward_mode="vector"`` returns the K weighted per-task rewards as an ndarray instead (their
-    sum is the scalar reward), with ``env.unwrapped.reward_space``, as MO-Gymnasium expects.
+    sum is the scalar reward), with ``env.unwrapped.reward_space`` of shape (K,), as MO-Gymnasium
+    expects; in the scalar mode ``reward_space`` has shape (1,) (TorchRL reads it).
 
     ## Starting State
     ``session_order="random"``: a session drawn uniformly with ``self.np_random``.
@@ -133,7 +134,9 @@ class SessionRecEnv(gym.Env):
     been scored yet.
 
     ## Rendering
-    ``render_mode="ansi"``: ``render()`` returns the current impression as a line of text.
+    ``render_mode="ansi"``: ``render()`` returns the current impression as a line of text. Any
+    other mode (SB3's ``make_vec_env`` asks for ``"rgb_array"``) gets a warning and ``render()``
+    returns None.
 
     ## Vectorised loops
     Sessions are short (1.6 impressions on average on RetailRocket), so autoreset matters:
@@ -181,9 +184,11 @@ class SessionRecEnv(gym.Env):
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be None or one of {self.metadata['render_modes']}, got "
-                f"{render_mode!r}"
+            # Warn, as gym.make does, rather than raise: clients such as SB3's make_vec_env ask
+            # every env for "rgb_array" and never render it.
+            gym.logger.warn(
+                f"render_mode {render_mode!r} is not one of {self.metadata['render_modes']}: "
+                "render() will return None"
             )
         if observation_mode not in OBSERVATION_MODES:
             raise ValueError(
@@ -232,10 +237,11 @@ class SessionRecEnv(gym.Env):
         )
         self.action_space = spaces.Box(0.0, 1.0, shape=(k,), dtype=np.float32)
         worst = self.reward_weights * math.log(self.prob_clip)  # the most a task reward can cost
+        low, high = np.minimum(worst, 0.0), np.maximum(worst, 0.0)
+        if reward_mode == "scalar":  # clients such as TorchRL read the reward's shape from here
+            low, high = low.sum(keepdims=True), high.sum(keepdims=True)
         self.reward_space = spaces.Box(
-            low=np.minimum(worst, 0.0).astype(np.float32),
-            high=np.maximum(worst, 0.0).astype(np.float32),
-            dtype=np.float32,
+            low=low.astype(np.float32), high=high.astype(np.float32), dtype=np.float32
         )
         self._session_ids = self.data.session_id[self.data.session_starts[:-1]]
         self._labels = self.data.labels.astype(np.int8).tolist()  # Python ints: fast per step

@@ -43,3 +43,41 @@ def kr_small():
     from rmtl_env.data import load_dataset
 
     return load_dataset("kuairand-synthetic", scale="small", seed=0)
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_code(heading: str, replacements: dict[str, str] | None = None, lang: str = "python"):
+    """The first ``lang`` block after README heading ``heading`` (a whole line), with each
+    ``old -> new`` replacement applied; each ``old`` must occur, so an edited README cannot
+    silently stop shrinking the example."""
+    import re
+
+    text = README.read_text()
+    match = re.search(rf"^{re.escape(heading)}$", text, re.M)
+    assert match, f"README has no heading {heading!r}"
+    code = re.search(rf"```{lang}\n(.*?)```", text[match.end() :], re.S).group(1)
+    for old, new in (replacements or {}).items():
+        assert old in code, f"{old!r} is not in the README block under {heading!r}"
+        code = code.replace(old, new)
+    return code
+
+
+def run_readme_code(heading: str, replacements: dict[str, str] | None = None) -> dict:
+    """Execute a README block (see ``readme_code``) and return its namespace."""
+    namespace: dict = {}
+    exec(compile(readme_code(heading, replacements), str(README), "exec"), namespace)
+    return namespace
+
+
+@pytest.fixture(name="run_readme")
+def run_readme_fixture():
+    """``run_readme(heading, replacements)``: execute a README block, return its namespace."""
+    return run_readme_code
+
+
+@pytest.fixture(name="readme_source")
+def readme_source_fixture():
+    """``readme_source(heading, replacements)``: a README block's code (see ``readme_code``)."""
+    return readme_code

@@ -1,4 +1,4 @@
-"""Command line: ``python -m rmtl_env.data {prepare,stats,synth,export-official} NAME ...``."""
+"""Command line: ``python -m rmtl_env.data {prepare,stats,synth,export-official,export-minari} NAME ...``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 import time
+
+import numpy as np
 
 from rmtl_env.data.catalog import CATALOG, load_dataset
 from rmtl_env.data.errors import DataFormatError
@@ -41,6 +43,66 @@ def _load(args: argparse.Namespace):
     )  # fmt: skip
 
 
+def _checkpoint_actions(args: argparse.Namespace, dataset) -> np.ndarray:
+    """The checkpoint's (noisy) predictions on ``args.split``, as RMTL's replay draws them."""
+    from agents.checkpoint import check_fits, load_model
+    from agents.replay import noisy_actions
+    from agents.trainer import predict
+
+    model = load_model(args.checkpoint)
+    check_fits(model, dataset, args.checkpoint)
+    return noisy_actions(predict(model, dataset.split(args.split)), args.noise, args.action_seed)
+
+
+def _export_minari(args: argparse.Namespace, dataset) -> int:
+    try:
+        import minari  # noqa: F401
+
+        from rmtl_env.offline import default_dataset_id, export_minari
+    except ImportError:
+        print('error: export-minari needs Minari: pip install "rmtl-env[minari]"', file=sys.stderr)
+        return 2
+    if args.noise < 0 or (args.noise and not args.checkpoint):
+        print("error: --noise must be >= 0 and needs --checkpoint", file=sys.stderr)
+        return 2
+    behaviour = "checkpoint" if args.checkpoint else args.behaviour
+    dataset_id = args.dataset_id or default_dataset_id(args.name, args.split, behaviour)
+    params = {
+        "session_key": args.session_key,
+        "session_gap_minutes": args.session_gap_minutes,
+        "tasks": list(args.tasks) if args.tasks else None,
+        "min_count": args.min_count,
+        "roles": args.roles,
+    }
+    env_kwargs = {
+        "dataset": args.name,
+        "split": args.split,
+        "data_dir": args.data_dir,
+        "scale": args.scale,
+        "data_seed": args.seed,
+        "dataset_kwargs": {k: v for k, v in params.items() if v is not None},
+    }
+    try:
+        actions = _checkpoint_actions(args, dataset) if args.checkpoint else args.behaviour
+        exported = export_minari(
+            dataset_id,
+            actions,
+            seed=args.action_seed,
+            algorithm_name=behaviour,
+            data_format=args.data_format,
+            max_sessions=args.max_sessions,
+            **env_kwargs,
+        )
+    except (FileExistsError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote Minari dataset {dataset_id!r}: {exported.total_episodes:,} episodes, "
+        f"{exported.total_steps:,} steps ({behaviour} actions); minari.load_dataset({dataset_id!r})"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rmtl_env.data", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +127,34 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="write our val split to test.csv and our test split to val.csv, the roles the "
         "unpatched official SLmain.py gives them",
+    )
+    minari = commands.add_parser(
+        "export-minari",
+        help="write a split's sessions as a Minari dataset (needs the minari extra)",
+    )
+    _dataset_args(minari)
+    minari.add_argument("--split", default="train", choices=["train", "val", "test"])
+    minari.add_argument(
+        "--behaviour",
+        default="uniform",
+        choices=["uniform", "labels"],
+        help="actions of the logged steps: uniform random probabilities, or the logged labels",
+    )
+    minari.add_argument(
+        "--checkpoint",
+        help="a model checkpoint (run folder checkpoints/*.pt) whose predictions are the actions "
+        "instead of --behaviour",
+    )
+    minari.add_argument(
+        "--noise", type=float, default=0.0, help="logit-noise std on the checkpoint's predictions"
+    )
+    minari.add_argument("--action-seed", type=int, default=0, help="seed of random actions")
+    minari.add_argument("--max-sessions", type=int, help="export only the split's first sessions")
+    minari.add_argument(
+        "--data-format", default="hdf5", choices=["hdf5", "arrow"], help="Minari storage"
+    )
+    minari.add_argument(
+        "--dataset-id", help="Minari id (default rmtl/<name>-<split>-<behaviour>-v0)"
     )
     args = parser.parse_args(argv)
 
@@ -93,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             f"wrote {dataset.name} in the official RMTL format to {export.root} "
             f"({', '.join(f'{k} {v:,}' for k, v in export.rows.items())} rows; see export.json)"
         )
+    elif args.command == "export-minari":
+        return _export_minari(args, dataset)
     elif args.json:
         print(json.dumps(dataset.meta["splits"], indent=2))
     else:

@@ -1,0 +1,256 @@
+"""The README's "Every RL client, unmodified" blocks run as written, on the tiny twin with
+fewer steps; each test then checks what the block promises."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from rmtl_env.data import load_dataset
+from rmtl_env.offline import flat_observations
+from rmtl_env.transitions import build_transitions
+
+TINY = {
+    'dataset="retailrocket-synthetic"': 'dataset="retailrocket-synthetic", scale="tiny"',
+}
+
+
+def genuine_pairs(split: str = "train") -> set[bytes]:
+    """Every logged (observation, next observation) pair of the tiny twin's split, flat."""
+    data = load_dataset("retailrocket-synthetic", scale="tiny").split(split)
+    replay = build_transitions(data, actions=np.zeros((len(data), 2), np.float32))
+    pairs = np.concatenate([flat_observations(replay), flat_observations(replay, True)], axis=1)
+    return {row.tobytes() for row in pairs}
+
+
+def test_cleanrl_loop_stores_only_logged_transitions(run_readme) -> None:
+    ns = run_readme("### CleanRL (single-file TD3/DDPG)", {**TINY, "range(10_000)": "range(300)"})
+    rb, envs = ns["rb"], ns["envs"]
+    stored = np.concatenate([rb.observations[: rb.pos, 0], rb.next_observations[: rb.pos, 0]], 1)
+    genuine = genuine_pairs()
+    assert all(row.tobytes() in genuine for row in stored)  # no autoreset step stored
+    assert 0.5 * 300 * envs.num_envs < rb.pos < 300 * envs.num_envs  # the rest were autoresets
+    assert rb.dones[: rb.pos].any() and (rb.rewards[: rb.pos] <= 0).all()
+
+
+def test_a_gymnasium_0_29_loop_would_store_bogus_transitions() -> None:
+    """The control of the test above: storing every step's transition stores autoreset ones."""
+    import gymnasium as gym
+
+    envs = gym.make_vec(
+        "SessionRecEnv-v0", num_envs=8, vectorization_mode="vector_entry_point",
+        dataset="retailrocket-synthetic", scale="tiny", observation_mode="flat",
+    )  # fmt: skip
+    obs, _ = envs.reset(seed=0)
+    genuine, bogus = genuine_pairs(), 0
+    for _ in range(100):
+        next_obs, *_ = envs.step(envs.action_space.sample())
+        bogus += sum(
+            np.concatenate([o, n]).tobytes() not in genuine
+            for o, n in zip(obs, next_obs, strict=True)
+        )
+        obs = next_obs
+    assert bogus > 0.2 * 100 * 8
+
+
+def test_sb3_vecnormalize_leaves_the_ids_alone(run_readme) -> None:
+    replacements = {
+        '{"dataset": "retailrocket-synthetic"}': '{"dataset": "retailrocket-synthetic", '
+        '"scale": "tiny"}',
+        "total_timesteps=20_000": "total_timesteps=200",
+    }
+    ns = run_readme("### stable-baselines3, with `VecNormalize`", replacements)
+    venv, td3 = ns["venv"], ns["td3"]
+    assert td3.num_timesteps >= 200
+    raw = venv.get_original_obs()
+    normalised = venv.normalize_obs(raw)
+    assert np.array_equal(normalised["categorical"], raw["categorical"])
+    assert venv.obs_rms["numerical"].count > 200
+
+
+@pytest.fixture
+def minari_home(tmp_path, monkeypatch):
+    pytest.importorskip("minari", reason="Minari is in the clients extra")
+    pytest.importorskip("jax", reason="Minari's DataCollector needs minari[create] (jax)")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    return tmp_path / "minari"
+
+
+def test_minari_example_exports_and_records(run_readme, minari_home) -> None:
+    ns = run_readme("### Minari", TINY)
+    exported, recorded = ns["dataset"], ns["recorded"]
+    train = load_dataset("retailrocket-synthetic", scale="tiny").split("train")
+    lengths = np.diff(train.session_starts)
+    assert exported.total_episodes == train.num_sessions and exported.total_steps == len(train)
+    assert [len(e) for e in exported.iterate_episodes()] == lengths.tolist()
+    assert recorded.total_steps == 100
+    episode = next(recorded.iterate_episodes())
+    assert set(episode.infos) == {"session_id", "session_length", "step", "task_rewards", "labels"}
+    assert len(episode) == episode.infos["session_length"][0]  # an episode is one session
+    assert (minari_home / "rmtl" / "retailrocket-train-uniform-v0").is_dir()
+
+
+def test_minari_export_equals_what_data_collector_records(minari_home) -> None:
+    """The exported episodes are the ones ``DataCollector(record_infos=True)`` records when
+    the same actions are played through the env, session by session."""
+    import gymnasium as gym
+    import minari
+    from minari import DataCollector
+
+    from rmtl_env.offline import behaviour_actions, export_minari
+
+    kwargs = {"dataset": "retailrocket-synthetic", "scale": "tiny", "split": "val"}
+    exported = export_minari("rmtl/val-uniform-v0", "uniform", seed=3, **kwargs)
+    head = export_minari("rmtl/val-head-v0", "uniform", seed=3, max_sessions=5, **kwargs)
+    assert head.total_episodes == 5
+    env = DataCollector(
+        gym.make("SessionRecEnv-v0", session_order="sequential", **kwargs),
+        record_infos=True,
+    )
+    data = env.unwrapped.data
+    actions, row, sessions = behaviour_actions(data, "uniform", seed=3), 0, 60
+    for _ in range(sessions):
+        env.reset()
+        terminated = False
+        while not terminated:
+            *_, terminated, _, _ = env.step(actions[row])
+            row += 1
+    recorded = env.create_dataset("rmtl/val-recorded-v0")
+    assert exported.total_episodes == data.num_sessions
+    pairs = zip(
+        exported.iterate_episodes(range(sessions)), recorded.iterate_episodes(), strict=True
+    )
+    for ours, theirs in pairs:
+        assert np.array_equal(ours.actions, theirs.actions)
+        np.testing.assert_allclose(ours.rewards, theirs.rewards, rtol=1e-12)  # float64 logs
+        assert np.array_equal(ours.terminations, theirs.terminations)
+        for key in ("categorical", "numerical"):
+            assert np.array_equal(ours.observations[key], theirs.observations[key])
+        for key, value in theirs.infos.items():
+            assert ours.infos[key].dtype == value.dtype, key
+            np.testing.assert_allclose(ours.infos[key], value, rtol=1e-12, err_msg=key)
+    assert minari.load_dataset("rmtl/val-uniform-v0").total_steps == len(data)
+
+
+def test_export_minari_command(minari_home, tmp_path, capsys) -> None:
+    import minari
+
+    from agents.checkpoint import save_model
+    from agents.models import build_model
+    from rmtl_env.data.__main__ import main
+
+    data = load_dataset("retailrocket-synthetic", scale="tiny")
+    model = build_model(
+        "esmm", data.field_dims, 1, 2, embed_dim=4, bottom_dims=(8,), tower_dims=(4,)
+    )
+    checkpoint = save_model(model, tmp_path / "backbone.pt")
+    args = ["export-minari", "retailrocket-synthetic", "--scale", "tiny", "--split", "test"]
+    assert main([*args, "--checkpoint", str(checkpoint), "--noise", "0.3"]) == 0
+    assert "'rmtl/retailrocket-synthetic-test-checkpoint-v0'" in capsys.readouterr().out
+    episode = next(
+        minari.load_dataset("rmtl/retailrocket-synthetic-test-checkpoint-v0").iterate_episodes()
+    )
+    assert ((episode.actions > 0) & (episode.actions < 1)).all()  # noisy predictions
+    assert main([*args, "--checkpoint", str(checkpoint)]) == 2  # the id exists: never overwritten
+    assert "already exists" in capsys.readouterr().err
+    assert main([*args, "--noise", "0.3"]) == 2
+    assert "--noise must be >= 0 and needs --checkpoint" in capsys.readouterr().err
+
+
+D3RLPY_CHECK = """
+import numpy as np
+from d3rlpy.dataset import BasicTransitionPicker
+from rmtl_env.offline import d3rlpy_arrays
+
+arrays = d3rlpy_arrays(transitions)
+picker, row = BasicTransitionPicker(), 0
+assert len(dataset.episodes) == train.num_sessions
+for episode in dataset.episodes:
+    for index in range(episode.transition_count):
+        t = picker(episode, index)
+        assert np.array_equal(t.observation, arrays["observations"][row])
+        assert np.array_equal(t.action, transitions.action[row])
+        assert np.isclose(t.reward[0], transitions.rewards[row].sum(), rtol=1e-6)
+        assert bool(t.terminal) == bool(transitions.terminated[row])
+        if not t.terminal:
+            nxt = np.concatenate([transitions.next_categorical[row], transitions.next_numerical[row]])
+            assert np.array_equal(t.next_observation, nxt.astype(np.float32))
+        row += 1
+assert row == len(transitions) and td3bc.grad_step == 100
+print("d3rlpy ok", row)
+"""
+
+
+def test_d3rlpy_example_and_converter(readme_source, tmp_path) -> None:
+    """d3rlpy pins gymnasium==1.0.0: in its own virtual environment (``RMTL_D3RLPY_PYTHON``)."""
+    replacements = {
+        'load_dataset("retailrocket-synthetic")': 'load_dataset("retailrocket-synthetic", scale="tiny")',
+        "n_steps=10_000, n_steps_per_epoch=1_000": "n_steps=100, n_steps_per_epoch=100",
+    }
+    script = readme_source("### d3rlpy", replacements) + textwrap.dedent(D3RLPY_CHECK)
+    try:
+        import d3rlpy  # noqa: F401
+
+        python = sys.executable
+    except ImportError:
+        python = os.environ.get("RMTL_D3RLPY_PYTHON")
+        if not python:
+            pytest.skip(
+                "d3rlpy is not installed here (it pins gymnasium==1.0.0): set RMTL_D3RLPY_PYTHON "
+                "to the python of a virtual environment with d3rlpy and this package"
+            )
+    result = subprocess.run(
+        [python, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "d3rlpy ok" in result.stdout
+
+
+def test_d3rlpy_arrays_are_the_transitions() -> None:
+    """Without d3rlpy: the converter's arrays are ``build_transitions``' rows."""
+    from rmtl_env.offline import behaviour_actions, d3rlpy_arrays
+
+    data = load_dataset("retailrocket-synthetic", scale="tiny").split("val")
+    replay = build_transitions(data, actions=behaviour_actions(data, "labels"))
+    arrays = d3rlpy_arrays(replay, reward_weights=[1.0, 2.0])
+    assert arrays["observations"].dtype == np.float32
+    assert np.array_equal(arrays["observations"][:, :7], replay.categorical.astype(np.float32))
+    np.testing.assert_allclose(arrays["rewards"][:, 0], replay.rewards @ [1.0, 2.0], rtol=1e-6)
+    assert arrays["terminals"].sum() == data.num_sessions and not arrays["timeouts"].any()
+
+
+def test_torchrl_example(run_readme) -> None:
+    pytest.importorskip("torchrl", reason="TorchRL is in the clients extra")
+    ns = run_readme("### TorchRL", TINY)
+    rollout = ns["rollout"]
+    task = rollout["next", "task_rewards"]
+    assert task.shape == (len(rollout), 2)
+    assert rollout["next", "done"][-1].item()  # one session, to its end
+    np.testing.assert_allclose(rollout["next", "reward"][:, 0], task.sum(-1), rtol=1e-5)
+
+
+def test_tianshou_example(run_readme) -> None:
+    pytest.importorskip("tianshou", reason="Tianshou is in the clients extra")
+    replacements = {
+        **TINY,
+        "max_epochs=5": "max_epochs=1",
+        "epoch_num_steps=4_000": "epoch_num_steps=200",
+        "test_step_num_episodes=100": "test_step_num_episodes=5",
+        "batch_size=256": "batch_size=32",
+    }
+    ns = run_readme("### Tianshou", replacements)
+    assert ns["obs_dim"] == 8 and ns["act_dim"] == 2
+    assert ns["result"].best_reward <= 0.0  # negative BCE
+
+
+def test_mo_gymnasium_example(run_readme) -> None:
+    pytest.importorskip("mo_gymnasium", reason="MO-Gymnasium is in the clients extra")
+    ns = run_readme("### MO-Gymnasium", TINY)
+    info = ns["info"]
+    assert info["episode"]["r"].shape == (2,)
+    assert info["episode"]["l"] == info["session_length"]
