@@ -49,7 +49,11 @@ class SessionRecVectorEnv(VectorEnv):
         self._starts = data.session_starts[:-1].astype(np.int64)
         self._ends = data.session_starts[1:].astype(np.int64)
         self._session_ids = data.session_id[self._starts]
-        self._labels = data.labels.astype(np.float64)
+        self._labels = np.ascontiguousarray(data.labels, dtype=np.float64)
+        # Row-major copies: the split's arrays are column slices of one block, and gathering
+        # 4096 rows of those is about 17x slower than of a C-contiguous array.
+        self._categorical = np.ascontiguousarray(data.categorical)
+        self._numerical = np.ascontiguousarray(data.numerical)
         self._weights = single.reward_weights
         self._low, self._high = prob_clip, 1.0 - prob_clip
         self._row = np.full(self.num_envs, -1, dtype=np.int64)
@@ -62,13 +66,15 @@ class SessionRecVectorEnv(VectorEnv):
         return self.np_random.integers(len(self._starts), size=count)
 
     def _start_sessions(self, which: np.ndarray | slice) -> None:
-        """Draw new sessions for the sub-envs ``which`` and put them at their first row."""
-        count = self.num_envs if isinstance(which, slice) else int(which.sum())
+        """Draw new sessions for the sub-envs ``which`` (indices, or a slice) and put them at
+        their first row."""
+        count = self.num_envs if isinstance(which, slice) else len(which)
         session = self._draw(count)
+        start = self._starts[session]
         self._session[which] = session
-        self._start[which] = self._starts[session]
+        self._start[which] = start
         self._end[which] = self._ends[session]
-        self._row[which] = self._start[which]
+        self._row[which] = start
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -88,39 +94,37 @@ class SessionRecVectorEnv(VectorEnv):
                 f"actions must be [{self.num_envs}, {len(self._weights)}], got {np.shape(actions)}"
             )
         restart = self._needs_reset
-        any_restart = bool(restart.any())
-        checked = probs[~restart] if any_restart else probs
-        inside = (checked >= -ACTION_TOLERANCE) & (checked <= 1 + ACTION_TOLERANCE)  # NaN: False
-        if not inside.all():
+        restarting = np.flatnonzero(restart)  # autoreset steps: their actions are ignored
+        inside = (probs >= -ACTION_TOLERANCE) & (probs <= 1 + ACTION_TOLERANCE)  # NaN: False
+        if not inside.all() and not (inside.all(axis=1) | restart).all():
             raise ValueError("actions must be finite probabilities in [0, 1]")
         row = self._row
         labels = np.take(self._labels, row, axis=0)
         a = np.clip(probs, self._low, self._high)
         # log(a) where the label is 1, log(1 - a) where it is 0: one log per entry.
         task_rewards = np.log(np.where(labels > 0, a, 1.0 - a))
-        if any_restart:  # autoreset steps score nothing
-            task_rewards[restart] = 0.0
-            labels = np.where(restart[:, None], 0.0, labels)
+        if len(restarting):  # autoreset steps score nothing
+            task_rewards[restarting] = 0.0
+            labels[restarting] = 0.0
         weighted = task_rewards * self._weights
         reward = weighted if self.single.reward_mode == "vector" else weighted.sum(1)
         terminated = row + 1 >= self._end
-        if any_restart:
-            terminated &= ~restart
+        terminated[restarting] = False
         step = row - self._start
         # Advance; a sub-env that ended on the previous step starts a new session (autoreset).
-        self._row = np.where(terminated, row, row + 1)
-        if any_restart:
-            self._start_sessions(restart)
-            step[restart] = 0  # its info is the new session's, as after reset()
+        self._row = row + ~terminated
+        if len(restarting):
+            self._start_sessions(restarting)
+            step[restarting] = 0  # its info is the new session's, as after reset()
         info = self._info(step, task_rewards, labels)
         self._needs_reset = terminated
         truncated = np.zeros(self.num_envs, dtype=bool)
         return self._observation(self._row), reward, terminated, truncated, info
 
     def _observation(self, rows: np.ndarray) -> dict[str, np.ndarray] | np.ndarray:
-        data = self.single.data  # np.take gathers rows several times faster than fancy indexing
-        categorical = np.take(data.categorical, rows, axis=0)
-        numerical = np.take(data.numerical, rows, axis=0)
+        # np.take gathers rows several times faster than fancy indexing
+        categorical = np.take(self._categorical, rows, axis=0)
+        numerical = np.take(self._numerical, rows, axis=0)
         if self.single.observation_mode == "flat":
             return np.concatenate([categorical, numerical], axis=1, dtype=np.float32)
         return {"categorical": categorical, "numerical": numerical}
