@@ -1,6 +1,10 @@
 """Collect the parity study's numbers: the official chains' logs and our run folders -> CSV.
 
-python docs/results/parity/collect.py OFFICIAL_WORK OURS_ROOT [OURS_ROOT ...] --out parity.csv
+python docs/results/parity/collect.py OFFICIAL_WORK OURS_ROOT [OURS_ROOT ...] --out parity.csv \
+    [--table1 docs/results/table1_seeds.csv]
+
+``--table1`` adds our default (paper preset) runs: Table 1's RMTL cells on the RetailRocket twin
+for the models and seeds the official chains ran, as the variant ``paper-defaults``.
 """
 
 from __future__ import annotations
@@ -60,16 +64,34 @@ def our_rows(root: Path) -> list[dict]:
     return rows
 
 
+def table1_rows(path: Path, chains: set[tuple[str, int]]) -> list[dict]:
+    """Table 1's per-seed RetailRocket-twin cells of the (model, seed) pairs in ``chains``."""
+    cells = pd.read_csv(path)
+    cells = cells[cells["dataset"] == "retailrocket-synthetic"].set_index(
+        ["method", "seed", "task"]
+    )
+    rows = []
+    for model, seed in sorted(chains):
+        for task in TASKS:
+            backbone, polished = (cells.loc[(m, seed, task)] for m in (model, f"rmtl-{model}"))
+            rows.append(row("ours", model, seed, "paper-defaults", task, polished, backbone))
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("official", type=Path)
     p.add_argument("ours", type=Path, nargs="+")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--table1", type=Path, help="table1_seeds.csv: adds the paper-defaults rows")
     args = p.parse_args()
     rows = official_rows(args.official)
     for root in args.ours:
         rows += our_rows(root)
+    if args.table1:
+        rows += table1_rows(args.table1, {(r["model"], r["seed"]) for r in rows})
     frame = pd.DataFrame(rows)
+    frame["run"] = frame["pipeline"] + " " + frame["variant"]
     frame.to_csv(args.out, index=False)
     for value in ("backbone_auc", "delta_auc"):
         print(f"\n{value}")
