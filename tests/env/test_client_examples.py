@@ -254,3 +254,75 @@ def test_mo_gymnasium_example(run_readme) -> None:
     info = ns["info"]
     assert info["episode"]["r"].shape == (2,)
     assert info["episode"]["l"] == info["session_length"]
+
+
+def test_cleanrl_shaped_td3_learns_from_logged_transitions_only() -> None:
+    """A TD3 loop in CleanRL's shape (td3_continuous_action.py: actor, twin critics, targets,
+    policy delay) on the native vector env, with the README's autoreset handling."""
+    import gymnasium as gym
+    import torch
+    import torch.nn.functional as F
+    from stable_baselines3.common.buffers import ReplayBuffer
+    from torch import nn
+
+    torch.manual_seed(0)
+    envs = gym.make_vec(
+        "SessionRecEnv-v0", num_envs=8, vectorization_mode="vector_entry_point",
+        dataset="retailrocket-synthetic", scale="tiny", observation_mode="flat",
+    )  # fmt: skip
+    obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+
+    def mlp(inputs: int, out: nn.Module | None = None) -> nn.Sequential:
+        layers = [nn.Linear(inputs, 32), nn.ReLU(), nn.Linear(32, 1 if out is None else act_dim)]
+        return nn.Sequential(*layers, *([out] if out is not None else []))
+
+    actor, qf1, qf2 = mlp(obs_dim, nn.Sigmoid()), mlp(obs_dim + act_dim), mlp(obs_dim + act_dim)
+    targets = [mlp(obs_dim, nn.Sigmoid()), mlp(obs_dim + act_dim), mlp(obs_dim + act_dim)]
+    for target, net in zip(targets, (actor, qf1, qf2), strict=True):
+        target.load_state_dict(net.state_dict())
+    q_optimizer = torch.optim.Adam([*qf1.parameters(), *qf2.parameters()], lr=1e-3)
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=1e-3)
+    initial_actor = [p.detach().clone() for p in actor.parameters()]
+    rb = ReplayBuffer(
+        10_000, envs.single_observation_space, envs.single_action_space,
+        handle_timeout_termination=False,
+    )  # fmt: skip
+    obs, _ = envs.reset(seed=0)
+    autoreset = np.zeros(envs.num_envs, dtype=bool)
+    for global_step in range(200):
+        with torch.no_grad():
+            mean = actor(torch.as_tensor(obs))
+        actions = (mean + 0.1 * torch.randn_like(mean)).clamp(0.0, 1.0).numpy()
+        next_obs, rewards, terminations, truncations, _ = envs.step(actions)
+        for i in np.flatnonzero(~autoreset):
+            rb.add(obs[i], next_obs[i], actions[i], rewards[i], terminations[i], [{}])
+        obs, autoreset = next_obs, terminations | truncations
+        if global_step < 20:
+            continue
+        data = rb.sample(64)
+        with torch.no_grad():
+            noise = (torch.randn_like(data.actions) * 0.2).clamp(-0.5, 0.5)
+            next_actions = (targets[0](data.next_observations) + noise).clamp(0.0, 1.0)
+            next_input = torch.cat([data.next_observations, next_actions], 1)
+            next_q = torch.min(targets[1](next_input), targets[2](next_input))
+            target_q = data.rewards + (1 - data.dones) * 0.9 * next_q
+        q_input = torch.cat([data.observations, data.actions], 1)
+        qf_loss = F.mse_loss(qf1(q_input), target_q) + F.mse_loss(qf2(q_input), target_q)
+        q_optimizer.zero_grad()
+        qf_loss.backward()
+        q_optimizer.step()
+        if global_step % 2 == 0:
+            actor_loss = -qf1(torch.cat([data.observations, actor(data.observations)], 1)).mean()
+            actor_optimizer.zero_grad()
+            actor_loss.backward()
+            actor_optimizer.step()
+            for target, net in zip(targets, (actor, qf1, qf2), strict=True):
+                for tp, p in zip(target.parameters(), net.parameters(), strict=True):
+                    tp.data.copy_(0.005 * p.data + 0.995 * tp.data)
+    stored = np.concatenate([rb.observations[: rb.pos, 0], rb.next_observations[: rb.pos, 0]], 1)
+    genuine = genuine_pairs()
+    assert all(row.tobytes() in genuine for row in stored)
+    assert np.isfinite(qf_loss.item())
+    assert any(
+        not torch.equal(a, b) for a, b in zip(initial_actor, actor.parameters(), strict=True)
+    )
