@@ -4,6 +4,10 @@
 
 - ``"retailrocket"``: the Kaggle files in ``data_dir`` (default ``$RMTL_DATA_DIR/raw/retailrocket``);
 - ``"kuairand-1k"``: the Zenodo files in ``data_dir`` (default ``$RMTL_DATA_DIR/raw/kuairand-1k``);
+- ``"kuairand-27k"``: the KuaiRand-27K files (same schema, 322M log rows: in memory only with a
+  very large machine; ``rmtl_env.data.outofcore`` prepares it out of core);
+- ``"kuairand-27k-synthetic"``: a 27K twin in the real 27K file names, ``scale`` a fraction of
+  full size (``0.05``, ``"1/20"``) or ``tiny``/``small``;
 - ``"retailrocket-synthetic"`` and ``"kuairand-synthetic"``: the synthetic twins (``scale``,
   ``seed``), whose raw files are generated once into the cache and then read by the real loaders;
 - a path to a processed dataset folder (``meta.json`` inside), loaded as is;
@@ -28,10 +32,18 @@ from rmtl_env.data import custom, kuairand, retailrocket
 from rmtl_env.data.dataset import META_FILE, SessionDataset
 from rmtl_env.data.io import atomic_directory
 from rmtl_env.data.processing import ProcessingConfig, build_processed
+from rmtl_env.data.synthetic import twin_fraction
 from rmtl_env.data.synthetic.common import check_scale
 
 GENERATOR_VERSION = 2
-CATALOG = ("retailrocket", "kuairand-1k", "retailrocket-synthetic", "kuairand-synthetic")
+CATALOG = (
+    "retailrocket",
+    "kuairand-1k",
+    "kuairand-27k",
+    "retailrocket-synthetic",
+    "kuairand-synthetic",
+    "kuairand-27k-synthetic",
+)
 DEFAULT_DATASET = "retailrocket-synthetic"
 
 
@@ -117,7 +129,11 @@ def load_dataset(
         _reject(rest, name, _accepted(kuairand.KuaiRandConfig))
         config = kuairand.KuaiRandConfig(**loader_params)
 
-    if name.endswith("-synthetic"):
+    if name == "kuairand-27k-synthetic":
+        scale = f"{twin_fraction(scale):g}"
+        raw_dir = synthetic_raw_dir(name, scale, int(seed))
+        identity = {"scale": scale, "seed": int(seed), "generator": GENERATOR_VERSION}
+    elif name.endswith("-synthetic"):
         raw_dir = synthetic_raw_dir(name, check_scale(scale), int(seed))
         identity = {"scale": scale, "seed": int(seed), "generator": GENERATOR_VERSION}
     else:
@@ -128,7 +144,9 @@ def load_dataset(
         paths = [files.events, *files.properties]
         build = lambda: retailrocket.build_impressions(files, config, name)  # noqa: E731
     else:
-        files = kuairand.KuaiRandFiles.in_folder(raw_dir, config.include_random_log)
+        files = kuairand.KuaiRandFiles.in_folder(
+            raw_dir, config.include_random_log, version="27k" if "27k" in name else "1k"
+        )
         paths = [*files.logs, files.user_features, files.video_features]
         build = lambda: kuairand.build_impressions(files, config, name)  # noqa: E731
     key_source = {

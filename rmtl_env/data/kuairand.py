@@ -1,4 +1,8 @@
-"""KuaiRand-1K (Zenodo record 10439422) raw files to an impression table.
+"""KuaiRand-1K and KuaiRand-27K (Zenodo record 10439422) raw files to an impression table.
+
+The two versions share one schema; they differ in file names (27K splits each standard log into
+``_part1``/``_part2``) and size (27K: 27,285 users, 32,038,725 videos, 322,278,385 standard log
+rows, about 23 GB of logs: prepare it out of core with ``rmtl_env.data.outofcore``).
 
 Impressions are the rows of the standard logs (optionally also the random-policy log). Tasks are
 0/1 feedback columns of the log: ``is_click`` (CTR) and ``long_view`` (the second task) by default;
@@ -49,6 +53,33 @@ STANDARD_LOGS = ("log_standard_4_08_to_4_21_1k.csv", "log_standard_4_22_to_5_08_
 RANDOM_LOG = "log_random_4_22_to_5_08_1k.csv"
 USER_FEATURES = "user_features_1k.csv"
 VIDEO_FEATURES = "video_features_basic_1k.csv"
+
+
+@dataclass(frozen=True)
+class FileNames:
+    """The raw file names of one KuaiRand version."""
+
+    standard_logs: tuple[str, ...]
+    random_log: str
+    user_features: str
+    video_features: str
+    url: str
+
+
+VERSIONS = {
+    "1k": FileNames(STANDARD_LOGS, RANDOM_LOG, USER_FEATURES, VIDEO_FEATURES, URL),
+    "27k": FileNames(
+        tuple(
+            f"log_standard_{period}_27k_part{part}.csv"
+            for period in ("4_08_to_4_21", "4_22_to_5_08")
+            for part in (1, 2)
+        ),
+        "log_random_4_22_to_5_08_27k.csv",
+        "user_features_27k.csv",
+        "video_features_basic_27k.csv",
+        "https://zenodo.org/records/10439422 (KuaiRand-27K.tar.gz, 46 GB)",
+    ),
+}
 TRUTH_FILE = "synthetic_truth.csv"  # written only by the synthetic twin
 
 LOG_COLUMNS = (
@@ -139,29 +170,37 @@ class KuaiRandFiles:
     user_features: Path
     video_features: Path
     truth: Path | None = None
+    version: str = "1k"
 
     @classmethod
     def in_folder(
         cls, folder: str | Path, include_random_log: bool = False,
-        synthetic_name: str = "kuairand-synthetic",
+        synthetic_name: str = "kuairand-synthetic", version: str = "1k",
     ) -> KuaiRandFiles:  # fmt: skip
-        """The official KuaiRand-1K file names in ``folder`` (or its ``data/`` subfolder)."""
+        """The official file names of KuaiRand ``version`` (``1k`` or ``27k``) in ``folder``
+        (or its ``data/`` subfolder)."""
+        if version not in VERSIONS:
+            raise ValueError(f"KuaiRand version must be one of {list(VERSIONS)}, got {version!r}")
+        names_of = VERSIONS[version]
         folder = Path(folder).expanduser()
-        if not find_raw_file(folder, STANDARD_LOGS[0]) and (folder / "data").is_dir():
+        if not find_raw_file(folder, names_of.standard_logs[0]) and (folder / "data").is_dir():
             folder = folder / "data"
-        names = [*STANDARD_LOGS, USER_FEATURES, VIDEO_FEATURES]
+        names = [*names_of.standard_logs, names_of.user_features, names_of.video_features]
         if include_random_log:
-            names.insert(2, RANDOM_LOG)
+            names.insert(len(names_of.standard_logs), names_of.random_log)
         found = {name: find_raw_file(folder, name) for name in names}
         missing = [name for name, path in found.items() if path is None]
         if missing:
-            raise MissingRawFilesError("kuairand-1k", str(folder), missing, URL, synthetic_name)
+            raise MissingRawFilesError(
+                f"kuairand-{version}", str(folder), missing, names_of.url, synthetic_name
+            )
         logs = [found[n] for n in names if n.startswith("log_")]
         return cls(
             tuple(logs),
-            found[USER_FEATURES],
-            found[VIDEO_FEATURES],
+            found[names_of.user_features],
+            found[names_of.video_features],
             find_raw_file(folder, TRUTH_FILE),
+            version,
         )
 
 
@@ -313,7 +352,7 @@ def build_impressions(
         raw_files.append(file_digest(files.truth))
     return ImpressionTable(
         name=name,
-        source="kuairand-1k",
+        source=f"kuairand-{files.version}",
         frame=frame,
         categorical=categorical,
         numerical=numerical,

@@ -5,12 +5,42 @@ from __future__ import annotations
 from pathlib import Path
 
 from rmtl_env.data.synthetic.common import SCALES
-from rmtl_env.data.synthetic.kuairand import write_kuairand_twin
+from rmtl_env.data.synthetic.kuairand import write_kuairand_27k_twin, write_kuairand_twin
 from rmtl_env.data.synthetic.retailrocket import write_retailrocket_twin
+
+# The 27K twin's named scales as fractions of the real KuaiRand-27K.
+FRACTIONS_27K = {"tiny": 0.0005, "small": 0.005, "full": 1.0}
+
+
+def twin_fraction(scale: str | float) -> float:
+    """The 27K twin's fraction of full size: a named scale (``FRACTIONS_27K``) or a number in
+    (0, 1] such as ``0.05`` or ``"1/20"``."""
+    if isinstance(scale, str) and scale in FRACTIONS_27K:
+        return FRACTIONS_27K[scale]
+    try:
+        if isinstance(scale, str) and "/" in scale:
+            numerator, denominator = scale.split("/")
+            value = float(numerator) / float(denominator)
+        else:
+            value = float(scale)
+    except (TypeError, ValueError, ZeroDivisionError):
+        value = float("nan")
+    if not 0.0 < value <= 1.0:
+        raise ValueError(
+            f"scale of kuairand-27k-synthetic must be one of {list(FRACTIONS_27K)} or a fraction "
+            f"in (0, 1] such as 0.05 or '1/20', got {scale!r}"
+        )
+    return value
+
+
+def _write_27k(out_dir: str | Path, scale: str | float = "small", seed: int = 0) -> Path:
+    return write_kuairand_27k_twin(out_dir, twin_fraction(scale), seed)
+
 
 TWINS = {
     "retailrocket-synthetic": write_retailrocket_twin,
     "kuairand-synthetic": write_kuairand_twin,
+    "kuairand-27k-synthetic": _write_27k,
 }
 
 
@@ -21,4 +51,13 @@ def write_twin(name: str, out_dir: str | Path, scale: str = "small", seed: int =
     return TWINS[name](out_dir, scale=scale, seed=seed)
 
 
-__all__ = ["SCALES", "TWINS", "write_kuairand_twin", "write_retailrocket_twin", "write_twin"]
+__all__ = [
+    "FRACTIONS_27K",
+    "SCALES",
+    "TWINS",
+    "twin_fraction",
+    "write_kuairand_27k_twin",
+    "write_kuairand_twin",
+    "write_retailrocket_twin",
+    "write_twin",
+]

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from rmtl_env.data.kuairand import (
     LOG_COLUMNS,
@@ -43,6 +44,7 @@ from rmtl_env.data.kuairand import (
     STANDARD_LOGS,
     TRUTH_FILE,
     USER_FEATURES,
+    VERSIONS,
     VIDEO_FEATURES,
 )
 from rmtl_env.data.synthetic.common import (
@@ -86,6 +88,79 @@ SCALE_SIZES = {
     "small": _Scale(300, 40_000, 27, 2_000),
     "full": _Scale(1_000, 4_371_868, 780, 43_028),
 }
+
+
+# KuaiRand-27K at full size: 27,285 users, 32,038,725 videos, about 322M standard log rows
+# (787 sessions of about 15 impressions per user) and 1,186,059 random-policy rows.
+FULL_27K = _Scale(27_285, 32_038_725, 787, 1_186_059)
+ROWS_PER_CHUNK = 2_000_000  # the 27K twin is generated and written a block of users at a time
+
+
+def size_27k(fraction: float) -> _Scale:
+    """The 27K twin's size at ``fraction`` (0, 1] of the real one (users and videos scale, the
+    rows per user do not)."""
+    fraction = float(fraction)
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"the 27K twin's fraction must be in (0, 1], got {fraction}")
+    return _Scale(
+        max(2, round(FULL_27K.users * fraction)), max(100, round(FULL_27K.videos * fraction)),
+        FULL_27K.sessions_per_user, round(FULL_27K.random_rows * fraction),
+    )  # fmt: skip
+
+
+def write_kuairand_27k_twin(out_dir: str | Path, fraction: float = 0.05, seed: int = 0) -> Path:
+    """Write a KuaiRand-27K twin at ``fraction`` of the real size into ``out_dir``: the 27K file
+    names (each standard log in ``_part1``/``_part2``: the first and second half of the users),
+    the 1K twin's generative model, generated and appended ``ROWS_PER_CHUNK`` rows at a time so
+    that memory stays bounded at any fraction."""
+    size = size_27k(fraction)
+    names = VERSIONS["27k"]
+    rng = np.random.default_rng([seed, 2027])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    users = _users(rng, size.users)
+    videos = _videos(rng, size.videos)
+    _write_frame(users["table"], out / names.user_features)
+    _write_frame(videos["table"], out / names.video_features)
+    per_user = size.sessions_per_user * 15
+    chunk = max(1, ROWS_PER_CHUNK // per_user)
+    writers: dict[str, pacsv.CSVWriter] = {}
+    options = pacsv.WriteOptions(quoting_style="none", quoting_header="none")
+
+    def append(name: str, table: pa.Table) -> None:
+        if name not in writers:
+            writers[name] = pacsv.CSVWriter(
+                out / f".{name}.tmp", table.schema, write_options=options
+            )
+        writers[name].write_table(table)
+
+    for first in range(0, size.users, chunk):
+        count = min(chunk, size.users - first)
+        log = _log(rng, size, users, videos, first_user=first, n_users=count)
+        second = log["time_ms"] >= SECOND_LOG_MS
+        random_policy = log.pop("is_random")
+        truth = {k: log.pop(k) for k in ("p_is_click", "p_long_view", "p_is_like")}
+        table = pa.table(log)
+        later_half = log["user_id"] >= size.users // 2
+        standard = ~random_policy
+        for name, mask in (
+            (names.standard_logs[0], ~second & standard & ~later_half),
+            (names.standard_logs[1], ~second & standard & later_half),
+            (names.standard_logs[2], second & standard & ~later_half),
+            (names.standard_logs[3], second & standard & later_half),
+            (names.random_log, random_policy),
+        ):
+            rows = np.flatnonzero(mask)
+            if len(rows):
+                append(name, table.take(pa.array(rng.permutation(rows))))
+        append(TRUTH_FILE, pa.table({
+            "user_id": log["user_id"], "video_id": log["video_id"], "time_ms": log["time_ms"],
+            **{k: pc.round(pa.array(v), 6) for k, v in truth.items()},
+        }))  # fmt: skip
+    for name, writer in writers.items():
+        writer.close()
+        (out / f".{name}.tmp").replace(out / name)
+    return out
 
 
 def write_kuairand_twin(out_dir: str | Path, scale: str = "small", seed: int = 0) -> Path:
@@ -225,11 +300,15 @@ def _videos(rng: np.random.Generator, n: int) -> dict:
     return {"table": frame, "click": click, "long": long, "duration": duration}
 
 
-def _log(rng: np.random.Generator, size: _Scale, users: dict, videos: dict) -> dict:
-    n_users = size.users
+def _log(
+    rng: np.random.Generator, size: _Scale, users: dict, videos: dict, first_user: int = 0,
+    n_users: int | None = None,
+) -> dict:  # fmt: skip
+    """The log rows of users ``first_user .. first_user + n_users - 1`` (default: all)."""
+    n_users = size.users if n_users is None else n_users
     activity = rng.lognormal(0, 0.6, n_users)
     sessions = np.maximum(1, rng.poisson(size.sessions_per_user * activity / activity.mean()))
-    session_user = np.repeat(np.arange(n_users), sessions)
+    session_user = np.repeat(np.arange(n_users), sessions)  # local user index
     lengths = session_lengths(rng, len(session_user), mean_extra=11.0, tail=0.05)
     total = int(lengths.sum())
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
@@ -257,7 +336,7 @@ def _log(rng: np.random.Generator, size: _Scale, users: dict, videos: dict) -> d
     )
     session_start = user_begin[session_user] + offset * squeeze[session_user]
     time = (np.repeat(session_start, lengths) + within).astype(np.int64)
-    user = np.repeat(session_user, lengths)
+    user = first_user + np.repeat(session_user, lengths)
     video = zipf_choice(rng, len(videos["click"]), total, 0.75)
     tab = rng.choice(
         list(TAB_SHARES), total, p=np.array(list(TAB_SHARES.values())) / sum(TAB_SHARES.values())
@@ -289,11 +368,12 @@ def _log(rng: np.random.Generator, size: _Scale, users: dict, videos: dict) -> d
     local = pd.to_datetime(time + BEIJING_MS, unit="ms")
     rare = lambda p: (rng.random(total) < p).astype(np.int64)  # noqa: E731
     is_random = np.zeros(total, dtype=bool)
-    if size.random_rows:
+    random_rows = round(size.random_rows * n_users / size.users)
+    if random_rows:
         is_random[
             rng.choice(
                 np.flatnonzero(time >= SECOND_LOG_MS),
-                size=min(size.random_rows, int((time >= SECOND_LOG_MS).sum())),
+                size=min(random_rows, int((time >= SECOND_LOG_MS).sum())),
                 replace=False,
             )
         ] = True
@@ -332,4 +412,4 @@ def _log(rng: np.random.Generator, size: _Scale, users: dict, videos: dict) -> d
     }
 
 
-__all__ = ["SCALE_SIZES", "write_kuairand_twin"]
+__all__ = ["FULL_27K", "SCALE_SIZES", "size_27k", "write_kuairand_27k_twin", "write_kuairand_twin"]
