@@ -37,6 +37,8 @@ def _load(args: argparse.Namespace):
         "min_count": args.min_count,
     }
     params = {k: v for k, v in params.items() if v is not None}
+    if getattr(args, "engine", "pandas") == "duckdb":
+        params.update(engine="duckdb", memory_limit=args.memory_limit, threads=args.threads)
     return load_dataset(
         args.name, data_dir=args.data_dir, scale=args.scale, seed=args.seed,
         refresh=args.refresh, roles=args.roles, **params,
@@ -108,6 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     prepare = commands.add_parser("prepare", help="build (or reuse) the processed dataset")
     _dataset_args(prepare)
+    prepare.add_argument(
+        "--engine",
+        default="pandas",
+        choices=["pandas", "duckdb"],
+        help="duckdb: out of core (KuaiRand datasets; needs the scale extra), the same rows",
+    )
+    prepare.add_argument("--memory-limit", default="4GB", help="DuckDB memory limit, e.g. 4GB")
+    prepare.add_argument("--threads", type=int, default=2, help="DuckDB threads")
     stats = commands.add_parser("stats", help="print per-split statistics")
     _dataset_args(stats)
     stats.add_argument("--json", action="store_true", help="print meta.json's statistics as JSON")
@@ -167,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         dataset = _load(args)
-    except (FileNotFoundError, ValueError, TypeError) as exc:
+    except (FileNotFoundError, ValueError, TypeError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.command == "prepare":

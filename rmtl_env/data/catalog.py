@@ -93,6 +93,9 @@ def load_dataset(
     seed: int = 0,
     refresh: bool = False,
     roles: custom.ColumnRoles | str | os.PathLike | None = None,
+    engine: str = "pandas",
+    memory_limit: str = "4GB",
+    threads: int = 2,
     **params,
 ) -> SessionDataset:
     """Load (building and caching on first use) a processed session dataset.
@@ -104,6 +107,8 @@ def load_dataset(
         seed: generator seed (synthetic twins only).
         refresh: rebuild even if a cached copy exists.
         roles: column roles of a log file.
+        engine: ``pandas`` (in memory) or ``duckdb`` (out of core, KuaiRand only: the same rows;
+            ``memory_limit`` and ``threads`` are DuckDB's).
         **params: loader parameters (``RetailRocketConfig`` or ``KuaiRandConfig`` fields) and
             processing parameters (``split_ratios``, ``min_count``, ``share_threshold``).
     """
@@ -119,6 +124,12 @@ def load_dataset(
             f"folder (with {META_FILE}), or a CSV/Parquet log file together with roles=..."
         )
     name = str(name)
+    if engine not in ("pandas", "duckdb"):
+        raise ValueError(f"engine must be 'pandas' or 'duckdb', got {engine!r}")
+    if engine == "duckdb" and not name.startswith("kuairand"):
+        raise ValueError(
+            f"engine='duckdb' prepares the KuaiRand datasets; {name!r} uses engine='pandas'"
+        )
     processing, rest = _processing(params)
     if name.startswith("retailrocket"):
         loader_params, rest = _split_params(rest, retailrocket.RetailRocketConfig)
@@ -155,7 +166,16 @@ def load_dataset(
         "processing": repr(processing),
         "raw": identity or _file_identity(paths),
     }
-    dataset = _cached(name, key_source, refresh, lambda: build_processed(build(), processing))
+    if engine == "duckdb":
+        from rmtl_env.data.outofcore import prepare_kuairand
+
+        key_source["engine"] = "duckdb"  # memory_limit and threads do not change the rows
+        write = lambda folder: prepare_kuairand(  # noqa: E731
+            files, config, processing, folder, name, memory_limit, threads
+        )
+        dataset = _cached(name, key_source, refresh, None, write=write)
+    else:
+        dataset = _cached(name, key_source, refresh, lambda: build_processed(build(), processing))
     if identity:
         dataset.meta["params"]["synthetic"] = identity
     return dataset
@@ -187,7 +207,9 @@ def _load_custom(path: Path, roles, refresh: bool, params: dict) -> SessionDatas
     return _cached(dataset_name, key_source, refresh, build)
 
 
-def _cached(name: str, key_source: dict, refresh: bool, build) -> SessionDataset:
+def _cached(name: str, key_source: dict, refresh: bool, build, write=None) -> SessionDataset:
+    """The cached dataset of ``key_source``, else ``build()`` (a ``SessionDataset``) saved, or
+    ``write(folder)`` (a preparation that writes the folder itself, returning its meta)."""
     key = hashlib.sha256(json.dumps(key_source, sort_keys=True, default=str).encode()).hexdigest()
     folder = cache_root() / "processed" / f"{name}-{key[:16]}"
     if folder.is_dir() and not refresh:
@@ -195,13 +217,25 @@ def _cached(name: str, key_source: dict, refresh: bool, build) -> SessionDataset
         dataset.meta["path"] = str(folder)
         return dataset
     _check_writable(folder.parent)  # before the build, which can take minutes
-    dataset = build()
-    dataset.meta["cache_key"] = key
-    if refresh and folder.is_dir():
-        import shutil
 
-        shutil.rmtree(folder)
-    dataset.save(folder)
+    def drop_stale() -> None:  # only once the new one is complete
+        if refresh and folder.is_dir():
+            import shutil
+
+            shutil.rmtree(folder)
+
+    if write is not None:
+        with atomic_directory(folder) as staging:
+            meta = write(staging)
+            meta["cache_key"] = key
+            (staging / META_FILE).write_text(json.dumps(meta, indent=2))
+            drop_stale()
+        dataset = SessionDataset.load(folder)
+    else:
+        dataset = build()
+        dataset.meta["cache_key"] = key
+        drop_stale()
+        dataset.save(folder)
     dataset.meta["path"] = str(folder)
     return dataset
 

@@ -1,0 +1,506 @@
+"""KuaiRand (1K and 27K) prepared out of core with DuckDB: the same processed dataset as the
+in-memory path (``kuairand.build_impressions`` + ``processing.build_processed``), for logs that
+do not fit in memory (KuaiRand-27K: 322M rows, 23 GB of CSV).
+
+DuckDB (an optional extra: ``pip install "rmtl-env[scale]"``) runs every step as SQL under the
+``memory_limit`` and ``threads`` the caller sets, spilling to a temporary folder beside the
+output: the CSV scan, the removal of duplicate rows, the sort by (user, time), sessionising with
+window functions, the joins of the user and video features, the nesting fix, the temporal split,
+train-only vocabularies with rare values mapped to 0, the standardisation, and one Parquet file
+``impressions.parquet`` in session order (row groups of ``ROW_GROUP_SIZE`` rows, so a reader can
+stream it) with ``vocabulary.parquet`` and ``meta.json``, as the processed-dataset contract says.
+
+Equal to the in-memory path: the same rows in the same order, sessions, splits, labels, ids and
+vocabulary; the numerical features agree to float32 rounding (DuckDB's sums and ``ln(1 + x)``
+are not NumPy's pairwise sums and ``log1p``). The tie-breaks follow the in-memory path: rows
+with equal (user, time) keep their file order, and values with equal training counts get ids by
+first appearance in session order.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rmtl_env.data.dataset import (
+    FORMAT_VERSION,
+    IMPRESSIONS_FILE,
+    META_FILE,
+    SPLITS,
+    VOCABULARY_FILE,
+    label_column,
+    true_prob_column,
+)
+from rmtl_env.data.errors import DataFormatError
+from rmtl_env.data.io import file_digest
+from rmtl_env.data.kuairand import (
+    BEIJING_OFFSET_MS,
+    FEEDBACK_COLUMNS,
+    LOG_COLUMNS,
+    USER_CATEGORICAL,
+    USER_NUMERICAL,
+    VIDEO_CATEGORICAL,
+    KuaiRandConfig,
+    KuaiRandFiles,
+    _require_columns,
+    read_user_features,
+)
+from rmtl_env.data.processing import ProcessingConfig
+from rmtl_env.metrics import PROB_EPS
+
+ROW_GROUP_SIZE = 1_000_000
+VIDEO_TYPES = {
+    "video_id": "BIGINT", "author_id": "BIGINT", "video_type": "VARCHAR", "upload_dt": "VARCHAR",
+    "upload_type": "VARCHAR", "visible_status": "DOUBLE", "video_duration": "DOUBLE",
+    "server_width": "DOUBLE", "server_height": "DOUBLE", "music_id": "BIGINT",
+    "music_type": "DOUBLE", "tag": "VARCHAR",
+}  # fmt: skip
+
+
+def _connect(work: Path, memory_limit: str, threads: int):
+    try:
+        import duckdb
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            'out-of-core preparation needs DuckDB: pip install "rmtl-env[scale]"'
+        ) from exc
+    con = duckdb.connect(str(work / "prepare.duckdb"))
+    con.execute(f"SET memory_limit = '{memory_limit}'")
+    con.execute(f"SET threads = {int(threads)}")
+    con.execute(f"SET temp_directory = '{work / 'spill'}'")
+    con.execute("SET preserve_insertion_order = true")
+    return con
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _read_logs(con, files: KuaiRandFiles, used: list[str]) -> None:
+    """Every log file into ``raw_log`` with its file number and line, checked."""
+    import duckdb
+
+    columns = ", ".join(f"{_quote(c)} BIGINT" for c in used)
+    con.execute(f"CREATE TABLE raw_log ({columns}, file_no INTEGER, line BIGINT)")
+    for number, path in enumerate(files.logs):
+        _require_columns(path, LOG_COLUMNS)
+        types = "{" + ", ".join(f"'{c}': 'BIGINT'" for c in used) + "}"
+        select = ", ".join(_quote(c) for c in used)
+        try:
+            con.execute(
+                f"INSERT INTO raw_log SELECT {select}, {number}, row_number() OVER () "
+                f"FROM read_csv(?, header = true, types = {types})",
+                [str(path)],
+            )
+        except duckdb.Error as exc:
+            raise DataFormatError(f"interaction log file {path} cannot be read: {exc}") from None
+        for column in used:
+            where = f"file_no = {number} AND ({_quote(column)} IS NULL"
+            where += f" OR {_quote(column)} NOT IN (0, 1))" if column in FEEDBACK_COLUMNS else ")"
+            bad = con.execute(f"SELECT count(*) FROM raw_log WHERE {where}").fetchone()[0]
+            if bad:
+                kind = "values outside {0, 1}" if column in FEEDBACK_COLUMNS else "empty values"
+                raise DataFormatError(
+                    f"interaction log file {path}: column '{column}' has {bad} {kind}"
+                )
+
+
+def _read_videos(con, path: Path) -> None:
+    import duckdb
+
+    types = "{" + ", ".join(f"'{k}': '{v}'" for k, v in VIDEO_TYPES.items()) + "}"
+    try:
+        con.execute(
+            "CREATE TABLE videos AS SELECT video_id, author_id, video_type, upload_type, "
+            "visible_status, video_duration, server_width, server_height, music_type, "
+            "split_part(tag, ',', 1) AS tag, upload_dt, "
+            "date_diff('day', DATE '1970-01-01', try_strptime(upload_dt, '%Y-%m-%d')::DATE) "
+            f"AS upload_day FROM read_csv(?, header = true, types = {types})",
+            [str(path)],
+        )
+    except duckdb.Error as exc:
+        raise DataFormatError(f"video features file {path} cannot be read: {exc}") from None
+    bad = con.execute(
+        "SELECT upload_dt FROM videos WHERE upload_day IS NULL AND upload_dt IS NOT NULL LIMIT 1"
+    ).fetchone()
+    if bad:
+        raise DataFormatError(
+            f"video features file {path}: column 'upload_dt' has value {bad[0]!r}; expected "
+            "YYYY-MM-DD"
+        )
+    dup = con.execute("SELECT count(*) - count(DISTINCT video_id) FROM videos").fetchone()[0]
+    if dup:
+        raise DataFormatError(f"video features file {path}: column 'video_id' must be unique")
+    con.execute("UPDATE videos SET tag = NULL WHERE tag = ''")
+
+
+def _impressions(con, files: KuaiRandFiles, config: KuaiRandConfig) -> dict:
+    """The ``imp`` table: one row per kept log row, sessionised, in file order."""
+    used = ["user_id", "video_id", "time_ms", "tab", *dict.fromkeys([*config.tasks, "is_click", "long_view"])]  # fmt: skip
+    _read_logs(con, files, used)
+    counts = {"log_rows_read": con.execute("SELECT count(*) FROM raw_log").fetchone()[0]}
+    keys = ", ".join(_quote(c) for c in used)
+    gap = int(config.session_gap_minutes * 60_000)
+    # One row per distinct log row, keeping the first occurrence: ``ord`` encodes (file, line).
+    con.execute(
+        f"CREATE TABLE kept AS SELECT {keys}, min(file_no::BIGINT * {1 << 40} + line) AS ord "
+        f"FROM raw_log GROUP BY {keys}"
+    )
+    con.execute("DROP TABLE raw_log")
+    con.execute(f"""
+        CREATE TABLE log AS
+        SELECT *, sum(new_session) OVER (PARTITION BY user_id ORDER BY time_ms, ord
+                                         ROWS UNBOUNDED PRECEDING) AS user_session
+        FROM (
+            SELECT *, CASE WHEN lag(time_ms) OVER w IS NULL OR time_ms - lag(time_ms) OVER w > {gap}
+                           THEN 1 ELSE 0 END AS new_session
+            FROM kept WINDOW w AS (PARTITION BY user_id ORDER BY time_ms, ord)
+        )
+    """)
+    con.execute("DROP TABLE kept")
+    kept = con.execute("SELECT count(*) FROM log").fetchone()[0]
+    # Already sorted: in file order, (user, time) never decreases (then the stable sort is a no-op).
+    unsorted = con.execute("""
+        SELECT count(*) FROM (
+            SELECT user_id, time_ms, lag(user_id) OVER w AS u0, lag(time_ms) OVER w AS t0
+            FROM log WINDOW w AS (ORDER BY ord)
+        ) WHERE user_id < u0 OR (user_id = u0 AND time_ms < t0)
+    """).fetchone()[0]
+    counts["duplicate_log_rows_removed"] = counts["log_rows_read"] - kept
+    counts["log_rows_were_sorted"] = unsorted == 0
+    counts["nesting_violations_changed"] = _nest(con, config, [p.name for p in files.logs])
+    return counts
+
+
+def _nest(con, config: KuaiRandConfig, names: list[str]) -> int:
+    """``processing.enforce_nesting`` on the ``log`` table."""
+    changed = 0
+    if config.nesting == "ignore":
+        return changed
+    for earlier, later in zip(config.nested_tasks[:-1], config.nested_tasks[1:], strict=True):
+        a, b = _quote(earlier), _quote(later)
+        count = con.execute(f"SELECT count(*) FROM log WHERE {b} = 1 AND {a} = 0").fetchone()[0]
+        if count and config.nesting == "error":
+            raise DataFormatError(
+                f"interaction logs {names}: {count} row(s) have {later}=1 but {earlier}=0; "
+                f"expected {later} to imply {earlier}. Pass nesting='fix' to set {later} to "
+                f"{later} AND {earlier}, or nesting='ignore' to keep the labels."
+            )
+        if count:
+            con.execute(f"UPDATE log SET {b} = 0 WHERE {b} = 1 AND {a} = 0")
+            changed += count
+    return changed
+
+
+def _features(
+    con, files: KuaiRandFiles, config: KuaiRandConfig, ratios: tuple[float, float, float]
+) -> tuple[list[str], list[str]]:
+    """The ``imp`` table: every kept row with its session id, split and raw features (in no
+    order: session order is (``session_id``, ``timestamp``, ``ord``))."""
+    users = read_user_features(files.user_features).reset_index()  # 27K rows: pandas
+    users = users.astype({c: "string" for c in USER_CATEGORICAL})
+    con.register("users_frame", users)
+    _read_videos(con, files.video_features)
+    categorical = ["user_id"] if config.include_user_id else []
+    categorical += list(USER_CATEGORICAL)
+    categorical += ["video_id"] if config.include_video_id else []
+    categorical += [*VIDEO_CATEGORICAL, "tab", "hour"]
+    day = f"(l.time_ms + {BEIJING_OFFSET_MS}) // 86400000"
+
+    def log1p_clipped(x: str) -> str:  # NULL stays NULL (greatest() would turn it into 0)
+        return f"CASE WHEN {x} IS NULL THEN NULL ELSE ln(1 + greatest({x}, 0)) END"
+
+    numerical = {
+        "log_duration_s": log1p_clipped("v.video_duration / 1000"),
+        "log_video_age_days": log1p_clipped(f"{day} - v.upload_day"),
+        **{f"log_{c}": log1p_clipped(f"u.{c}") for c in USER_NUMERICAL},
+    }
+    user_cols = ", ".join(f"u.{_quote(c)}" for c in USER_CATEGORICAL)
+    video_cols = ", ".join(f"v.{_quote(c)}" for c in VIDEO_CATEGORICAL)
+    tasks = ", ".join(f"l.{_quote(t)} AS {_quote(label_column(t))}" for t in config.tasks)
+    extra = ", l.video_id AS video_id_feature" if config.include_video_id else ""
+    _sessions(con, ratios)
+    truth_join, truth_cols = _truth_join(con, files.truth, config.tasks)
+    con.execute(f"""
+        CREATE TABLE imp AS
+        SELECT l.ord, s.session_id, s.split, l.time_ms AS timestamp, l.user_id AS raw_user_id,
+               l.video_id AS raw_item_id, l.user_id AS user_id_feature{extra}, {user_cols},
+               {video_cols}, l.tab, ((l.time_ms + {BEIJING_OFFSET_MS}) // 3600000) % 24 AS hour,
+               {", ".join(f"{sql} AS {_quote(n)}" for n, sql in numerical.items())}, {tasks}
+               {truth_cols}, u.user_id IS NULL AS no_user, v.video_id IS NULL AS no_video
+        FROM log l
+        JOIN session_ids s USING (user_id, user_session)
+        LEFT JOIN users_frame u ON u.user_id = l.user_id
+        LEFT JOIN videos v ON v.video_id = l.video_id
+        {truth_join}
+    """)
+    con.execute("DROP TABLE log")
+    return categorical, list(numerical)
+
+
+def _sessions(con, ratios: tuple[float, float, float]) -> None:
+    """``session_ids``: one row per session, numbered by (start, user, the user's session
+    number), the in-memory order, with its split (``processing._temporal_split``: the split in
+    which the session's first row falls)."""
+    cuts = np.cumsum(ratios)[:2]
+    n = con.execute("SELECT count(*) FROM log").fetchone()[0]
+    con.execute(f"""
+        CREATE TABLE session_ids AS
+        WITH numbered AS (
+            SELECT user_id, user_session, count(*) AS size,
+                   row_number() OVER (ORDER BY min(time_ms), user_id, user_session) - 1 AS session_id
+            FROM log GROUP BY user_id, user_session
+        ), shares AS (
+            SELECT *, coalesce(sum(size) OVER (ORDER BY session_id ROWS BETWEEN UNBOUNDED
+                      PRECEDING AND 1 PRECEDING), 0)::DOUBLE / {n} AS share
+            FROM numbered
+        )
+        SELECT user_id, user_session, session_id,
+               ((share >= {float(cuts[0])!r})::INTEGER + (share >= {float(cuts[1])!r})::INTEGER)
+               ::TINYINT AS split
+        FROM shares
+    """)
+
+
+def _column(name: str) -> str:
+    """The ``imp`` column holding categorical field ``name``'s raw values."""
+    return {"user_id": "user_id_feature", "video_id": "video_id_feature"}.get(name, name)
+
+
+def _vocabularies(con, categorical: list[str], min_count: int) -> tuple[list[int], pd.DataFrame]:
+    """``processing.fit_category_ids`` per field, as ``vocab_<i>`` tables (value -> id)."""
+    dims, frames = [], []
+    for i, name in enumerate(categorical):
+        column = _quote(_column(name))
+        con.execute(f"""
+            CREATE TABLE vocab_{i} AS
+            WITH stats AS (
+                SELECT {column} AS value, min({{'s': session_id, 't': timestamp, 'o': ord}})
+                       AS first_pos,
+                       count(*) FILTER (WHERE split = 0) AS train_count
+                FROM imp WHERE {column} IS NOT NULL GROUP BY {column}
+            )
+            SELECT value, train_count,
+                   row_number() OVER (ORDER BY train_count DESC, first_pos) AS id
+            FROM stats WHERE train_count >= {int(min_count)}
+        """)
+        vocab = con.execute(
+            f"SELECT '{name}' AS field, CAST(value AS VARCHAR) AS value, id, train_count "
+            f"FROM vocab_{i} ORDER BY id"
+        ).df()
+        dims.append(len(vocab) + 1)
+        frames.append(vocab)
+    vocabulary = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return dims, vocabulary.astype({"id": np.int64, "train_count": np.int64})
+
+
+def _standardisation(con, numerical: list[str]) -> dict[str, dict]:
+    stats = {}
+    for name in numerical:
+        c = _quote(name)
+        mean, std, missing = con.execute(
+            f"SELECT avg({c}) FILTER (WHERE split = 0), stddev_pop({c}) FILTER (WHERE split = 0), "
+            f"count(*) FILTER (WHERE {c} IS NULL) FROM imp"
+        ).fetchone()
+        mean = float(mean) if mean is not None else 0.0
+        std = float(std) if std is not None else 1.0
+        stats[name] = {
+            "train_mean": mean,
+            "train_std": std if std > 1e-12 else 1.0,
+            "missing": int(missing),
+        }
+    return stats
+
+
+def _truth_join(con, path: Path | None, tasks: tuple[str, ...]) -> tuple[str, str]:
+    """The join and columns of the synthetic twin's true probabilities
+    (``kuairand._attach_truth``), or two empty strings."""
+    if path is None:
+        return "", ""
+    import pyarrow.csv as pacsv
+
+    header = pacsv.open_csv(str(path)).schema.names
+    if not all(f"p_{t}" in header for t in tasks):
+        return "", ""
+    con.execute(
+        "CREATE TABLE truth AS SELECT * FROM read_csv(?, header = true) QUALIFY row_number() "
+        "OVER (PARTITION BY user_id, video_id, time_ms) = 1",
+        [str(path)],
+    )
+    join = (
+        "LEFT JOIN truth t ON t.user_id = l.user_id AND t.video_id = l.video_id "
+        "AND t.time_ms = l.time_ms"
+    )
+    cols = "".join(f", t.{_quote('p_' + t)} AS {_quote(true_prob_column(t))}" for t in tasks)
+    return join, cols
+
+
+def prepare_kuairand(
+    files: KuaiRandFiles,
+    config: KuaiRandConfig,
+    processing: ProcessingConfig,
+    out: Path,
+    name: str = "kuairand-1k",
+    memory_limit: str = "4GB",
+    threads: int = 2,
+) -> dict:
+    """Write the processed dataset of ``files`` into the (new, empty) folder ``out`` with DuckDB
+    and return its ``meta``. ``memory_limit`` is DuckDB's (``"4GB"``, ``"500MB"``)."""
+    if processing.share_threshold:
+        raise ValueError(
+            "share_threshold is not supported by the out-of-core path (KuaiRand has none)"
+        )
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=".duckdb-", dir=out.parent) as work:
+        con = _connect(Path(work), memory_limit, threads)
+        counts = _impressions(con, files, config)
+        categorical, numerical = _features(con, files, config, processing.split_ratios)
+        counts["rows_without_user_features"], counts["rows_without_video_features"] = con.execute(
+            "SELECT count(*) FILTER (WHERE no_user), count(*) FILTER (WHERE no_video) FROM imp"
+        ).fetchone()
+        if con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'truth'"
+        ).fetchone()[0]:
+            missing = con.execute(
+                f"SELECT count(*) FROM imp WHERE {_quote(true_prob_column(config.tasks[0]))} IS NULL"
+            ).fetchone()[0]
+            if missing:
+                raise DataFormatError(
+                    f"synthetic truth file {files.truth} lacks rows for {missing} impressions"
+                )
+            has_truth = True
+        else:
+            has_truth = False
+        dims, vocabulary = _vocabularies(con, categorical, processing.min_count)
+        stats = _standardisation(con, numerical)
+        meta = _write(con, out, categorical, numerical, stats, config.tasks, has_truth)
+        con.close()
+    vocabulary.to_parquet(out / VOCABULARY_FILE, index=False)
+    raw = [file_digest(p) for p in (*files.logs, files.user_features, files.video_features)]
+    if has_truth:
+        raw.append(file_digest(files.truth))
+    meta.update({
+        "format_version": FORMAT_VERSION, "dataset": name, "source": f"kuairand-{files.version}",
+        "tasks": list(config.tasks), "categorical_fields": categorical, "field_dims": dims,
+        "numerical_fields": numerical, "has_true_probs": has_truth,
+        "params": {"kuairand": _loader_params(config), "processing": asdict(processing),
+                   "outofcore": {"engine": "duckdb", "memory_limit": memory_limit,
+                                 "threads": int(threads), "seconds": time.perf_counter() - start}},
+        "raw_files": raw, "row_counts": {**counts, "impressions": meta["splits_total"]},
+    })  # fmt: skip
+    meta.pop("splits_total")
+    (out / META_FILE).write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def _loader_params(config: KuaiRandConfig) -> dict:
+    return {
+        "tasks": list(config.tasks), "nested_tasks": list(config.nested_tasks),
+        "nesting": config.nesting, "session_gap_minutes": config.session_gap_minutes,
+        "include_random_log": config.include_random_log,
+        "include_user_id": config.include_user_id, "include_video_id": config.include_video_id,
+    }  # fmt: skip
+
+
+def _write(con, out: Path, categorical, numerical, stats, tasks, has_truth) -> dict:
+    """``impressions.parquet`` in session order, streamed: DuckDB sorts (spilling as needed)
+    and standardises, each batch's raw values become ids through the vocabularies (pyarrow
+    ``index_in``), and the batch is appended to the Parquet file. Also returns the numerical
+    and per-split statistics."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    lookups = []
+    for i in range(len(categorical)):
+        vocab = con.execute(f"SELECT value, id FROM vocab_{i} ORDER BY id").to_arrow_table()
+        lookups.append(
+            (vocab.column("value").combine_chunks(), vocab.column("id").combine_chunks())
+        )
+    scaled = [
+        f"coalesce(({_quote(n)} - {stats[n]['train_mean']!r}) / {stats[n]['train_std']!r}, 0)"
+        f"::FLOAT AS {_quote(n)}"
+        for n in numerical
+    ]
+    per_task = []
+    for t in tasks:
+        per_task.append(f"{_quote(label_column(t))}::TINYINT AS {_quote(label_column(t))}")
+        if has_truth:
+            per_task.append(
+                f"{_quote(true_prob_column(t))}::FLOAT AS {_quote(true_prob_column(t))}"
+            )
+    raw = ", ".join(f"{_quote(_column(name))} AS {_quote(name)}" for name in categorical)
+    result = con.execute(f"""
+        SELECT session_id, timestamp, raw_user_id, raw_item_id, {raw}, {", ".join(scaled)},
+               {", ".join(per_task)}, split
+        FROM imp ORDER BY session_id, timestamp, ord
+    """)
+    reader = result.to_arrow_reader(ROW_GROUP_SIZE)
+    splits = pa.array(SPLITS)
+    summary = {"rows": 0, **{n: [np.inf, -np.inf] for n in numerical}}
+    writer = None
+    for batch in reader:
+        columns = {name: batch.column(name) for name in batch.schema.names}
+        for name, (values, ids) in zip(categorical, lookups, strict=True):
+            index = pc.index_in(columns[name], value_set=values)
+            columns[name] = pc.fill_null(pc.take(ids, index), 0).cast(pa.int64())
+        columns["split"] = pa.DictionaryArray.from_arrays(columns["split"].cast(pa.int8()), splits)
+        for n in numerical:
+            low, high = pc.min_max(columns[n]).values()
+            summary[n] = [min(summary[n][0], low.as_py()), max(summary[n][1], high.as_py())]
+        table = pa.table(columns)
+        if writer is None:
+            writer = pq.ParquetWriter(out / IMPRESSIONS_FILE, table.schema)
+        writer.write_table(table, row_group_size=ROW_GROUP_SIZE)
+        summary["rows"] += table.num_rows
+    writer.close()
+    for n in numerical:
+        stats[n].update({"min": float(summary[n][0]), "max": float(summary[n][1])})
+    return {"numerical_stats": stats, "splits": _split_statistics(con, tasks, has_truth),
+            "splits_total": summary["rows"]}  # fmt: skip
+
+
+def _split_statistics(con, tasks, has_truth: bool) -> dict:
+    """``stats.split_statistics`` in SQL (the oracle AUC as a rank statistic, ties averaged)."""
+    out = {}
+    for code, name in enumerate(SPLITS):
+        sessions, rows, users, items = con.execute(
+            "SELECT count(DISTINCT session_id), count(*), count(DISTINCT raw_user_id), "
+            f"count(DISTINCT raw_item_id) FROM imp WHERE split = {code}"
+        ).fetchone()
+        entry = {
+            "sessions": int(sessions), "impressions": int(rows), "users": int(users),
+            "items": int(items), "mean_session_length": float(rows / sessions) if sessions else 0.0,
+            "label_rate": {
+                t: float(con.execute(f"SELECT avg({_quote(label_column(t))}) FROM imp "
+                                     f"WHERE split = {code}").fetchone()[0] or 0.0)
+                for t in tasks
+            },
+        }  # fmt: skip
+        if has_truth and rows:
+            entry["oracle"] = {t: _oracle(con, code, t) for t in tasks}
+        out[name] = entry
+    return out
+
+
+def _oracle(con, split: int, task: str) -> dict:
+    y, p = _quote(label_column(task)), _quote(true_prob_column(task))
+    auc, loss = con.execute(f"""
+        WITH ranked AS (
+            SELECT {y} AS y, {p}::FLOAT AS p, rank() OVER (ORDER BY {p}) AS r,
+                   count(*) OVER (PARTITION BY {p}) AS ties
+            FROM imp WHERE split = {split}
+        )
+        SELECT (sum(CASE WHEN y = 1 THEN r + (ties - 1) / 2.0 END)
+                - sum(y) * (sum(y) + 1) / 2.0) / (sum(y) * (count(*) - sum(y))),
+               avg(-(y * ln(least(greatest(p, {PROB_EPS}), 1 - {PROB_EPS}))
+                     + (1 - y) * ln(1 - least(greatest(p, {PROB_EPS}), 1 - {PROB_EPS}))))
+        FROM ranked
+    """).fetchone()
+    return {"auc": float(auc) if auc is not None else float("nan"), "logloss": float(loss)}

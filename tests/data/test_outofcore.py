@@ -1,0 +1,93 @@
+"""Out-of-core preparation with DuckDB gives the rows of the in-memory path."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rmtl_env.data import load_dataset
+from rmtl_env.data.errors import DataFormatError
+
+pytest.importorskip("duckdb", reason="DuckDB is in the scale extra")
+
+
+def assert_same_dataset(ours, theirs) -> None:
+    """Equal rows, order, ids, labels, sessions, splits and vocabulary; numerical features equal
+    to float32 rounding; meta equal but for the engine's record and float sums."""
+    a, b = ours.frame, theirs.frame
+    assert list(a.columns) == list(b.columns) and len(a) == len(b)
+    for column in a.columns:
+        if column in theirs.numerical_fields:
+            np.testing.assert_allclose(a[column], b[column], rtol=0, atol=1e-6, err_msg=column)
+        else:
+            assert a[column].equals(b[column]), column
+    pd.testing.assert_frame_equal(ours.vocabulary, theirs.vocabulary)
+
+    def close(x, y, where: str) -> None:
+        if isinstance(x, dict):
+            assert set(x) == set(y), where
+            for key in x:
+                close(x[key], y[key], f"{where}.{key}")
+        elif isinstance(x, float):
+            assert math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12), where
+        else:
+            assert x == y, where
+
+    skip = {"params", "path", "cache_key"}
+    close({k: v for k, v in ours.meta.items() if k not in skip},
+          {k: v for k, v in theirs.meta.items() if k not in skip}, "meta")  # fmt: skip
+    assert ours.meta["params"]["outofcore"]["engine"] == "duckdb"
+    ours.meta["params"].pop("outofcore")
+    as_json = lambda params: json.loads(json.dumps(params))  # noqa: E731 (tuples as lists)
+    assert as_json(ours.meta["params"]) == as_json(theirs.meta["params"])
+
+
+def test_a_tiny_memory_limit_gives_the_in_memory_rows() -> None:
+    """60 MB and one thread (the small twin's raw tables alone are larger): DuckDB spills."""
+    theirs = load_dataset("kuairand-synthetic", scale="small")
+    ours = load_dataset(
+        "kuairand-synthetic", scale="small", engine="duckdb", memory_limit="60MB", threads=1
+    )
+    assert ours.meta["path"] != theirs.meta["path"]
+    assert_same_dataset(ours, theirs)
+
+
+def test_27k_twin_with_random_log_and_video_ids() -> None:
+    params = {"scale": "1/4000", "include_random_log": True, "include_video_id": True}
+    theirs = load_dataset("kuairand-27k-synthetic", **params)
+    ours = load_dataset("kuairand-27k-synthetic", engine="duckdb", **params)
+    assert ours.meta["source"] == "kuairand-27k"
+    assert_same_dataset(ours, theirs)
+
+
+def test_bad_labels_name_the_file_and_column(tmp_path) -> None:
+    from rmtl_env.data.catalog import synthetic_raw_dir
+    from rmtl_env.data.kuairand import STANDARD_LOGS, KuaiRandConfig, KuaiRandFiles
+    from rmtl_env.data.outofcore import prepare_kuairand
+    from rmtl_env.data.processing import ProcessingConfig
+
+    raw = synthetic_raw_dir("kuairand-synthetic", "tiny", 0)
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    for path in raw.iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    log = pd.read_csv(folder / STANDARD_LOGS[1])
+    log.loc[3, "long_view"] = 2
+    log.to_csv(folder / STANDARD_LOGS[1], index=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(
+        DataFormatError, match=f"{STANDARD_LOGS[1]}: column 'long_view' has 1 values outside"
+    ):
+        prepare_kuairand(KuaiRandFiles.in_folder(folder), KuaiRandConfig(), ProcessingConfig(), out)
+
+
+def test_engine_duckdb_is_for_kuairand() -> None:
+    with pytest.raises(ValueError, match="engine='duckdb' prepares the KuaiRand datasets"):
+        load_dataset("retailrocket-synthetic", scale="tiny", engine="duckdb")
+    with pytest.raises(ValueError, match="engine must be 'pandas' or 'duckdb'"):
+        load_dataset("kuairand-synthetic", scale="tiny", engine="spark")
