@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from rmtl_env.data.dataset import (
     FORMAT_VERSION,
@@ -341,6 +342,21 @@ def _truth_join(con, path: Path | None, tasks: tuple[str, ...]) -> tuple[str, st
     return join, cols
 
 
+def _check_truth(con, path: Path | None, tasks: tuple[str, ...]) -> bool:
+    """Whether the twin's true probabilities were joined; every row must have them."""
+    joined = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'truth'"
+    ).fetchone()[0]
+    if not joined:
+        return False
+    missing = con.execute(
+        f"SELECT count(*) FROM imp WHERE {_quote(true_prob_column(tasks[0]))} IS NULL"
+    ).fetchone()[0]
+    if missing:
+        raise DataFormatError(f"synthetic truth file {path} lacks rows for {missing} impressions")
+    return True
+
+
 def prepare_kuairand(
     files: KuaiRandFiles,
     config: KuaiRandConfig,
@@ -349,6 +365,7 @@ def prepare_kuairand(
     name: str = "kuairand-1k",
     memory_limit: str = "4GB",
     threads: int = 2,
+    progress: bool = True,
 ) -> dict:
     """Write the processed dataset of ``files`` into the (new, empty) folder ``out`` with DuckDB
     and return its ``meta``. ``memory_limit`` is DuckDB's (``"4GB"``, ``"500MB"``)."""
@@ -357,34 +374,34 @@ def prepare_kuairand(
             "share_threshold is not supported by the out-of-core path (KuaiRand has none)"
         )
     start = time.perf_counter()
+    steps = tqdm(total=5, desc=f"{name}: duckdb", unit="step", disable=not progress)
     with tempfile.TemporaryDirectory(prefix=".duckdb-", dir=out.parent) as work:
         con = _connect(Path(work), memory_limit, threads)
+        steps.set_postfix_str("read, deduplicate, sessionise")
         counts = _impressions(con, files, config)
+        steps.update()
+        steps.set_postfix_str("join features, split")
         categorical, numerical = _features(con, files, config, processing.split_ratios)
         counts["rows_without_user_features"], counts["rows_without_video_features"] = con.execute(
             "SELECT count(*) FILTER (WHERE no_user), count(*) FILTER (WHERE no_video) FROM imp"
         ).fetchone()
-        if con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'truth'"
-        ).fetchone()[0]:
-            missing = con.execute(
-                f"SELECT count(*) FROM imp WHERE {_quote(true_prob_column(config.tasks[0]))} IS NULL"
-            ).fetchone()[0]
-            if missing:
-                raise DataFormatError(
-                    f"synthetic truth file {files.truth} lacks rows for {missing} impressions"
-                )
-            has_truth = True
-        else:
-            has_truth = False
+        has_truth = _check_truth(con, files.truth, config.tasks)
+        steps.update()
+        steps.set_postfix_str("vocabularies, standardisation")
         dims, vocabulary = _vocabularies(con, categorical, processing.min_count)
         stats = _standardisation(con, numerical)
+        steps.update()
+        steps.set_postfix_str("write impressions.parquet")
         meta = _write(con, out, categorical, numerical, stats, config.tasks, has_truth)
+        steps.update()
         con.close()
     vocabulary.to_parquet(out / VOCABULARY_FILE, index=False)
+    steps.set_postfix_str("checksums")
     raw = [file_digest(p) for p in (*files.logs, files.user_features, files.video_features)]
     if has_truth:
         raw.append(file_digest(files.truth))
+    steps.update()
+    steps.close()
     meta.update({
         "format_version": FORMAT_VERSION, "dataset": name, "source": f"kuairand-{files.version}",
         "tasks": list(config.tasks), "categorical_fields": categorical, "field_dims": dims,

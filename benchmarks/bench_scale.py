@@ -1,0 +1,104 @@
+"""Benchmark: out-of-core preparation of the KuaiRand-27K twin with DuckDB.
+
+For each fraction of the real 27K size, writes the twin's raw files (once, into ``--work``), then
+prepares them with ``engine="duckdb"`` under ``--memory-limit`` in a fresh process, and prints
+the wall time, the preparing process's peak RSS, rows per second and the linear extrapolation to
+the full 27K (322,278,385 standard log rows). Target: peak RSS under 6 GB at a 4 GB limit.
+
+    python benchmarks/bench_scale.py [--fractions 1/20 1/10] [--memory-limit 4GB] [--threads 2]
+        [--work /tmp/rmtl-scale] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+FULL_ROWS = 322_278_385  # KuaiRand-27K's standard log rows
+
+PREPARE = """
+import json, sys, time
+from pathlib import Path
+from rmtl_env.data.kuairand import KuaiRandConfig, KuaiRandFiles
+from rmtl_env.data.outofcore import prepare_kuairand
+from rmtl_env.data.processing import ProcessingConfig
+raw, out, limit, threads = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+files = KuaiRandFiles.in_folder(raw, version="27k")
+start = time.perf_counter()
+meta = prepare_kuairand(files, KuaiRandConfig(), ProcessingConfig(), out, "kuairand-27k-synthetic",
+                        memory_limit=limit, threads=threads)
+print(json.dumps({"seconds": time.perf_counter() - start,
+                  "rows": meta["row_counts"]["log_rows_read"],
+                  "impressions": meta["row_counts"]["impressions"]}))
+"""
+
+
+def fraction_value(text: str) -> float:
+    from rmtl_env.data.synthetic import twin_fraction
+
+    return twin_fraction(text)
+
+
+def run_child(args: list[str]) -> tuple[str, float]:
+    """Run ``python ARGS`` in a fresh process; returns its stdout and its own peak RSS in GB."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen([sys.executable, *args], stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if child.returncode:
+            raise SystemExit(f"child failed:\n{err.read()[-3000:]}")
+        return out.read(), usage.ru_maxrss / 2**20  # KiB on Linux
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--fractions", nargs="+", default=["1/20", "1/10"])
+    parser.add_argument("--memory-limit", default="4GB")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/rmtl-scale"))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    print(
+        f"KuaiRand-27K twin, DuckDB preparation, memory_limit {args.memory_limit}, "
+        f"{args.threads} threads"
+    )
+    for text in args.fractions:
+        fraction = fraction_value(text)
+        raw = args.work / f"raw-{fraction:g}-seed{args.seed}"
+        if not (raw / "user_features_27k.csv").is_file():
+            start = time.perf_counter()
+            run_child(["-c", "import sys; from rmtl_env.data.synthetic.kuairand import "
+                       "write_kuairand_27k_twin as w; w(sys.argv[1], float(sys.argv[2]), "
+                       "int(sys.argv[3]))", str(raw), str(fraction), str(args.seed)])  # fmt: skip
+            print(f"  wrote the {text} twin in {time.perf_counter() - start:.0f} s")
+        out = args.work / f"processed-{fraction:g}"
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        # A fresh process per fraction, so that the peak RSS is this preparation's alone.
+        stdout, peak = run_child(["-c", PREPARE, str(raw), str(out), args.memory_limit,
+                                  str(args.threads)])  # fmt: skip
+        result = json.loads(stdout.strip().splitlines()[-1])
+        rate = result["rows"] / result["seconds"]
+        print(
+            f"fraction {text:>5}: {result['rows']:>12,} log rows, {result['seconds']:7.1f} s, "
+            f"{rate:>10,.0f} rows/s, peak RSS {peak:.2f} GB (target < 6 GB); full 27K "
+            f"extrapolated: {FULL_ROWS / rate / 60:.0f} min"
+        )
+
+
+if __name__ == "__main__":
+    main()
