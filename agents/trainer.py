@@ -13,6 +13,7 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -22,6 +23,8 @@ from tqdm.auto import tqdm
 from agents.models import MultiTaskModel
 from rmtl_env.data.dataset import SplitData
 from rmtl_env.metrics import task_metrics
+
+PRECISIONS = ("fp32", "bf16")
 
 LossWeights = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """``(categorical [B, F], numerical [B, N], probs [B, K], labels [B, K]) -> weights [B, K]``.
@@ -46,6 +49,9 @@ class TrainConfig:
         keep_initial: let the starting weights compete in early stopping (scored as epoch 0):
             if no epoch beats them they are restored. Off in the paper; RMTL's polish guard.
         seed: seeds the per-epoch shuffling.
+        precision: ``fp32``, or ``bf16``: the forward pass under ``torch.autocast`` in bfloat16
+            (the weights, the loss and Adam stay float32), for CPUs with AVX512-BF16/AMX and
+            GPUs with bf16 (Ampere and later); prediction and evaluation stay float32.
     """
 
     lr: float = 1e-3
@@ -57,8 +63,13 @@ class TrainConfig:
     shuffle: bool = True
     keep_initial: bool = False
     seed: int = 0
+    precision: Literal["fp32", "bf16"] = "fp32"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"TrainConfig.precision must be one of {PRECISIONS}, got {self.precision!r}"
+            )
         for name in ("batch_size", "epochs", "patience", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -166,17 +177,22 @@ def train_epoch(
     batch_size: int,
     loss_weights: LossWeights | None = None,
     progress: str | None = None,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """One pass over the rows ``order`` of ``(categorical, numerical, labels)`` in minibatches;
-    returns the summed training loss (``progress``: the tqdm bar's label, None for no bar)."""
+    returns the summed training loss (``progress``: the tqdm bar's label, None for no bar;
+    ``precision``: ``TrainConfig.precision``)."""
     categorical, numerical, labels = tensors
     model.train()
     total_loss = torch.zeros((), device=order.device)
     batches = range(0, len(order), batch_size)
+    device_type = order.device.type
     for i in tqdm(batches, desc=progress, disable=progress is None, leave=False):
         idx = order[i : i + batch_size]
         cat, num, y = categorical[idx], numerical[idx], labels[idx]
-        probs = model(cat, num)
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            probs = model(cat, num)
+        probs = probs.float()  # BCE in float32: bf16's 8-bit mantissa cannot hold log(1 - p)
         weights = None
         if loss_weights is not None:
             with torch.no_grad():
@@ -224,8 +240,9 @@ def train_model(
         )
         bar = f"{description} epoch {epoch}" if progress else None
         total_loss = train_epoch(
-            model, tensors, order, optimizer, config.batch_size, loss_weights, bar
-        )
+            model, tensors, order, optimizer, config.batch_size, loss_weights, bar,
+            config.precision,
+        )  # fmt: skip
         val_metrics = evaluate(model, val, config.eval_batch_size)
         val_auc = mean_auc(val_metrics)
         scores = {f"val_{t}_{k}": v for t, m in val_metrics.items() for k, v in m.items()}

@@ -6,7 +6,12 @@ dimensions, 7 RetailRocket fields + 1 numerical), the model's FLOPs per step cou
 matrix-multiply peak (back-to-back 2048^3 ``torch.mm`` for 4 s, measured first; the fastest
 single multiply is printed too). Target: >= 50 %.
 
+``--precision bf16`` also runs every model's steps in bf16 (``TrainConfig.precision``: the
+trainer's own ``train_epoch`` under ``torch.autocast``) and prints both rates, then pretrains
+``--auc-model`` on the small RetailRocket twin in fp32 and in bf16 and prints both test AUCs.
+
     python benchmarks/bench_train.py [--models esmm mmoe ple] [--steps 20] [--seed 0]
+        [--precision bf16 [--auc-model esmm]]
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from agents.models import build_model
 from agents.runtime import seed_everything
-from agents.trainer import weighted_bce
+from agents.trainer import PRECISIONS, TrainConfig, train_epoch
 
 RETAILROCKET_FIELD_DIMS = [41, 26, 61, 3, 1091, 286, 635]
 
@@ -40,33 +45,42 @@ def matmul_peak_gflops(size: int = 2048, seconds: float = 4.0) -> tuple[float, f
     return flops * len(times) / sum(times), flops / min(times)
 
 
-def train_step_rate(name: str, batch_size: int, steps: int, seed: int) -> tuple[float, float]:
-    """``(samples/s, FLOPs per step)`` of full training steps of model ``name``."""
+def train_step_rate(
+    name: str, batch_size: int, steps: int, seed: int, precision: str = "fp32"
+) -> tuple[float, float]:
+    """``(samples/s, FLOPs per step)`` of full training steps of model ``name`` through the
+    trainer's ``train_epoch`` (forward, BCE, backward, Adam) at ``precision``."""
     seed_everything(seed)
     model = build_model(name, RETAILROCKET_FIELD_DIMS, 1, 2)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-6)
     categorical = torch.stack(
         [torch.randint(0, d, (batch_size,)) for d in RETAILROCKET_FIELD_DIMS], dim=1
     )
-    numerical = torch.randn(batch_size, 1)
-    labels = (torch.rand(batch_size, 2) < 0.1).float()
+    tensors = (categorical, torch.randn(batch_size, 1), (torch.rand(batch_size, 2) < 0.1).float())
 
-    def step() -> None:
-        loss = weighted_bce(model(categorical, numerical), labels, None)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    def run(count: int) -> None:
+        order = torch.arange(batch_size).repeat(count)
+        train_epoch(model, tensors, order, optimizer, batch_size, precision=precision)
 
     counter = FlopCounterMode(display=False)
     with counter:
-        step()
-    for _ in range(2):
-        step()
+        run(1)
+    run(2)
     start = time.perf_counter()
-    for _ in range(steps):
-        step()
+    run(steps)
     elapsed = time.perf_counter() - start
     return steps * batch_size / elapsed, float(counter.get_total_flops())
+
+
+def test_auc(name: str, precision: str, seed: int) -> tuple[dict, float]:
+    """Test metrics and seconds of ``name`` pretrained on the small RetailRocket twin."""
+    from agents.pipeline import DataConfig, evaluate, load_splits, pretrain
+
+    splits = load_splits(DataConfig())
+    start = time.perf_counter()
+    fit = pretrain(name, splits, train=TrainConfig(precision=precision), seed=seed, progress=False)
+    seconds = time.perf_counter() - start
+    return evaluate({name: fit.model}, splits.test)[name], seconds
 
 
 def main() -> None:
@@ -77,25 +91,37 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=2048)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="bf16: also run and compare bf16")  # fmt: skip
+    parser.add_argument("--auc-model", default="esmm", help="model of the fp32/bf16 AUC check")
     args = parser.parse_args()
+    precisions = ["fp32"] if args.precision == "fp32" else ["fp32", "bf16"]
     peak, best = matmul_peak_gflops()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(
         f"fp32 matmul peak (2048^3 torch.mm, sustained): {peak:.1f} GFLOP/s (best single: {best:.1f})"
     )
     print(
-        f"{'model':<8} {'params':>10} {'samples/s':>11} {'GFLOP/step':>11} {'GFLOP/s':>9} {'% peak':>7}"
+        f"{'model':<8} {'precision':>9} {'params':>10} {'samples/s':>11} {'GFLOP/step':>11} "
+        f"{'GFLOP/s':>9} {'% fp32 peak':>11}"
     )
     for name in args.models:
-        rate, flops = train_step_rate(name, args.batch_size, args.steps, args.seed)
         params = sum(
             p.numel() for p in build_model(name, RETAILROCKET_FIELD_DIMS, 1, 2).parameters()
         )
-        achieved = rate / args.batch_size * flops / 1e9
-        print(
-            f"{name:<8} {params:>10,} {rate:>11,.0f} {flops / 1e9:>11.2f} {achieved:>9.1f} "
-            f"{100 * achieved / peak:>6.1f}%"
-        )
+        for precision in precisions:
+            rate, flops = train_step_rate(name, args.batch_size, args.steps, args.seed, precision)
+            achieved = rate / args.batch_size * flops / 1e9
+            print(
+                f"{name:<8} {precision:>9} {params:>10,} {rate:>11,.0f} {flops / 1e9:>11.2f} "
+                f"{achieved:>9.1f} {100 * achieved / peak:>10.1f}%"
+            )
+    if args.precision == "bf16":
+        print(f"\n{args.auc_model} pretrained on the small RetailRocket twin, seed {args.seed}:")
+        for precision in precisions:
+            metrics, seconds = test_auc(args.auc_model, precision, args.seed)
+            aucs = ", ".join(f"{task} AUC {m['auc']:.4f}" for task, m in metrics.items())
+            print(f"  {precision}: {aucs} ({seconds:.0f} s)")
 
 
 if __name__ == "__main__":

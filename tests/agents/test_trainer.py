@@ -120,3 +120,26 @@ def test_keep_initial_lets_the_starting_weights_win_early_stopping(kr_tiny) -> N
         assert torch.equal(value, start[key])
     unguarded = train_model(model, train, val, TrainConfig(lr=0.5, batch_size=256, epochs=2))
     assert unguarded.best_epoch >= 1  # without the guard the best polished epoch is kept
+
+
+def test_bf16_runs_the_forward_pass_in_bfloat16_and_still_learns(kr_tiny) -> None:
+    """The towers' linear layers see bfloat16 in training, the weights stay float32, the model
+    learns about as well as in fp32, and evaluation runs in float32."""
+    dataset, train, val, test = kr_tiny
+    seen: set[torch.dtype] = set()
+    seed_everything(0)
+    model = build_model("esmm", dataset.field_dims, len(dataset.numerical_fields), 2, **SMALL)
+    linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+    linear.register_forward_hook(lambda _m, _i, out: seen.add(out.dtype))
+    config = TrainConfig(batch_size=256, epochs=20, patience=2, precision="bf16")
+    train_model(model, train, val, config, progress=False)
+    assert torch.bfloat16 in seen
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    seen.clear()
+    bf16 = evaluate(model, test)
+    assert seen == {torch.float32}  # prediction is float32
+    fp32 = evaluate(fit(kr_tiny)[0], test)
+    for task in bf16:
+        assert bf16[task]["auc"] > 0.55 and abs(bf16[task]["auc"] - fp32[task]["auc"]) < 0.03
+    with pytest.raises(ValueError, match="TrainConfig.precision must be one of"):
+        TrainConfig(precision="fp16")
