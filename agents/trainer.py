@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from agents import distributed
 from agents.models import MultiTaskModel
 from rmtl_env.data.dataset import SplitData
 from rmtl_env.metrics import task_metrics
@@ -126,9 +127,12 @@ def predict(model: MultiTaskModel, data: SplitData, batch_size: int = 16384) -> 
         return np.zeros((0, model.num_tasks), np.float32)
     was_training = model.training
     model.eval()
-    probs = map_batches(model, model_device(model), batch_size, data.categorical, data.numerical)
+    rows = slice(distributed.rank(), None, distributed.world_size())  # all rows in one process
+    probs = map_batches(
+        model, model_device(model), batch_size, data.categorical[rows], data.numerical[rows]
+    )
     model.train(was_training)
-    return probs
+    return distributed.gather_rows(probs, len(data))  # every rank: all rows, in order
 
 
 def evaluate(
@@ -188,7 +192,7 @@ def train_epoch(
     batches = range(0, len(order), batch_size)
     device_type = order.device.type
     for i in tqdm(batches, desc=progress, disable=progress is None, leave=False):
-        idx = order[i : i + batch_size]
+        idx = distributed.shard(order[i : i + batch_size])  # this rank's share of the batch
         cat, num, y = categorical[idx], numerical[idx], labels[idx]
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             probs = model(cat, num)
@@ -202,7 +206,7 @@ def train_epoch(
         loss.backward()
         optimizer.step()
         total_loss += loss.detach() * len(idx)
-    return total_loss
+    return distributed.all_reduce_sum(total_loss)
 
 
 def train_model(
@@ -231,6 +235,7 @@ def train_model(
         history.append({"epoch": 0, "val_auc": best_auc})
     stopped_early = False
     tensors = split_tensors(train, device)
+    network = distributed.wrap(model)  # DDP under torchrun: every rank takes a share of a batch
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
         order = (
@@ -240,7 +245,7 @@ def train_model(
         )
         bar = f"{description} epoch {epoch}" if progress else None
         total_loss = train_epoch(
-            model, tensors, order, optimizer, config.batch_size, loss_weights, bar,
+            network, tensors, order, optimizer, config.batch_size, loss_weights, bar,
             config.precision,
         )  # fmt: skip
         val_metrics = evaluate(model, val, config.eval_batch_size)
