@@ -52,7 +52,7 @@ from rmtl_env.data.kuairand import (
     _require_columns,
     read_user_features,
 )
-from rmtl_env.data.processing import ProcessingConfig
+from rmtl_env.data.processing import ProcessingConfig, hash_category_ids
 from rmtl_env.metrics import PROB_EPS
 
 ROW_GROUP_SIZE = 1_000_000
@@ -76,6 +76,7 @@ def _connect(work: Path, memory_limit: str, threads: int):
     con.execute(f"SET threads = {int(threads)}")
     con.execute(f"SET temp_directory = '{work / 'spill'}'")
     con.execute("SET preserve_insertion_order = true")
+    con.execute("SET enable_progress_bar = false")  # our tqdm bar shows the steps
     return con
 
 
@@ -274,10 +275,17 @@ def _column(name: str) -> str:
     return {"user_id": "user_id_feature", "video_id": "video_id_feature"}.get(name, name)
 
 
-def _vocabularies(con, categorical: list[str], min_count: int) -> tuple[list[int], pd.DataFrame]:
-    """``processing.fit_category_ids`` per field, as ``vocab_<i>`` tables (value -> id)."""
+def _vocabularies(
+    con, categorical: list[str], processing: ProcessingConfig
+) -> tuple[list[int], pd.DataFrame]:
+    """``processing.fit_category_ids`` per field, as ``vocab_<i>`` tables (value -> id); a
+    hashed field gets no table (``_write`` hashes its values)."""
     dims, frames = [], []
     for i, name in enumerate(categorical):
+        if name in processing.hash_buckets:
+            dims.append(processing.hash_buckets[name] + 1)
+            continue
+        cap = processing.max_vocab.get(name)
         column = _quote(_column(name))
         con.execute(f"""
             CREATE TABLE vocab_{i} AS
@@ -289,7 +297,8 @@ def _vocabularies(con, categorical: list[str], min_count: int) -> tuple[list[int
             )
             SELECT value, train_count,
                    row_number() OVER (ORDER BY train_count DESC, first_pos) AS id
-            FROM stats WHERE train_count >= {int(min_count)}
+            FROM stats WHERE train_count >= {int(processing.min_count)}
+            {"" if cap is None else f"QUALIFY id <= {int(cap)}"}
         """)
         vocab = con.execute(
             f"SELECT '{name}' AS field, CAST(value AS VARCHAR) AS value, id, train_count "
@@ -388,11 +397,12 @@ def prepare_kuairand(
         has_truth = _check_truth(con, files.truth, config.tasks)
         steps.update()
         steps.set_postfix_str("vocabularies, standardisation")
-        dims, vocabulary = _vocabularies(con, categorical, processing.min_count)
+        dims, vocabulary = _vocabularies(con, categorical, processing)
         stats = _standardisation(con, numerical)
         steps.update()
         steps.set_postfix_str("write impressions.parquet")
-        meta = _write(con, out, categorical, numerical, stats, config.tasks, has_truth)
+        hashed = {f: b for f, b in processing.hash_buckets.items() if f in categorical}
+        meta = _write(con, out, categorical, numerical, stats, config.tasks, has_truth, hashed)
         steps.update()
         con.close()
     vocabulary.to_parquet(out / VOCABULARY_FILE, index=False)
@@ -405,7 +415,7 @@ def prepare_kuairand(
     meta.update({
         "format_version": FORMAT_VERSION, "dataset": name, "source": f"kuairand-{files.version}",
         "tasks": list(config.tasks), "categorical_fields": categorical, "field_dims": dims,
-        "numerical_fields": numerical, "has_true_probs": has_truth,
+        "numerical_fields": numerical, "has_true_probs": has_truth, "hashed_fields": hashed,
         "params": {"kuairand": _loader_params(config), "processing": asdict(processing),
                    "outofcore": {"engine": "duckdb", "memory_limit": memory_limit,
                                  "threads": int(threads), "seconds": time.perf_counter() - start}},
@@ -425,7 +435,7 @@ def _loader_params(config: KuaiRandConfig) -> dict:
     }  # fmt: skip
 
 
-def _write(con, out: Path, categorical, numerical, stats, tasks, has_truth) -> dict:
+def _write(con, out: Path, categorical, numerical, stats, tasks, has_truth, hashed) -> dict:
     """``impressions.parquet`` in session order, streamed: DuckDB sorts (spilling as needed)
     and standardises, each batch's raw values become ids through the vocabularies (pyarrow
     ``index_in``), and the batch is appended to the Parquet file. Also returns the numerical
@@ -435,7 +445,10 @@ def _write(con, out: Path, categorical, numerical, stats, tasks, has_truth) -> d
     import pyarrow.parquet as pq
 
     lookups = []
-    for i in range(len(categorical)):
+    for i, name in enumerate(categorical):
+        if name in hashed:
+            lookups.append(None)
+            continue
         vocab = con.execute(f"SELECT value, id FROM vocab_{i} ORDER BY id").to_arrow_table()
         lookups.append(
             (vocab.column("value").combine_chunks(), vocab.column("id").combine_chunks())
@@ -452,7 +465,14 @@ def _write(con, out: Path, categorical, numerical, stats, tasks, has_truth) -> d
             per_task.append(
                 f"{_quote(true_prob_column(t))}::FLOAT AS {_quote(true_prob_column(t))}"
             )
-    raw = ", ".join(f"{_quote(_column(name))} AS {_quote(name)}" for name in categorical)
+    # Hashed fields as DuckDB's text of the value, which is Python's (the in-memory path hashes
+    # str(value)); the others as they are, looked up in their vocabulary.
+    raw = ", ".join(
+        f"CAST({_quote(_column(name))} AS VARCHAR) AS {_quote(name)}"
+        if name in hashed
+        else f"{_quote(_column(name))} AS {_quote(name)}"
+        for name in categorical
+    )
     result = con.execute(f"""
         SELECT session_id, timestamp, raw_user_id, raw_item_id, {raw}, {", ".join(scaled)},
                {", ".join(per_task)}, split
@@ -464,9 +484,13 @@ def _write(con, out: Path, categorical, numerical, stats, tasks, has_truth) -> d
     writer = None
     for batch in reader:
         columns = {name: batch.column(name) for name in batch.schema.names}
-        for name, (values, ids) in zip(categorical, lookups, strict=True):
-            index = pc.index_in(columns[name], value_set=values)
-            columns[name] = pc.fill_null(pc.take(ids, index), 0).cast(pa.int64())
+        for name, lookup in zip(categorical, lookups, strict=True):
+            if lookup is None:
+                text = columns[name].to_pandas()
+                columns[name] = pa.array(hash_category_ids(text, hashed[name]), pa.int64())
+                continue
+            index = pc.index_in(columns[name], value_set=lookup[0])
+            columns[name] = pc.fill_null(pc.take(lookup[1], index), 0).cast(pa.int64())
         columns["split"] = pa.DictionaryArray.from_arrays(columns["split"].cast(pa.int8()), splits)
         for n in numerical:
             low, high = pc.min_max(columns[n]).values()

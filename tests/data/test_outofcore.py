@@ -91,3 +91,19 @@ def test_engine_duckdb_is_for_kuairand() -> None:
         load_dataset("retailrocket-synthetic", scale="tiny", engine="duckdb")
     with pytest.raises(ValueError, match="engine must be 'pandas' or 'duckdb'"):
         load_dataset("kuairand-synthetic", scale="tiny", engine="spark")
+
+
+def test_capped_and_hashed_vocabularies_agree_across_engines() -> None:
+    params = {
+        "scale": "tiny",
+        "include_video_id": True,
+        "max_vocab": {"author_id": 50},
+        "hash_buckets": {"video_id": 997, "user_id": 31},
+    }
+    theirs = load_dataset("kuairand-synthetic", **params)
+    ours = load_dataset("kuairand-synthetic", engine="duckdb", **params)
+    assert_same_dataset(ours, theirs)
+    dims = dict(zip(theirs.categorical_fields, theirs.field_dims, strict=True))
+    assert dims["author_id"] == 51 and dims["video_id"] == 998 and dims["user_id"] == 32
+    assert theirs.meta["hashed_fields"] == {"video_id": 997, "user_id": 31}
+    assert set(theirs.vocabulary["field"]).isdisjoint({"video_id", "user_id"})

@@ -109,3 +109,28 @@ def test_bad_processing_parameters():
         ProcessingConfig(split_ratios=(0.5, 0.5, 0.5))
     with pytest.raises(ValueError, match="min_count"):
         ProcessingConfig(min_count=0)
+
+
+def test_max_vocab_keeps_the_most_frequent_training_values() -> None:
+    from rmtl_env.data.processing import fit_category_ids
+
+    values = pd.Series(["a"] * 5 + ["b"] * 4 + ["c"] * 3 + ["d"] * 2)
+    train = np.ones(len(values), dtype=bool)
+    ids, size, vocab = fit_category_ids(values, train, min_count=2, max_vocab=2)
+    assert size == 3 and vocab["value"].tolist() == ["a", "b"]
+    assert ids.tolist() == [1] * 5 + [2] * 4 + [0] * 5
+
+
+def test_hashed_ids_are_stable_in_range_and_cover_unseen_values() -> None:
+    from rmtl_env.data.processing import ProcessingConfig, hash_category_ids
+
+    ids = hash_category_ids(pd.Series(["video-1", None, "video-2", "video-1"]), 1000)
+    assert ids[1] == 0 and ids[0] == ids[3] and ids[[0, 2]].min() >= 1 and ids.max() <= 1000
+    # SipHash with a fixed key: the same id in every process, on every machine.
+    assert hash_category_ids(pd.Series([12345]), 1_000_000).tolist() == [
+        int(1 + pd.util.hash_array(np.array(["12345"], dtype=object))[0] % 1_000_000)
+    ]
+    with pytest.raises(ValueError, match="more than one of share_threshold, max_vocab"):
+        ProcessingConfig(max_vocab={"x": 5}, hash_buckets={"x": 7})
+    with pytest.raises(ValueError, match=r"hash_buckets\['x'\] must be an integer >= 1"):
+        ProcessingConfig(hash_buckets={"x": 0})
