@@ -34,6 +34,9 @@ class CriticConfig:
         head_dims: hidden sizes of each task head on ``[state features, action embedding]``.
         dropout: dropout after each hidden layer (critics are evaluated in eval mode).
         independent: K separate critics with their own encoders, as the official code.
+        share_embedding: the critics read the actor's (frozen) embedding table instead of
+            their own: one table instead of two (or K + 1 with ``independent``), which matters
+            when a field has millions of ids. Needs ``embed_dim`` equal to the actor's.
     """
 
     embed_dim: int = 128
@@ -41,6 +44,7 @@ class CriticConfig:
     head_dims: tuple[int, ...] = (128, 64)
     dropout: float = 0.2
     independent: bool = False
+    share_embedding: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bottom_dims", tuple(int(d) for d in self.bottom_dims))
@@ -54,19 +58,48 @@ class CriticConfig:
         return asdict(self)
 
 
+class SharedEmbedding:
+    """The actor's ``FeatureEmbedding`` seen by the critics: not a submodule, so its weights stay
+    the actor's (never in the critics' parameters, optimiser or checkpoint); copies of the
+    critics (their target) share it; lookups carry no gradient (the actor is frozen)."""
+
+    def __init__(self) -> None:
+        self.embedding: FeatureEmbedding | None = None
+
+    def __deepcopy__(self, memo: dict) -> SharedEmbedding:
+        return self
+
+    def __call__(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
+        if self.embedding is None:
+            raise RuntimeError(
+                "these critics share the actor's embedding: attach it first "
+                "(MultiCritic.attach(actor.embedding); RMTLAgent does)"
+            )
+        with torch.no_grad():
+            return self.embedding(categorical, numerical)
+
+
 class StateEncoder(nn.Module):
     """Embeddings of the impression's features and an MLP: ``[B, F], [B, N] -> [B, d]``."""
 
-    def __init__(self, field_dims: Sequence[int], num_numerical: int, config: CriticConfig) -> None:
+    def __init__(
+        self,
+        field_dims: Sequence[int],
+        num_numerical: int,
+        config: CriticConfig,
+        shared: SharedEmbedding | None = None,
+    ) -> None:
         super().__init__()
-        self.embedding = FeatureEmbedding(field_dims, num_numerical, config.embed_dim)
-        self.bottom = MLP(
-            self.embedding.output_dim, config.bottom_dims, config.dropout, output_layer=False
-        )
+        width = (len(field_dims) + num_numerical) * config.embed_dim
+        if shared is None:
+            self.embedding = FeatureEmbedding(field_dims, num_numerical, config.embed_dim)
+        self.shared = shared
+        self.bottom = MLP(width, config.bottom_dims, config.dropout, output_layer=False)
         self.output_dim = self.bottom.output_dim
 
     def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
-        return self.bottom(self.embedding(categorical, numerical))
+        embed = self.embedding if self.shared is None else self.shared
+        return self.bottom(embed(categorical, numerical))
 
 
 class QHead(nn.Module):
@@ -97,11 +130,30 @@ class MultiCritic(nn.Module):
         self.field_dims = [int(d) for d in field_dims]
         self.num_numerical, self.num_tasks = int(num_numerical), int(num_tasks)
         encoders = 1 if not self.config.independent else num_tasks
+        self.shared = SharedEmbedding() if self.config.share_embedding else None
         self.encoders = nn.ModuleList(
-            StateEncoder(field_dims, num_numerical, self.config) for _ in range(encoders)
+            StateEncoder(field_dims, num_numerical, self.config, self.shared)
+            for _ in range(encoders)
         )
         state_dim = self.encoders[0].output_dim
         self.heads = nn.ModuleList(QHead(state_dim, self.config) for _ in range(num_tasks))
+
+    def attach(self, embedding: FeatureEmbedding) -> None:
+        """Read ``embedding`` (the actor's) when ``config.share_embedding``; a no-op otherwise."""
+        if self.shared is None:
+            return
+        if not isinstance(embedding, FeatureEmbedding) or (
+            embedding.embed_dim,
+            embedding.num_fields,
+            embedding.num_numerical,
+        ) != (self.config.embed_dim, len(self.field_dims), self.num_numerical):
+            raise ValueError(
+                "CriticConfig.share_embedding needs the actor's FeatureEmbedding with "
+                f"embed_dim {self.config.embed_dim} (--critic-embed-dim), "
+                f"{len(self.field_dims)} fields and {self.num_numerical} numerical inputs, got "
+                f"{type(embedding).__name__} {getattr(embedding, 'embed_dim', '?')}"
+            )
+        self.shared.embedding = embedding
 
     def forward(
         self, categorical: torch.Tensor, numerical: torch.Tensor, actions: torch.Tensor

@@ -226,6 +226,8 @@ class RMTLAgent:
             actor.field_dims, actor.num_numerical, actor.num_tasks, config.critic
         )
         self.critic.to(self.device)
+        if self.critic.config.share_embedding:
+            self.critic.attach(getattr(actor, "embedding", None))
         if self.critic.num_tasks != actor.num_tasks:
             raise ValueError(
                 f"critic has {self.critic.num_tasks} heads but the actor {actor.num_tasks} tasks"

@@ -223,3 +223,35 @@ def test_critic_heads_must_match_the_actor() -> None:
     actor = build_model("esmm", [5, 4], 1, 2, embed_dim=4, bottom_dims=(8,))
     with pytest.raises(ValueError, match="3 heads"):
         RMTLAgent(actor, RMTLConfig(), critic=MultiCritic([5, 4], 1, 3, CriticConfig(embed_dim=4)))
+
+
+def test_critics_can_share_the_actors_frozen_embedding(tmp_path) -> None:
+    """One embedding table: the critics' parameters, optimiser and checkpoint hold none, TD
+    training leaves the actor's table bit-identical, and a reloaded critic must be attached."""
+    from agents.checkpoint import load_critic, save_critic
+
+    data = hand_made_split()
+    torch.manual_seed(0)
+    actor = build_model("shared_bottom", [len(data), 4], 1, 2, embed_dim=16, bottom_dims=(8,))
+    table = actor.embedding.embedding.weight.detach().clone()
+    shared = CriticConfig(embed_dim=16, bottom_dims=(32,), head_dims=(16,), share_embedding=True)
+    config = RMTLConfig(critic_batch_size=32, critic_epochs=5, critic=shared)
+    agent = RMTLAgent(actor, config)
+    own = MultiCritic(actor.field_dims, 1, 2, replace(shared, share_embedding=False))
+    embedding_params = sum(p.numel() for p in own.encoders[0].embedding.parameters())
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(agent.critic) == count(own) - embedding_params
+    agent.train_critics(build_replay(actor, data), progress=False)
+    assert torch.equal(actor.embedding.embedding.weight, table)
+    assert agent.critic_target.shared is agent.critic.shared  # the target reads the same table
+    path = save_critic(agent.critic, tmp_path / "critics.pt")
+    reloaded = load_critic(path)
+    assert not any("embedding" in key for key in reloaded.state_dict())
+    x = (torch.zeros(2, 2, dtype=torch.long), torch.zeros(2, 1), torch.zeros(2, 2))
+    with pytest.raises(RuntimeError, match="share the actor's embedding: attach it first"):
+        reloaded(*x)
+    again = RMTLAgent(actor, config, critic=reloaded)  # attaches the actor's table
+    torch.testing.assert_close(again.critic.eval()(*x), agent.critic.eval()(*x))
+    small = build_model("shared_bottom", [len(data), 4], 1, 2, embed_dim=4, bottom_dims=(8,))
+    with pytest.raises(ValueError, match="embed_dim 16 \\(--critic-embed-dim\\)"):
+        RMTLAgent(small, config)
