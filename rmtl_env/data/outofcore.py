@@ -473,12 +473,12 @@ def _write(con, out: Path, categorical, numerical, stats, tasks, has_truth, hash
         else f"{_quote(_column(name))} AS {_quote(name)}"
         for name in categorical
     )
-    result = con.execute(f"""
+    # con.sql streams the sorted result (con.execute would materialise all of it in memory).
+    reader = con.sql(f"""
         SELECT session_id, timestamp, raw_user_id, raw_item_id, {raw}, {", ".join(scaled)},
                {", ".join(per_task)}, split
         FROM imp ORDER BY session_id, timestamp, ord
-    """)
-    reader = result.to_arrow_reader(ROW_GROUP_SIZE)
+    """).fetch_arrow_reader(ROW_GROUP_SIZE)
     splits = pa.array(SPLITS)
     summary = {"rows": 0, **{n: [np.inf, -np.inf] for n in numerical}}
     writer = None
