@@ -107,3 +107,11 @@ def test_capped_and_hashed_vocabularies_agree_across_engines() -> None:
     assert dims["author_id"] == 51 and dims["video_id"] == 998 and dims["user_id"] == 32
     assert theirs.meta["hashed_fields"] == {"video_id": 997, "user_id": 31}
     assert set(theirs.vocabulary["field"]).isdisjoint({"video_id", "user_id"})
+
+
+def test_readme_scale_example(run_readme) -> None:
+    ns = run_readme("## Scale", {'scale="1/20"': 'scale="1/4000"'})
+    data = ns["data"]
+    dims = dict(zip(data.categorical_fields, data.field_dims, strict=True))
+    assert dims["video_id"] == 1_000_001 and dims["author_id"] <= 200_001
+    assert data.meta["params"]["outofcore"]["memory_limit"] == "4GB"
