@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from rmtl_env.data.io import atomic_directory
+
 FULL_ROWS = 322_278_385  # KuaiRand-27K's standard log rows
 
 PREPARE = """
@@ -76,11 +78,12 @@ def main() -> None:
     for text in args.fractions:
         fraction = fraction_value(text)
         raw = args.work / f"raw-{fraction:g}-seed{args.seed}"
-        if not (raw / "user_features_27k.csv").is_file():
+        if not raw.is_dir():  # written into a staging folder, renamed when complete
             start = time.perf_counter()
-            run_child(["-c", "import sys; from rmtl_env.data.synthetic.kuairand import "
-                       "write_kuairand_27k_twin as w; w(sys.argv[1], float(sys.argv[2]), "
-                       "int(sys.argv[3]))", str(raw), str(fraction), str(args.seed)])  # fmt: skip
+            with atomic_directory(raw) as staging:
+                run_child(["-c", "import sys; from rmtl_env.data.synthetic.kuairand import "
+                           "write_kuairand_27k_twin as w; w(sys.argv[1], float(sys.argv[2]), "
+                           "int(sys.argv[3]))", str(staging), str(fraction), str(args.seed)])  # fmt: skip
             print(f"  wrote the {text} twin in {time.perf_counter() - start:.0f} s")
         out = args.work / f"processed-{fraction:g}"
         if out.exists():

@@ -125,10 +125,21 @@ class SessionDataset:
 
     # --- access ------------------------------------------------------------------------------
     def split(self, name: str, tasks: list[str] | None = None) -> SplitData:
-        """Arrays of one split; ``tasks`` selects and orders a subset of the dataset's tasks."""
+        """Arrays of one split; ``tasks`` selects and orders a subset of the dataset's tasks.
+
+        Built once per (split, tasks) and then shared: N envs on one loaded dataset (a
+        ``SyncVectorEnv`` of 4096) hold one copy of the arrays, not N. Treat them as read-only.
+        """
         if name not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {name!r}")
         tasks = self._check_tasks(tasks)
+        cache = self.__dict__.setdefault("_splits", {})
+        key = (name, tuple(tasks))
+        if key not in cache:
+            cache[key] = self._build_split(name, tasks)
+        return cache[key]
+
+    def _build_split(self, name: str, tasks: list[str]) -> SplitData:
         rows = self._split_rows[name]
         part = self.frame.iloc[rows[0] : rows[1]] if rows else self.frame.iloc[0:0]
         session_id = part["session_id"].to_numpy(np.int64)
