@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         dataset = _load(args)
-    except (FileNotFoundError, ValueError, TypeError, ImportError) as exc:
+    except (FileNotFoundError, ValueError, TypeError, ImportError, MemoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.command == "prepare":

@@ -100,6 +100,8 @@ def _read_logs(con, files: KuaiRandFiles, used: list[str]) -> None:
                 f"FROM read_csv(?, header = true, types = {types})",
                 [str(path)],
             )
+        except duckdb.OutOfMemoryException:
+            raise  # not a file problem: prepare_kuairand names the memory limit
         except duckdb.Error as exc:
             raise DataFormatError(f"interaction log file {path} cannot be read: {exc}") from None
         for column in used:
@@ -126,6 +128,8 @@ def _read_videos(con, path: Path) -> None:
             f"AS upload_day FROM read_csv(?, header = true, types = {types})",
             [str(path)],
         )
+    except duckdb.OutOfMemoryException:
+        raise
     except duckdb.Error as exc:
         raise DataFormatError(f"video features file {path} cannot be read: {exc}") from None
     bad = con.execute(
@@ -382,6 +386,18 @@ def prepare_kuairand(
         raise ValueError(
             "share_threshold is not supported by the out-of-core path (KuaiRand has none)"
         )
+    import duckdb
+
+    try:
+        return _prepare(files, config, processing, out, name, memory_limit, threads, progress)
+    except duckdb.OutOfMemoryException as exc:
+        raise MemoryError(
+            f"preparing {name} with DuckDB ran out of memory under memory_limit={memory_limit!r} "
+            f"with {threads} thread(s); raise --memory-limit or lower --threads ({exc})"
+        ) from None
+
+
+def _prepare(files, config, processing, out, name, memory_limit, threads, progress) -> dict:
     start = time.perf_counter()
     steps = tqdm(total=5, desc=f"{name}: duckdb", unit="step", disable=not progress)
     with tempfile.TemporaryDirectory(prefix=".duckdb-", dir=out.parent) as work:

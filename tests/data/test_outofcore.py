@@ -115,3 +115,17 @@ def test_readme_scale_example(run_readme) -> None:
     dims = dict(zip(data.categorical_fields, data.field_dims, strict=True))
     assert dims["video_id"] == 1_000_001 and dims["author_id"] <= 200_001
     assert data.meta["params"]["outofcore"]["memory_limit"] == "4GB"
+
+
+def test_a_memory_limit_too_small_is_named(tmp_path) -> None:
+    from rmtl_env.data.catalog import synthetic_raw_dir
+    from rmtl_env.data.kuairand import KuaiRandConfig, KuaiRandFiles
+    from rmtl_env.data.outofcore import prepare_kuairand
+    from rmtl_env.data.processing import ProcessingConfig
+
+    files = KuaiRandFiles.in_folder(synthetic_raw_dir("kuairand-synthetic", "small", 0))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(MemoryError, match="memory_limit='8MB' with 1 thread.*raise --memory-limit"):
+        prepare_kuairand(files, KuaiRandConfig(), ProcessingConfig(), out, memory_limit="8MB",
+                         threads=1, progress=False)  # fmt: skip

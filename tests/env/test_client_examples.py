@@ -326,3 +326,14 @@ def test_cleanrl_shaped_td3_learns_from_logged_transitions_only() -> None:
     assert any(
         not torch.equal(a, b) for a, b in zip(initial_actor, actor.parameters(), strict=True)
     )
+
+
+def test_export_minari_without_minari_names_the_extra(monkeypatch, capsys) -> None:
+    import sys
+
+    from rmtl_env.data.__main__ import main
+
+    monkeypatch.setitem(sys.modules, "minari", None)  # import minari raises ImportError
+    args = ["export-minari", "retailrocket-synthetic", "--scale", "tiny"]
+    assert main(args) == 2
+    assert 'export-minari needs Minari: pip install "rmtl-env[minari]"' in capsys.readouterr().err
