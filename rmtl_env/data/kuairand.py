@@ -243,15 +243,42 @@ def _canonical_text(values: pd.Series) -> pd.Series:
     return out
 
 
+def used_log_columns(tasks: tuple[str, ...]) -> list[str]:
+    """The log columns the loader reads (and over which duplicate rows are detected)."""
+    return ["user_id", "video_id", "time_ms", "tab", *dict.fromkeys([*tasks, "is_click", "long_view"])]  # fmt: skip
+
+
+def categorical_fields(config: KuaiRandConfig) -> list[str]:
+    """The categorical fields of the processed dataset, in order."""
+    return [
+        *(["user_id"] if config.include_user_id else []),
+        *USER_CATEGORICAL,
+        *(["video_id"] if config.include_video_id else []),
+        *VIDEO_CATEGORICAL,
+        "tab",
+        "hour",
+    ]
+
+
+NUMERICAL_FIELDS = ("log_duration_s", "log_video_age_days", *(f"log_{c}" for c in USER_NUMERICAL))
+
+
+def loader_params(config: KuaiRandConfig) -> dict:
+    """``meta.json``'s ``params["kuairand"]``."""
+    return {
+        "tasks": list(config.tasks),
+        "nested_tasks": list(config.nested_tasks),
+        "nesting": config.nesting,
+        "session_gap_minutes": config.session_gap_minutes,
+        "include_random_log": config.include_random_log,
+        "include_user_id": config.include_user_id,
+        "include_video_id": config.include_video_id,
+    }
+
+
 def read_logs(paths: tuple[Path, ...], tasks: tuple[str, ...]) -> tuple[pd.DataFrame, dict]:
     """Read, check, deduplicate and sort the interaction logs."""
-    used = [
-        "user_id",
-        "video_id",
-        "time_ms",
-        "tab",
-        *dict.fromkeys([*tasks, "is_click", "long_view"]),
-    ]
+    used = used_log_columns(tasks)
     frames = []
     for path in paths:
         header_check = {c: INTEGER for c in LOG_COLUMNS}
@@ -310,7 +337,6 @@ def build_impressions(
     video_rows = videos.index.get_indexer(log["video_id"].to_numpy())
     counts["rows_without_user_features"] = int((user_rows < 0).sum())
     counts["rows_without_video_features"] = int((video_rows < 0).sum())
-    categorical: list[str] = []
 
     def gather(table: pd.DataFrame, column: str, rows: np.ndarray) -> np.ndarray:
         values = table[column].to_numpy(dtype=object if table[column].dtype != "float64" else None)
@@ -319,21 +345,15 @@ def build_impressions(
 
     if config.include_user_id:
         frame["user_id"] = user
-        categorical.append("user_id")
     for column in USER_CATEGORICAL:
         frame[column] = gather(users, column, user_rows)
-        categorical.append(column)
     if config.include_video_id:
         frame["video_id"] = log["video_id"].to_numpy()
-        categorical.append("video_id")
     for column in VIDEO_CATEGORICAL:
         frame[column] = gather(videos, column, video_rows)
-        categorical.append(column)
     frame["tab"] = log["tab"].to_numpy()
     frame["hour"] = ((time + BEIJING_OFFSET_MS) // 3_600_000) % 24
-    categorical += ["tab", "hour"]
 
-    numerical = ["log_duration_s", "log_video_age_days"]
     frame["log_duration_s"] = np.log1p(
         np.clip(gather(videos, "video_duration", video_rows).astype(float), 0, None) / 1000
     )
@@ -344,7 +364,6 @@ def build_impressions(
         frame[f"log_{column}"] = np.log1p(
             np.clip(gather(users, column, user_rows).astype(float), 0, None)
         )
-        numerical.append(f"log_{column}")
 
     raw_files = [file_digest(p) for p in (*files.logs, files.user_features, files.video_features)]
     if files.truth is not None:
@@ -354,20 +373,10 @@ def build_impressions(
         name=name,
         source=f"kuairand-{files.version}",
         frame=frame,
-        categorical=categorical,
-        numerical=numerical,
+        categorical=categorical_fields(config),
+        numerical=list(NUMERICAL_FIELDS),
         tasks=list(config.tasks),
-        params={
-            "kuairand": {
-                "tasks": list(config.tasks),
-                "nested_tasks": list(config.nested_tasks),
-                "nesting": config.nesting,
-                "session_gap_minutes": config.session_gap_minutes,
-                "include_random_log": config.include_random_log,
-                "include_user_id": config.include_user_id,
-                "include_video_id": config.include_video_id,
-            }
-        },  # fmt: skip
+        params={"kuairand": loader_params(config)},
         raw_files=raw_files,
         row_counts=counts,
     )

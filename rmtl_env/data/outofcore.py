@@ -44,15 +44,19 @@ from rmtl_env.data.kuairand import (
     BEIJING_OFFSET_MS,
     FEEDBACK_COLUMNS,
     LOG_COLUMNS,
+    NUMERICAL_FIELDS,
     USER_CATEGORICAL,
     USER_NUMERICAL,
     VIDEO_CATEGORICAL,
     KuaiRandConfig,
     KuaiRandFiles,
     _require_columns,
+    categorical_fields,
+    loader_params,
     read_user_features,
+    used_log_columns,
 )
-from rmtl_env.data.processing import ProcessingConfig, hash_category_ids
+from rmtl_env.data.processing import ProcessingConfig, hash_category_ids, scale_parameters
 from rmtl_env.metrics import PROB_EPS
 
 ROW_GROUP_SIZE = 1_000_000
@@ -90,10 +94,15 @@ def _read_logs(con, files: KuaiRandFiles, used: list[str]) -> None:
 
     columns = ", ".join(f"{_quote(c)} BIGINT" for c in used)
     con.execute(f"CREATE TABLE raw_log ({columns}, file_no INTEGER, line BIGINT)")
+    types = "{" + ", ".join(f"'{c}': 'BIGINT'" for c in used) + "}"
+    select = ", ".join(_quote(c) for c in used)
+    bad_values = ", ".join(  # feedback: outside {0, 1}; every column: empty
+        f"count(*) FILTER (WHERE {_quote(c)} IS NULL"
+        + (f" OR {_quote(c)} NOT IN (0, 1))" if c in FEEDBACK_COLUMNS else ")")
+        for c in used
+    )
     for number, path in enumerate(files.logs):
         _require_columns(path, LOG_COLUMNS)
-        types = "{" + ", ".join(f"'{c}': 'BIGINT'" for c in used) + "}"
-        select = ", ".join(_quote(c) for c in used)
         try:
             con.execute(
                 f"INSERT INTO raw_log SELECT {select}, {number}, row_number() OVER () "
@@ -104,10 +113,8 @@ def _read_logs(con, files: KuaiRandFiles, used: list[str]) -> None:
             raise  # not a file problem: prepare_kuairand names the memory limit
         except duckdb.Error as exc:
             raise DataFormatError(f"interaction log file {path} cannot be read: {exc}") from None
-        for column in used:
-            where = f"file_no = {number} AND ({_quote(column)} IS NULL"
-            where += f" OR {_quote(column)} NOT IN (0, 1))" if column in FEEDBACK_COLUMNS else ")"
-            bad = con.execute(f"SELECT count(*) FROM raw_log WHERE {where}").fetchone()[0]
+        counts = con.execute(f"SELECT {bad_values} FROM raw_log WHERE file_no = {number}")
+        for column, bad in zip(used, counts.fetchone(), strict=True):
             if bad:
                 kind = "values outside {0, 1}" if column in FEEDBACK_COLUMNS else "empty values"
                 raise DataFormatError(
@@ -147,8 +154,9 @@ def _read_videos(con, path: Path) -> None:
 
 
 def _impressions(con, files: KuaiRandFiles, config: KuaiRandConfig) -> dict:
-    """The ``imp`` table: one row per kept log row, sessionised, in file order."""
-    used = ["user_id", "video_id", "time_ms", "tab", *dict.fromkeys([*config.tasks, "is_click", "long_view"])]  # fmt: skip
+    """The ``log`` table: one row per distinct log row (``ord``: its first file and line),
+    sessionised per user, labels nested; returns the row counts."""
+    used = used_log_columns(config.tasks)
     _read_logs(con, files, used)
     counts = {"log_rows_read": con.execute("SELECT count(*) FROM raw_log").fetchone()[0]}
     keys = ", ".join(_quote(c) for c in used)
@@ -206,27 +214,26 @@ def _nest(con, config: KuaiRandConfig, names: list[str]) -> int:
 
 def _features(
     con, files: KuaiRandFiles, config: KuaiRandConfig, ratios: tuple[float, float, float]
-) -> tuple[list[str], list[str]]:
+) -> tuple[list[str], list[str], bool]:
     """The ``imp`` table: every kept row with its session id, split and raw features (in no
-    order: session order is (``session_id``, ``timestamp``, ``ord``))."""
+    order: session order is (``session_id``, ``timestamp``, ``ord``)); returns the categorical
+    and numerical fields and whether the twin's true probabilities were joined."""
     users = read_user_features(files.user_features).reset_index()  # 27K rows: pandas
     users = users.astype({c: "string" for c in USER_CATEGORICAL})
     con.register("users_frame", users)
     _read_videos(con, files.video_features)
-    categorical = ["user_id"] if config.include_user_id else []
-    categorical += list(USER_CATEGORICAL)
-    categorical += ["video_id"] if config.include_video_id else []
-    categorical += [*VIDEO_CATEGORICAL, "tab", "hour"]
+    categorical = categorical_fields(config)
     day = f"(l.time_ms + {BEIJING_OFFSET_MS}) // 86400000"
 
     def log1p_clipped(x: str) -> str:  # NULL stays NULL (greatest() would turn it into 0)
         return f"CASE WHEN {x} IS NULL THEN NULL ELSE ln(1 + greatest({x}, 0)) END"
 
-    numerical = {
+    sql = {
         "log_duration_s": log1p_clipped("v.video_duration / 1000"),
         "log_video_age_days": log1p_clipped(f"{day} - v.upload_day"),
         **{f"log_{c}": log1p_clipped(f"u.{c}") for c in USER_NUMERICAL},
     }
+    numerical = {name: sql[name] for name in NUMERICAL_FIELDS}  # the in-memory loader's order
     user_cols = ", ".join(f"u.{_quote(c)}" for c in USER_CATEGORICAL)
     video_cols = ", ".join(f"v.{_quote(c)}" for c in VIDEO_CATEGORICAL)
     tasks = ", ".join(f"l.{_quote(t)} AS {_quote(label_column(t))}" for t in config.tasks)
@@ -247,7 +254,7 @@ def _features(
         {truth_join}
     """)
     con.execute("DROP TABLE log")
-    return categorical, list(numerical)
+    return categorical, list(numerical), bool(truth_join)
 
 
 def _sessions(con, ratios: tuple[float, float, float]) -> None:
@@ -322,13 +329,8 @@ def _standardisation(con, numerical: list[str]) -> dict[str, dict]:
             f"SELECT avg({c}) FILTER (WHERE split = 0), stddev_pop({c}) FILTER (WHERE split = 0), "
             f"count(*) FILTER (WHERE {c} IS NULL) FROM imp"
         ).fetchone()
-        mean = float(mean) if mean is not None else 0.0
-        std = float(std) if std is not None else 1.0
-        stats[name] = {
-            "train_mean": mean,
-            "train_std": std if std > 1e-12 else 1.0,
-            "missing": int(missing),
-        }
+        mean, std = scale_parameters(mean, std)
+        stats[name] = {"train_mean": mean, "train_std": std, "missing": int(missing)}
     return stats
 
 
@@ -355,19 +357,13 @@ def _truth_join(con, path: Path | None, tasks: tuple[str, ...]) -> tuple[str, st
     return join, cols
 
 
-def _check_truth(con, path: Path | None, tasks: tuple[str, ...]) -> bool:
-    """Whether the twin's true probabilities were joined; every row must have them."""
-    joined = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'truth'"
-    ).fetchone()[0]
-    if not joined:
-        return False
+def _check_truth(con, path: Path | None, tasks: tuple[str, ...]) -> None:
+    """Every impression must have its true probabilities."""
     missing = con.execute(
         f"SELECT count(*) FROM imp WHERE {_quote(true_prob_column(tasks[0]))} IS NULL"
     ).fetchone()[0]
     if missing:
         raise DataFormatError(f"synthetic truth file {path} lacks rows for {missing} impressions")
-    return True
 
 
 def prepare_kuairand(
@@ -406,11 +402,12 @@ def _prepare(files, config, processing, out, name, memory_limit, threads, progre
         counts = _impressions(con, files, config)
         steps.update()
         steps.set_postfix_str("join features, split")
-        categorical, numerical = _features(con, files, config, processing.split_ratios)
+        categorical, numerical, has_truth = _features(con, files, config, processing.split_ratios)
         counts["rows_without_user_features"], counts["rows_without_video_features"] = con.execute(
             "SELECT count(*) FILTER (WHERE no_user), count(*) FILTER (WHERE no_video) FROM imp"
         ).fetchone()
-        has_truth = _check_truth(con, files.truth, config.tasks)
+        if has_truth:
+            _check_truth(con, files.truth, config.tasks)
         steps.update()
         steps.set_postfix_str("vocabularies, standardisation")
         dims, vocabulary = _vocabularies(con, categorical, processing)
@@ -432,7 +429,7 @@ def _prepare(files, config, processing, out, name, memory_limit, threads, progre
         "format_version": FORMAT_VERSION, "dataset": name, "source": f"kuairand-{files.version}",
         "tasks": list(config.tasks), "categorical_fields": categorical, "field_dims": dims,
         "numerical_fields": numerical, "has_true_probs": has_truth, "hashed_fields": hashed,
-        "params": {"kuairand": _loader_params(config), "processing": asdict(processing),
+        "params": {"kuairand": loader_params(config), "processing": asdict(processing),
                    "outofcore": {"engine": "duckdb", "memory_limit": memory_limit,
                                  "threads": int(threads), "seconds": time.perf_counter() - start}},
         "raw_files": raw, "row_counts": {**counts, "impressions": meta["splits_total"]},
@@ -440,15 +437,6 @@ def _prepare(files, config, processing, out, name, memory_limit, threads, progre
     meta.pop("splits_total")
     (out / META_FILE).write_text(json.dumps(meta, indent=2))
     return meta
-
-
-def _loader_params(config: KuaiRandConfig) -> dict:
-    return {
-        "tasks": list(config.tasks), "nested_tasks": list(config.nested_tasks),
-        "nesting": config.nesting, "session_gap_minutes": config.session_gap_minutes,
-        "include_random_log": config.include_random_log,
-        "include_user_id": config.include_user_id, "include_video_id": config.include_video_id,
-    }  # fmt: skip
 
 
 def _write(con, out: Path, categorical, numerical, stats, tasks, has_truth, hashed) -> dict:
@@ -524,23 +512,25 @@ def _write(con, out: Path, categorical, numerical, stats, tasks, has_truth, hash
 
 
 def _split_statistics(con, tasks, has_truth: bool) -> dict:
-    """``stats.split_statistics`` in SQL (the oracle AUC as a rank statistic, ties averaged)."""
+    """``stats.split_statistics`` in SQL: one grouped scan for the counts and label rates, one
+    rank query per split and task for the oracle AUC (ties averaged)."""
+    rates = "".join(f", avg({_quote(label_column(t))})" for t in tasks)
+    rows = con.execute(
+        "SELECT split, count(DISTINCT session_id), count(*), count(DISTINCT raw_user_id), "
+        f"count(DISTINCT raw_item_id){rates} FROM imp GROUP BY split"
+    ).fetchall()
+    found = {row[0]: row[1:] for row in rows}
     out = {}
     for code, name in enumerate(SPLITS):
-        sessions, rows, users, items = con.execute(
-            "SELECT count(DISTINCT session_id), count(*), count(DISTINCT raw_user_id), "
-            f"count(DISTINCT raw_item_id) FROM imp WHERE split = {code}"
-        ).fetchone()
+        sessions, count, users, items, *label_rates = found.get(
+            code, (0, 0, 0, 0, *[None] * len(tasks))
+        )
         entry = {
-            "sessions": int(sessions), "impressions": int(rows), "users": int(users),
-            "items": int(items), "mean_session_length": float(rows / sessions) if sessions else 0.0,
-            "label_rate": {
-                t: float(con.execute(f"SELECT avg({_quote(label_column(t))}) FROM imp "
-                                     f"WHERE split = {code}").fetchone()[0] or 0.0)
-                for t in tasks
-            },
+            "sessions": int(sessions), "impressions": int(count), "users": int(users),
+            "items": int(items), "mean_session_length": float(count / sessions) if sessions else 0.0,
+            "label_rate": {t: float(r or 0.0) for t, r in zip(tasks, label_rates, strict=True)},
         }  # fmt: skip
-        if has_truth and rows:
+        if has_truth and count:
             entry["oracle"] = {t: _oracle(con, code, t) for t in tasks}
         out[name] = entry
     return out

@@ -198,6 +198,15 @@ def fit_category_ids(
     return ids, vocab_size, vocabulary
 
 
+def scale_parameters(mean: float | None, std: float | None) -> tuple[float, float]:
+    """The standardisation ``(mean, std)`` of a numerical field from its training mean and
+    population std (None: no training value): 0 and 1 when there is nothing to learn from, and
+    std 1 for a constant field."""
+    mean = 0.0 if mean is None else float(mean)
+    std = 1.0 if std is None else float(std)
+    return mean, std if std > 1e-12 else 1.0
+
+
 def build_processed(table: ImpressionTable, config: ProcessingConfig) -> SessionDataset:
     """Order, split, map and standardise an impression table into a :class:`SessionDataset`."""
     frame = table.frame
@@ -237,9 +246,10 @@ def build_processed(table: ImpressionTable, config: ProcessingConfig) -> Session
         values = pd.to_numeric(frame[name], errors="coerce").to_numpy(np.float64)
         missing = np.isnan(values)
         train_values = values[train & ~missing]
-        mean = float(train_values.mean()) if len(train_values) else 0.0
-        std = float(train_values.std()) if len(train_values) else 1.0
-        std = std if std > 1e-12 else 1.0
+        mean, std = scale_parameters(
+            train_values.mean() if len(train_values) else None,
+            train_values.std() if len(train_values) else None,
+        )
         scaled = np.where(missing, 0.0, (values - mean) / std).astype(np.float32)
         out[name] = scaled
         numerical_stats[name] = {
