@@ -10,7 +10,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rmtl_env.data import SessionDataset, SplitData, load_dataset
-from rmtl_env.rewards import DEFAULT_PROB_CLIP
+from rmtl_env.rewards import DEFAULT_PROB_CLIP, reward_weight_vector
 
 ACTION_TOLERANCE = 1e-6
 
@@ -220,14 +220,7 @@ class SessionRecEnv(gym.Env):
             raise ValueError(f"split {split!r} of dataset {self.dataset.name!r} has no sessions")
         self.tasks = list(self.data.tasks)
         k = len(self.tasks)
-        weights = (
-            np.ones(k) if reward_weights is None else np.asarray(reward_weights, dtype=np.float64)
-        )
-        if weights.shape != (k,) or not np.isfinite(weights).all():
-            raise ValueError(
-                f"reward_weights must be {k} finite numbers (one per task {self.tasks}), got {reward_weights}"
-            )
-        self.reward_weights = weights
+        self.reward_weights = reward_weight_vector(reward_weights, self.tasks)
         self.session_order = session_order
         self.prob_clip = float(prob_clip)
         self.observation_space = (

@@ -24,7 +24,7 @@ import numpy as np
 
 from rmtl_env.data import SplitData
 from rmtl_env.env import SessionRecEnv
-from rmtl_env.rewards import DEFAULT_PROB_CLIP, task_rewards
+from rmtl_env.rewards import DEFAULT_PROB_CLIP, reward_weight_vector, task_rewards
 from rmtl_env.transitions import Policy, Transitions, build_transitions, policy_actions
 
 BEHAVIOURS = ("uniform", "labels")
@@ -40,16 +40,9 @@ def behaviour_actions(data: SplitData, behaviour: str, seed: int = 0) -> np.ndar
     raise ValueError(f"behaviour must be one of {BEHAVIOURS}, got {behaviour!r}")
 
 
-def _weights(reward_weights: Any, k: int) -> np.ndarray:
-    weights = np.ones(k) if reward_weights is None else np.asarray(reward_weights, dtype=float)
-    if weights.shape != (k,) or not np.isfinite(weights).all():
-        raise ValueError(f"reward_weights must be {k} finite numbers, got {reward_weights!r}")
-    return weights
-
-
 def scalar_rewards(transitions: Transitions, reward_weights: Any = None) -> np.ndarray:
     """``[n]`` float64: the env's scalar reward ``sum_k w_k r_k`` of every transition."""
-    weights = _weights(reward_weights, transitions.rewards.shape[1])
+    weights = reward_weight_vector(reward_weights, range(transitions.rewards.shape[1]))
     return transitions.rewards.astype(np.float64) @ weights
 
 
@@ -123,29 +116,30 @@ def minari_buffers(
     reward_weights: Any = None,
     prob_clip: float = DEFAULT_PROB_CLIP,
     observation_mode: str = "dict",
+    max_sessions: int | None = None,
 ) -> list:
-    """One ``minari.data_collector.EpisodeBuffer`` per session of ``data``, in session order,
-    holding what ``SessionRecEnv`` returns: ``length + 1`` observations (each impression, then
-    the last one again, the env's observation at ``terminated``) and infos (reset's, then one
-    per step)."""
+    """One ``minari.data_collector.EpisodeBuffer`` per session of ``data`` (the first
+    ``max_sessions`` of them, if given), in session order, holding what ``SessionRecEnv``
+    returns: ``length + 1`` observations (each impression, then the last one again, the env's
+    observation at ``terminated``) and infos (reset's, then one per step)."""
     from minari.data_collector import EpisodeBuffer
 
     transitions = build_transitions(data, actions=actions, prob_clip=prob_clip)
     # float64, as the env computes them (Transitions keeps float32 for the critics)
     per_task = task_rewards(data.labels, transitions.action, prob_clip)
-    rewards = per_task @ _weights(reward_weights, per_task.shape[1])
-    if observation_mode == "flat":
-        observations: Any = flat_observations(transitions)
-    else:
-        observations = {"categorical": transitions.categorical, "numerical": transitions.numerical}
-    starts = data.session_starts
+    rewards = per_task @ reward_weight_vector(reward_weights, data.tasks)
+    flat = flat_observations(transitions) if observation_mode == "flat" else None
+    starts = data.session_starts[: None if max_sessions is None else max_sessions + 1]
     buffers = []
     for episode, (start, stop) in enumerate(itertools.pairwise(starts.tolist())):
         rows = np.append(np.arange(start, stop), stop - 1)
         obs = (
-            observations[rows]
-            if observation_mode == "flat"
-            else {key: part[rows] for key, part in observations.items()}
+            flat[rows]
+            if flat is not None
+            else {
+                "categorical": transitions.categorical[rows],
+                "numerical": transitions.numerical[rows],
+            }
         )
         buffers.append(
             EpisodeBuffer(
@@ -204,6 +198,8 @@ def export_minari(
             f"Minari dataset {dataset_id!r} already exists at {path}; pick a new id or delete it "
             f"(minari.delete_dataset({dataset_id!r}))"
         )
+    if max_sessions is not None and max_sessions < 1:
+        raise ValueError(f"max_sessions must be >= 1, got {max_sessions}")
     env = gym.make("SessionRecEnv-v0", **env_kwargs)
     core: SessionRecEnv = env.unwrapped
     data = core.data
@@ -212,12 +208,8 @@ def export_minari(
     elif callable(actions):
         actions = policy_actions(data, actions)
     buffers = minari_buffers(
-        data, actions, core.reward_weights, core.prob_clip, core.observation_mode
+        data, actions, core.reward_weights, core.prob_clip, core.observation_mode, max_sessions
     )
-    if max_sessions is not None:
-        if max_sessions < 1:
-            raise ValueError(f"max_sessions must be >= 1, got {max_sessions}")
-        buffers = buffers[:max_sessions]
     return minari.create_dataset_from_buffers(
         dataset_id,
         buffers,

@@ -29,14 +29,20 @@ def _dataset_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refresh", action="store_true", help="rebuild even if cached")
 
 
-def _load(args: argparse.Namespace):
+def _loader_params(args: argparse.Namespace) -> dict:
+    """The loader options given on the command line (JSON values: they also go into a Minari
+    dataset's environment spec)."""
     params = {
         "session_key": args.session_key,
         "session_gap_minutes": args.session_gap_minutes,
-        "tasks": tuple(args.tasks) if args.tasks else None,
+        "tasks": list(args.tasks) if args.tasks else None,
         "min_count": args.min_count,
     }
-    params = {k: v for k, v in params.items() if v is not None}
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _load(args: argparse.Namespace):
+    params = _loader_params(args)
     if getattr(args, "engine", "pandas") == "duckdb":
         params.update(engine="duckdb", memory_limit=args.memory_limit, threads=args.threads)
     return load_dataset(
@@ -69,20 +75,14 @@ def _export_minari(args: argparse.Namespace, dataset) -> int:
         return 2
     behaviour = "checkpoint" if args.checkpoint else args.behaviour
     dataset_id = args.dataset_id or default_dataset_id(args.name, args.split, behaviour)
-    params = {
-        "session_key": args.session_key,
-        "session_gap_minutes": args.session_gap_minutes,
-        "tasks": list(args.tasks) if args.tasks else None,
-        "min_count": args.min_count,
-        "roles": args.roles,
-    }
+    roles = {"roles": args.roles} if args.roles else {}
     env_kwargs = {
         "dataset": args.name,
         "split": args.split,
         "data_dir": args.data_dir,
         "scale": args.scale,
         "data_seed": args.seed,
-        "dataset_kwargs": {k: v for k, v in params.items() if v is not None},
+        "dataset_kwargs": {**_loader_params(args), **roles},
     }
     try:
         actions = _checkpoint_actions(args, dataset) if args.checkpoint else args.behaviour
