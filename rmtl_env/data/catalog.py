@@ -140,12 +140,10 @@ def load_dataset(
         _reject(rest, name, _accepted(kuairand.KuaiRandConfig))
         config = kuairand.KuaiRandConfig(**loader_params)
 
-    if name == "kuairand-27k-synthetic":
-        scale = f"{twin_fraction(scale):g}"
+    if name.endswith("-synthetic"):
+        # The 27K twin's scale is a fraction of full size (named in its canonical form).
+        scale = f"{twin_fraction(scale):g}" if "27k" in name else check_scale(scale)
         raw_dir = synthetic_raw_dir(name, scale, int(seed))
-        identity = {"scale": scale, "seed": int(seed), "generator": GENERATOR_VERSION}
-    elif name.endswith("-synthetic"):
-        raw_dir = synthetic_raw_dir(name, check_scale(scale), int(seed))
         identity = {"scale": scale, "seed": int(seed), "generator": GENERATOR_VERSION}
     else:
         raw_dir = Path(data_dir) if data_dir is not None else cache_root() / "raw" / name

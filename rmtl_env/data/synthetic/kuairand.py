@@ -90,8 +90,9 @@ SCALE_SIZES = {
 }
 
 
-# KuaiRand-27K at full size: 27,285 users, 32,038,725 videos, about 322M standard log rows
-# (787 sessions of about 15 impressions per user) and 1,186,059 random-policy rows.
+# KuaiRand-27K at full size: 27,285 users, 32,038,725 videos, 787 sessions per user and
+# 1,186,059 random-policy rows. The twin's users get about 9,900 rows each (267,166 rows at
+# 1/1000), so about 270M at full size; the real 27K has 322M standard log rows.
 FULL_27K = _Scale(27_285, 32_038_725, 787, 1_186_059)
 ROWS_PER_CHUNK = 2_000_000  # the 27K twin is generated and written a block of users at a time
 
@@ -122,7 +123,7 @@ def write_kuairand_27k_twin(out_dir: str | Path, fraction: float = 0.05, seed: i
     videos = _videos(rng, size.videos)
     _write_frame(users["table"], out / names.user_features)
     _write_frame(videos["table"], out / names.video_features)
-    per_user = size.sessions_per_user * 15
+    per_user = size.sessions_per_user * 15  # rows per user, rounded up (measured: 9,900)
     chunk = max(1, ROWS_PER_CHUNK // per_user)
     writers: dict[str, pacsv.CSVWriter] = {}
     options = pacsv.WriteOptions(quoting_style="none", quoting_header="none")
@@ -137,11 +138,8 @@ def write_kuairand_27k_twin(out_dir: str | Path, fraction: float = 0.05, seed: i
     for first in range(0, size.users, chunk):
         count = min(chunk, size.users - first)
         log = _log(rng, size, users, videos, first_user=first, n_users=count)
-        second = log["time_ms"] >= SECOND_LOG_MS
-        random_policy = log.pop("is_random")
-        truth = {k: log.pop(k) for k in ("p_is_click", "p_long_view", "p_is_like")}
-        table = pa.table(log)
         later_half = log["user_id"] >= size.users // 2
+        table, second, random_policy, truth = _log_tables(log)
         standard = ~random_policy
         for name, mask in (
             (names.standard_logs[0], ~second & standard & ~later_half),
@@ -153,10 +151,7 @@ def write_kuairand_27k_twin(out_dir: str | Path, fraction: float = 0.05, seed: i
             rows = np.flatnonzero(mask)
             if len(rows):
                 append(name, table.take(pa.array(rng.permutation(rows))))
-        append(TRUTH_FILE, pa.table({
-            "user_id": log["user_id"], "video_id": log["video_id"], "time_ms": log["time_ms"],
-            **{k: pc.round(pa.array(v), 6) for k, v in truth.items()},
-        }))  # fmt: skip
+        append(TRUTH_FILE, truth)
     for name, writer in writers.items():
         writer.close()
         (out / f".{name}.tmp").replace(out / name)
@@ -173,11 +168,7 @@ def write_kuairand_twin(out_dir: str | Path, scale: str = "small", seed: int = 0
     videos = _videos(rng, size.videos)
     _write_frame(users["table"], out / USER_FEATURES)
     _write_frame(videos["table"], out / VIDEO_FEATURES)
-    log = _log(rng, size, users, videos)
-    second = log["time_ms"] >= SECOND_LOG_MS
-    random_policy = log.pop("is_random")
-    truth = {k: log.pop(k) for k in ("p_is_click", "p_long_view", "p_is_like")}
-    table = pa.table(log)
+    table, second, random_policy, truth = _log_tables(_log(rng, size, users, videos))
     for path, mask in (
         (STANDARD_LOGS[0], ~second & ~random_policy),
         (STANDARD_LOGS[1], second & ~random_policy),
@@ -185,16 +176,26 @@ def write_kuairand_twin(out_dir: str | Path, scale: str = "small", seed: int = 0
     ):
         rows = np.flatnonzero(mask)
         write_csv(table.take(pa.array(rng.permutation(rows))), out / path)
-    truth_table = pa.table(
+    write_csv(truth, out / TRUTH_FILE)
+    return out
+
+
+def _log_tables(log: dict) -> tuple[pa.Table, np.ndarray, np.ndarray, pa.Table]:
+    """``_log``'s columns as ``(log table, second-period mask, random-policy mask, truth
+    table)``: the log columns in the official order, the true probabilities rounded to 6 digits
+    beside their (user, video, time) key."""
+    second = log["time_ms"] >= SECOND_LOG_MS
+    random_policy = log.pop("is_random")
+    probs = {k: log.pop(k) for k in ("p_is_click", "p_long_view", "p_is_like")}
+    truth = pa.table(
         {
             "user_id": log["user_id"],
             "video_id": log["video_id"],
             "time_ms": log["time_ms"],
-            **{k: pc.round(pa.array(v), 6) for k, v in truth.items()},
+            **{k: pc.round(pa.array(v), 6) for k, v in probs.items()},
         }
     )
-    write_csv(truth_table, out / TRUTH_FILE)
-    return out
+    return pa.table(log), second, random_policy, truth
 
 
 def _write_frame(frame: pd.DataFrame, path: Path) -> None:
