@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from rmtl_env.data.io import atomic_directory
+from rmtl_env.data.synthetic import twin_fraction, write_twin
 
 FULL_ROWS = 322_278_385  # KuaiRand-27K's standard log rows
 
@@ -33,32 +35,11 @@ files = KuaiRandFiles.in_folder(raw, version="27k")
 start = time.perf_counter()
 meta = prepare_kuairand(files, KuaiRandConfig(), ProcessingConfig(), out, "kuairand-27k-synthetic",
                         memory_limit=limit, threads=threads)
-print(json.dumps({"seconds": time.perf_counter() - start,
-                  "rows": meta["row_counts"]["log_rows_read"],
-                  "impressions": meta["row_counts"]["impressions"]}))
+# VmHWM is this process's own peak (as in bench_data.py).
+peak_kb = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_gb": peak_kb / 1024**2,
+                  "rows": meta["row_counts"]["log_rows_read"]}))
 """
-
-
-def fraction_value(text: str) -> float:
-    from rmtl_env.data.synthetic import twin_fraction
-
-    return twin_fraction(text)
-
-
-def run_child(args: list[str]) -> tuple[str, float]:
-    """Run ``python ARGS`` in a fresh process; returns its stdout and its own peak RSS in GB."""
-    import os
-    import tempfile
-
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        child = subprocess.Popen([sys.executable, *args], stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if child.returncode:
-            raise SystemExit(f"child failed:\n{err.read()[-3000:]}")
-        return out.read(), usage.ru_maxrss / 2**20  # KiB on Linux
 
 
 def main() -> None:
@@ -76,30 +57,29 @@ def main() -> None:
         f"{args.threads} threads"
     )
     for text in args.fractions:
-        fraction = fraction_value(text)
+        fraction = twin_fraction(text)
         raw = args.work / f"raw-{fraction:g}-seed{args.seed}"
         if not raw.is_dir():  # written into a staging folder, renamed when complete
             start = time.perf_counter()
             with atomic_directory(raw) as staging:
-                run_child(["-c", "import sys; from rmtl_env.data.synthetic.kuairand import "
-                           "write_kuairand_27k_twin as w; w(sys.argv[1], float(sys.argv[2]), "
-                           "int(sys.argv[3]))", str(staging), str(fraction), str(args.seed)])  # fmt: skip
+                write_twin("kuairand-27k-synthetic", staging, scale=text, seed=args.seed)
             print(f"  wrote the {text} twin in {time.perf_counter() - start:.0f} s")
         out = args.work / f"processed-{fraction:g}"
         if out.exists():
-            import shutil
-
             shutil.rmtree(out)
         out.mkdir(parents=True)
         # A fresh process per fraction, so that the peak RSS is this preparation's alone.
-        stdout, peak = run_child(["-c", PREPARE, str(raw), str(out), args.memory_limit,
-                                  str(args.threads)])  # fmt: skip
-        result = json.loads(stdout.strip().splitlines()[-1])
+        done = subprocess.run(
+            [sys.executable, "-c", PREPARE, str(raw), str(out), args.memory_limit,
+             str(args.threads)],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        result = json.loads(done.stdout.strip().splitlines()[-1])
         rate = result["rows"] / result["seconds"]
         print(
             f"fraction {text:>5}: {result['rows']:>12,} log rows, {result['seconds']:7.1f} s, "
-            f"{rate:>10,.0f} rows/s, peak RSS {peak:.2f} GB (target < 6 GB); full 27K "
-            f"extrapolated: {FULL_ROWS / rate / 60:.0f} min"
+            f"{rate:>10,.0f} rows/s, peak RSS {result['peak_rss_gb']:.2f} GB (target < 6 GB); "
+            f"full 27K extrapolated: {FULL_ROWS / rate / 60:.0f} min"
         )
 
 
