@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from agents import distributed
 from agents.critic import CriticConfig, MultiCritic
 from agents.models import MODELS, MultiTaskModel, build_model
 from rmtl_env.data.io import atomic_write_bytes
@@ -23,7 +24,10 @@ def model_name(model: MultiTaskModel) -> str:
 
 
 def save_torch(obj: object, path: str | Path) -> Path:
-    """``torch.save`` written atomically (temporary file, then rename)."""
+    """``torch.save`` written atomically (temporary file, then rename). Under
+    ``torch.distributed`` only rank 0 writes: every rank holds the same weights."""
+    if not distributed.is_main():
+        return Path(path)
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(Path(path), buffer.getvalue())

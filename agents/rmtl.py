@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from agents import distributed
 from agents.critic import CriticConfig, MultiCritic
 from agents.models import MultiTaskModel
 from agents.replay import Replay
@@ -237,9 +238,18 @@ class RMTLAgent:
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
         self.steps = 0
+        # What the steps call: the networks themselves, or their DDP wrappers while
+        # ``train_critics`` runs under torch.distributed (gradients averaged over ranks).
+        self.critic_network: torch.nn.Module = self.critic
+        self.actor_network: torch.nn.Module = self.actor
 
-    def critic_step(self, replay: Replay, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One TD step on rows ``idx``; returns per-task TD loss and mean Q, ``[K]`` each."""
+    def critic_step(
+        self, replay: Replay, idx: torch.Tensor, batch_rows: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One TD step on rows ``idx``; returns per-task TD loss and mean Q, ``[K]`` each.
+        ``batch_rows``: the global batch's size when ``idx`` is this rank's share of it
+        (``distributed.batch_mean``)."""
+        rows = batch_rows or len(idx)
         t = replay.tensors
         with torch.no_grad():
             if self.config.actor_update:
@@ -248,29 +258,36 @@ class RMTLAgent:
                 next_action = replay.next_action[idx]  # frozen actor: computed once in build_replay
             next_q = self.critic_target(t.next_categorical[idx], t.next_numerical[idx], next_action)
             y = td_target(t.rewards[idx], t.terminated[idx], next_q, self.config.gamma)
-        q = self.critic(t.categorical[idx], t.numerical[idx], t.action[idx])
-        td_loss = ((q - y) ** 2).mean(0)  # [K]
+        q = self.critic_network(t.categorical[idx], t.numerical[idx], t.action[idx])
+        td_loss = distributed.batch_mean((q - y) ** 2, rows)  # [K]
         self.critic_optimizer.zero_grad(set_to_none=True)
         td_loss.sum().backward()
         self.critic_optimizer.step()
-        return td_loss.detach(), q.detach().mean(0)
+        return td_loss.detach(), distributed.batch_mean(q.detach(), rows)
 
-    def actor_step(self, replay: Replay, idx: torch.Tensor) -> None:
-        """The paper's DDPG actor step: ascend ``sum_k Q_k(s, pi_k(s))`` with the critics fixed."""
+    def actor_step(self, replay: Replay, idx: torch.Tensor, batch_rows: int | None = None) -> None:
+        """The paper's DDPG actor step: ascend ``sum_k Q_k(s, pi_k(s))`` with the critics fixed
+        (``batch_rows`` as in ``critic_step``)."""
         t = replay.tensors
-        self.critic.eval()
+        # The critics are fixed here: their own forward (not DDP's), and no gradients for them.
+        self.critic.eval().requires_grad_(False)
         self.actor.train()
-        actions = self.actor(t.categorical[idx], t.numerical[idx])
-        loss = -self.critic(t.categorical[idx], t.numerical[idx], actions).sum(1).mean()
+        actions = self.actor_network(t.categorical[idx], t.numerical[idx])
+        q = self.critic(t.categorical[idx], t.numerical[idx], actions).sum(1)
+        loss = -distributed.batch_mean(q, batch_rows or len(idx))
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.actor_optimizer.step()
-        self.critic.train()
+        self.critic.train().requires_grad_(True)
 
     def train_critics(
         self, replay: Replay, progress: bool = True, on_epoch: Callable[[dict], None] | None = None
     ) -> CriticTrainingResult:
-        """Train the critics on ``replay`` until convergence (or a fixed number of epochs)."""
+        """Train the critics on ``replay`` until convergence (or a fixed number of epochs).
+
+        Under torch.distributed every rank draws the same permutation and takes its share of
+        each global batch; DDP averages the gradients and the epoch's TD loss is summed over
+        ranks, so every rank takes the same stopping decision."""
         config = self.config
         fixed = config.critic_epochs
         epochs = fixed or config.critic_max_epochs
@@ -280,6 +297,11 @@ class RMTLAgent:
         converged, start = False, time.perf_counter()
         if not config.actor_update:
             self.actor.eval()
+        self.critic_network = distributed.wrap(self.critic)  # broadcasts rank 0's critics
+        distributed.broadcast_state(self.critic_target)
+        if config.actor_update:
+            self.actor_network = distributed.wrap(self.actor)
+            distributed.broadcast_state(self.actor_target)
         bar = tqdm(range(1, epochs + 1), desc="critics", disable=not progress)
         for epoch in bar:
             self.critic.train()
@@ -287,17 +309,20 @@ class RMTLAgent:
             td_sum = torch.zeros(self.critic.num_tasks, device=self.device)
             q_sum = torch.zeros(self.critic.num_tasks, device=self.device)
             for i in range(0, len(replay), config.critic_batch_size):
-                idx = order[i : i + config.critic_batch_size]
-                td_loss, mean_q = self.critic_step(replay, idx)
+                batch = order[i : i + config.critic_batch_size]
+                idx = distributed.shard(batch)  # this rank's share of the global batch
+                td_loss, mean_q = self.critic_step(replay, idx, len(batch))
                 if config.actor_update:
-                    self.actor_step(replay, idx)
+                    self.actor_step(replay, idx, len(batch))
                 self.steps += 1
                 if self.steps % config.target_update_interval == 0:
                     soft_update(self.critic_target, self.critic, config.tau)
                     if config.actor_update:
                         soft_update(self.actor_target, self.actor, config.tau)
-                td_sum += td_loss * len(idx)
-                q_sum += mean_q * len(idx)
+                share = len(batch) / distributed.world_size()  # this rank's weight in the sum
+                td_sum += td_loss * share
+                q_sum += mean_q * share
+            td_sum, q_sum = distributed.all_reduce_sum(td_sum), distributed.all_reduce_sum(q_sum)
             td, mean_q = (td_sum / len(replay)).tolist(), (q_sum / len(replay)).tolist()
             record = {"epoch": epoch, "td_loss": float(sum(td))}
             for k in range(self.critic.num_tasks):
@@ -310,6 +335,7 @@ class RMTLAgent:
                 converged = True
                 break
         self.critic.eval()
+        self.critic_network, self.actor_network = self.critic, self.actor
         return CriticTrainingResult(len(history), converged, time.perf_counter() - start, history)
 
     def polish_weights(self) -> LossWeights:

@@ -147,13 +147,18 @@ def mean_auc(metrics: dict[str, dict[str, float]]) -> float:
 
 
 def weighted_bce(
-    probs: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None
+    probs: torch.Tensor,
+    labels: torch.Tensor,
+    weights: torch.Tensor | None,
+    batch_rows: int | None = None,
 ) -> torch.Tensor:
-    """Mean over tasks of each task's (weighted) mean BCE; the official ``1/K * sum_k``."""
+    """Mean over tasks of each task's (weighted) mean BCE; the official ``1/K * sum_k``.
+    ``batch_rows``: the global batch's size when ``probs`` is this rank's share of it
+    (``distributed.batch_mean``)."""
     losses = F.binary_cross_entropy(probs, labels, reduction="none")  # [B, K]
     if weights is not None:
         losses = losses * weights
-    return losses.mean(0).mean()
+    return distributed.batch_mean(losses, batch_rows or len(losses)).mean()
 
 
 def check_splits(model: MultiTaskModel, train: SplitData, val: SplitData) -> None:
@@ -192,7 +197,8 @@ def train_epoch(
     batches = range(0, len(order), batch_size)
     device_type = order.device.type
     for i in tqdm(batches, desc=progress, disable=progress is None, leave=False):
-        idx = distributed.shard(order[i : i + batch_size])  # this rank's share of the batch
+        batch = order[i : i + batch_size]
+        idx = distributed.shard(batch)  # this rank's share of the batch
         cat, num, y = categorical[idx], numerical[idx], labels[idx]
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             probs = model(cat, num)
@@ -201,11 +207,11 @@ def train_epoch(
         if loss_weights is not None:
             with torch.no_grad():
                 weights = loss_weights(cat, num, probs.detach(), y)
-        loss = weighted_bce(probs, y, weights)
+        loss = weighted_bce(probs, y, weights, len(batch))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total_loss += loss.detach() * len(idx)
+        total_loss += loss.detach() * (len(batch) / distributed.world_size())
     return distributed.all_reduce_sum(total_loss)
 
 

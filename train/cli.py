@@ -16,7 +16,10 @@ name (``RMTLConfig.critic.embed_dim`` is ``--critic-embed-dim``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import os
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import jobs
+from agents import distributed
 from agents.checkpoint import CheckpointError
 from agents.models import ModelConfig
 from agents.pipeline import DataConfig
@@ -190,7 +194,19 @@ def common_configs(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
 def run_job(script: str, args: argparse.Namespace, job: Callable[[Path, Any], Mapping]) -> int:
     """``job(run folder, jobs.Job)`` with the common flags' data, seed, device and progress;
-    prints the test table."""
-    spec = jobs.Job(args.data, args.seed, args.device, progress=not args.no_progress)
+    prints the test table. Under ``torchrun`` rank 0 alone prints and shows bars, and the run
+    folder must be given (``--run-dir``): a default one is stamped with each rank's clock."""
+    main = distributed.launched_rank() == 0
+    if args.run_dir is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SystemExit("error: under torchrun give every rank the same --run-dir")
+    spec = jobs.Job(args.data, args.seed, args.device, progress=main and not args.no_progress)
     folder = args.run_dir or default_run_dir(script, args.data.dataset, args.seed)
-    return report(lambda: job(folder, spec), folder, f"{args.data.dataset}, seed {args.seed}")
+    title = f"{args.data.dataset}, seed {args.seed}"
+    try:
+        with (
+            open(os.devnull, "w") as sink,
+            contextlib.redirect_stdout(sys.stdout if main else sink),
+        ):
+            return report(lambda: job(folder, spec), folder, title)
+    finally:
+        distributed.shutdown()

@@ -3,11 +3,16 @@ the ``agents.pipeline`` stages: supervised baselines, RMTL, and D-PLE.
 
 A job's configuration is validated before its folder is opened; each stage resumes from the
 folder when its outputs load; plots come before ``metrics.json``, which is written last.
+
+Baselines and RMTL also run data-parallel under ``torchrun --nproc_per_node=N`` (each stage's
+training shards every batch over the ranks; rank 0 writes the folder, see ``run_folder``);
+D-PLE runs in one process (stable-baselines3 has no data-parallel DDPG).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 import plots
-from agents import pipeline
+from agents import distributed, pipeline
 from agents.checkpoint import check_fits, load_critic, load_model, save_critic, save_model
 from agents.dple import DPLEConfig
 from agents.models import ModelConfig, MultiTaskModel
@@ -24,7 +29,6 @@ from agents.pipeline import DataConfig, Splits
 from agents.rmtl import PRESETS, RMTLAgent, RMTLConfig
 from agents.runtime import flush_denormals, resolve_device
 from agents.trainer import TrainConfig, predict
-from rmtl_env.data.io import atomic_write_bytes
 from run_folder import RunFolder
 
 
@@ -42,10 +46,14 @@ class Job:
     def open(self, folder: Path, name: str, **configs: object) -> tuple[RunFolder, Splits, str]:
         """The data, the torch device and the opened run folder: ``config.json`` is written only
         once the data loads and every checkpoint passed in (``backbone_checkpoint``,
-        ``critics_from``) is readable and fits the data."""
+        ``critics_from``) is readable and fits the data. Under ``torchrun`` this starts the
+        process group; rank 0 prepares (and caches) the data before the other ranks load it."""
         flush_denormals()  # saturated outputs would otherwise slow CPU math up to ~190x
-        device = str(resolve_device(self.device))
-        splits = pipeline.load_splits(self.data)
+        device = distributed.local_device(resolve_device(self.device))
+        distributed.init_from_env(device)
+        device = str(device)
+        with distributed.main_first():
+            splits = pipeline.load_splits(self.data)
         for key, load in (("backbone_checkpoint", load_model), ("critics_from", load_critic)):
             if configs.get(key) is not None:
                 check_fits(load(configs[key]), splits.dataset, configs[key])
@@ -95,8 +103,8 @@ def run_baselines(
         results.update(pipeline.evaluate({name: backbone.eval()}, splits.test, oracle=False))
     results.update(pipeline.evaluate({}, splits.test))  # the oracle row, where there is one
     rows = [{"model": name, **h} for name, hist in histories.items() for h in hist]
-    atomic_write_bytes(run.path / "history.csv", pd.DataFrame(rows).to_csv(index=False).encode())
-    if job.plots:
+    run.write_file("history.csv", pd.DataFrame(rows).to_csv(index=False).encode())
+    if job.plots and run.writer:
         plots.plot_learning_curves(histories, run.path / "learning_curves.png")
     run.write_metrics(results, training=summary)
     return results
@@ -128,8 +136,8 @@ def run_rmtl(
     print("Stage wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in run.stage_seconds.items()))
     if critics.get("history"):
         frame = pd.DataFrame(critics["history"])
-        atomic_write_bytes(run.path / "critic_history.csv", frame.to_csv(index=False).encode())
-    if job.plots:
+        run.write_file("critic_history.csv", frame.to_csv(index=False).encode())
+    if job.plots and run.writer:
         _rmtl_plots(run.path, splits.tasks, backbone, pretrain, critics, polish, weights, results)
     run.write_metrics(
         results, stage_seconds=run.stage_seconds,
@@ -235,7 +243,13 @@ def run_dple(
     from_scratch: bool = False,
 ) -> dict:
     """D-PLE into one run folder: the pretrained backbone (trained here unless
-    ``backbone_checkpoint`` or ``from_scratch``), both D-PLE phases, evaluation."""
+    ``backbone_checkpoint`` or ``from_scratch``), both D-PLE phases, evaluation. One process
+    only."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SystemExit(
+            "error: D-PLE runs in one process (stable-baselines3's DDPG is not data-parallel); "
+            "run train/dple_sb3.py without torchrun"
+        )
     run, splits, device = job.open(
         folder, "dple", backbone=backbone, backbone_checkpoint=backbone_checkpoint,
         from_scratch=from_scratch, model=model, train=train, dple=dple,

@@ -6,6 +6,10 @@ run starts), ``stages/<name>.json`` (one per finished stage), ``checkpoints/``, 
 Running again into the same folder resumes it: a stage counts as done only if its record exists
 and its outputs load, and once a stage is redone every later stage is redone too. Every write is
 atomic (write, then rename).
+
+Under ``torchrun`` every rank runs every stage (``agents.distributed``), but only rank 0 writes
+the folder and decides whether a stage resumes; the others follow its decision and load what it
+wrote.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import TypeVar
 
 import torch
 
+from agents import distributed
 from agents.runtime import denormals_flushed
 from rmtl_env.data.io import atomic_write_bytes
 from tables import metrics_frame
@@ -120,6 +125,7 @@ class RunFolder:
         self.stage_seconds: dict[str, float] = {}
         self.redoing = False  # a stage ran this time: every later stage is stale
         self.started = time.perf_counter()
+        self.writer = distributed.is_main()  # rank 0 (or the only process) writes the folder
 
     @property
     def finished(self) -> bool:
@@ -129,7 +135,12 @@ class RunFolder:
         return self.path / "checkpoints" / name
 
     def open(self) -> RunFolder:
-        """Write ``config.json``, or check that the folder's run has the same configuration."""
+        """Write ``config.json``, or check that the folder's run has the same configuration
+        (rank 0 does; every rank raises its ``DifferentConfig``)."""
+        distributed.from_main(self._open)
+        return self
+
+    def _open(self) -> None:
         if self.path.exists() and not self.path.is_dir():
             raise DifferentConfig(f"run folder {self.path} is a file; choose a folder")
         previous, record = self.path / "config.json", {"environment": environment_info()}
@@ -147,22 +158,28 @@ class RunFolder:
             record = {"environment": first, "resumed": [*resumed, environment_info()]}
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(previous, {**self.config, **record})
-        return self
 
     def resume(self, name: str, load: Callable[[], T]) -> tuple[dict, T] | None:
         """``(record, outputs)`` of stage ``name`` if it finished before and ``load()`` reads its
-        outputs back; None if it has to run."""
-        path = self.path / "stages" / f"{name}.json"
-        if self.redoing or not path.is_file():
+        outputs back; None if it has to run. Rank 0 decides; the other ranks then load."""
+        loaded: list[T] = []
+
+        def finished_record() -> dict | None:
+            path = self.path / "stages" / f"{name}.json"
+            if self.redoing or not path.is_file():
+                return None
+            try:
+                loaded.append(load())
+            except Exception as exc:  # any unreadable output (truncated, garbage, missing): redo
+                print(f"[{name}] finished before, but its output does not load ({exc}); "
+                      "running it again")  # fmt: skip
+                return None
+            return read_json(path)
+
+        record = distributed.from_main(finished_record)
+        if record is None:
             return None
-        try:
-            outputs = load()
-        except Exception as exc:  # any unreadable output (truncated, garbage, missing) is redone
-            print(
-                f"[{name}] finished before, but its output does not load ({exc}); running it again"
-            )
-            return None
-        record = read_json(path)
+        outputs = loaded[0] if loaded else load()
         self.stage_seconds[name] = record.get("seconds", 0.0)
         print(f"[{name}] already finished in this run folder; reusing it")
         return record, outputs
@@ -172,7 +189,9 @@ class RunFolder:
         self.stage_seconds[name] = time.perf_counter() - started
         self.redoing = True
         record = {"seconds": self.stage_seconds[name], **record}
-        write_json(self.path / "stages" / f"{name}.json", record)
+        if self.writer:
+            write_json(self.path / "stages" / f"{name}.json", record)
+        distributed.barrier()  # rank 0's outputs of the stage exist before any rank loads them
         print(f"[{name}] done in {self.stage_seconds[name]:.1f} s")
         return json_roundtrip(record)
 
@@ -186,9 +205,16 @@ class RunFolder:
         record = run()
         return self.finish(name, started, **record), load()
 
+    def write_file(self, name: str, data: bytes) -> None:
+        """``data`` into ``name`` in the folder (atomically; rank 0 only)."""
+        if self.writer:
+            atomic_write_bytes(self.path / name, data)
+
     def write_metrics(self, results: Mapping[str, Mapping], **extra: object) -> None:
         """The last write of a run: ``metrics.csv`` (one row per method and task), then
         ``metrics.json`` (results, ``extra``, this invocation's wall time)."""
+        if not self.writer:
+            return
         csv = metrics_frame(results).to_csv(index=False, float_format="%.6f")
         atomic_write_bytes(self.path / "metrics.csv", csv.encode())
         seconds = time.perf_counter() - self.started
