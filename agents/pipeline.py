@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import gymnasium as gym
@@ -33,8 +33,9 @@ from agents.models import ModelConfig, MultiTaskModel, build_model
 from agents.replay import build_replay
 from agents.rmtl import PRESETS, CriticTrainingResult, RMTLAgent, RMTLConfig
 from agents.runtime import seed_everything
-from agents.trainer import TrainConfig, TrainResult, model_device, predict, train_model
-from rmtl_env.data import SessionDataset, SplitData, load_dataset
+from agents.trainer import Split, TrainConfig, TrainResult, model_device, predict, train_model
+from rmtl_env.data import SessionDataset, StreamedDataset, load_dataset
+from rmtl_env.data.stream import BUFFER_ROWS
 from rmtl_env.data.synthetic.common import SCALES
 from rmtl_env.metrics import oracle_metrics, task_metrics
 
@@ -53,6 +54,10 @@ class DataConfig:
         data_seed: seed of the synthetic twin (the same data for every model seed).
         data_dir: folder of the raw files (real datasets).
         roles: the column-role JSON file of an own log (``rmtl_env.data.ColumnRoles``).
+        stream: read the splits from the processed Parquet file block by block instead of into
+            memory (``rmtl_env.data.stream``), for data larger than memory; training then
+            shuffles blocks, pooled and permuted in buffers of ``buffer_rows`` rows.
+        buffer_rows: the shuffle buffer of a streamed run (rows).
         refresh: rebuild the processed dataset from the raw files even if it is cached (e.g.
             after a cache file was damaged); not part of a run's configuration.
     """
@@ -62,24 +67,38 @@ class DataConfig:
     data_seed: int = 0
     data_dir: str | None = None
     roles: str | None = None
+    stream: bool = False
+    buffer_rows: int = BUFFER_ROWS
     refresh: bool = False
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:
             raise ValueError(f"scale must be one of {list(SCALES)}, got {self.scale!r}")
+        if self.buffer_rows < 1:
+            raise ValueError(f"buffer_rows must be >= 1, got {self.buffer_rows}")
+
+    def run_config(self) -> dict:
+        """The fields that define a run's data (``refresh`` does not; ``buffer_rows`` only for a
+        streamed run, so an in-memory run's configuration is as before streaming existed)."""
+        skip = {"refresh"} | (set() if self.stream else {"stream", "buffer_rows"})
+        return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
 @dataclass(frozen=True)
 class Splits:
-    """A processed dataset and its three splits."""
+    """A processed dataset and its three splits (in memory, or streamed)."""
 
-    dataset: SessionDataset
-    train: SplitData
-    val: SplitData
-    test: SplitData
+    dataset: SessionDataset | StreamedDataset
+    train: Split
+    val: Split
+    test: Split
+
+    @property
+    def streamed(self) -> bool:
+        return isinstance(self.dataset, StreamedDataset)
 
     @classmethod
-    def of(cls, dataset: SessionDataset) -> Splits:
+    def of(cls, dataset: SessionDataset | StreamedDataset) -> Splits:
         """The splits of a loaded dataset (e.g. an own log from ``load_dataset(path, roles=)``)."""
         return cls(dataset, *(dataset.split(name) for name in ("train", "val", "test")))
 
@@ -101,8 +120,11 @@ def load_splits(config: DataConfig = DataConfig()) -> Splits:
     if config.roles is not None:
         params["roles"] = config.roles
     dataset = load_dataset(
-        config.dataset, data_dir=config.data_dir, refresh=config.refresh, **params
-    )
+        config.dataset, data_dir=config.data_dir, refresh=config.refresh, stream=config.stream,
+        **params,
+    )  # fmt: skip
+    if config.stream:
+        dataset.buffer_rows = config.buffer_rows
     return Splits.of(dataset)
 
 
@@ -154,7 +176,7 @@ class Critics:
 
 def learn_critics(
     backbone: MultiTaskModel,
-    train: SplitData,
+    train: Split,
     config: RMTLConfig = PRESETS["paper"],
     seed: int = 0,
     progress: bool = False,
@@ -250,6 +272,9 @@ def train_dple(
     """D-PLE on stock SB3 DDPG: the actor starts from ``backbone_checkpoint`` (the pretrained
     PLE; a fresh ``backbone`` without one); critic phase with the actor frozen, then the actor
     phase online on ``SessionRecEnv-v0`` (``agents.dple``)."""
+    if splits.streamed:
+        raise ValueError("D-PLE steps SessionRecEnv, which holds its split in memory: "
+                         "load the data without stream=True")  # fmt: skip
     env = gym.make("SessionRecEnv-v0", dataset=splits.dataset, split="train")
     seed_everything(seed)
     sb3 = make_dple(
@@ -264,7 +289,7 @@ def train_dple(
 
 def evaluate(
     models: Mapping[str, MultiTaskModel],
-    data: SplitData,
+    data: Split,
     oracle: bool = True,
     predictions: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Metrics]:

@@ -29,9 +29,8 @@ from tqdm.auto import tqdm
 from agents import distributed
 from agents.critic import CriticConfig, MultiCritic
 from agents.models import MultiTaskModel
-from agents.replay import Replay
-from agents.trainer import LossWeights, map_batches, model_device
-from rmtl_env.data.dataset import SplitData
+from agents.replay import Replay, StreamedReplay, TransitionBatch
+from agents.trainer import LossWeights, Split, map_split, model_device
 
 WeightVariant = Literal["rmtl", "cw", "wl", "nlc"]
 WEIGHT_VARIANTS: tuple[str, ...] = get_args(WeightVariant)
@@ -243,45 +242,41 @@ class RMTLAgent:
         self.critic_network: torch.nn.Module = self.critic
         self.actor_network: torch.nn.Module = self.actor
 
-    def critic_step(
-        self, replay: Replay, idx: torch.Tensor, batch_rows: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One TD step on rows ``idx``; returns per-task TD loss and mean Q, ``[K]`` each.
-        ``batch_rows``: the global batch's size when ``idx`` is this rank's share of it
-        (``distributed.batch_mean``)."""
-        rows = batch_rows or len(idx)
-        t = replay.tensors
+    def critic_step(self, batch: TransitionBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """One TD step on a minibatch (this rank's share of it under torch.distributed);
+        returns the minibatch's per-task TD loss and mean Q, ``[K]`` each."""
         with torch.no_grad():
             if self.config.actor_update:
-                next_action = self.actor_target(t.next_categorical[idx], t.next_numerical[idx])
+                next_action = self.actor_target(batch.next_categorical, batch.next_numerical)
             else:
-                next_action = replay.next_action[idx]  # frozen actor: computed once in build_replay
-            next_q = self.critic_target(t.next_categorical[idx], t.next_numerical[idx], next_action)
-            y = td_target(t.rewards[idx], t.terminated[idx], next_q, self.config.gamma)
-        q = self.critic_network(t.categorical[idx], t.numerical[idx], t.action[idx])
-        td_loss = distributed.batch_mean((q - y) ** 2, rows)  # [K]
+                next_action = batch.next_action  # frozen actor: computed once in build_replay
+            next_q = self.critic_target(batch.next_categorical, batch.next_numerical, next_action)
+            y = td_target(batch.rewards, batch.terminated, next_q, self.config.gamma)
+        q = self.critic_network(batch.categorical, batch.numerical, batch.action)
+        td_loss = distributed.batch_mean((q - y) ** 2, batch.rows)  # [K]
         self.critic_optimizer.zero_grad(set_to_none=True)
         td_loss.sum().backward()
         self.critic_optimizer.step()
-        return td_loss.detach(), distributed.batch_mean(q.detach(), rows)
+        return td_loss.detach(), distributed.batch_mean(q.detach(), batch.rows)
 
-    def actor_step(self, replay: Replay, idx: torch.Tensor, batch_rows: int | None = None) -> None:
-        """The paper's DDPG actor step: ascend ``sum_k Q_k(s, pi_k(s))`` with the critics fixed
-        (``batch_rows`` as in ``critic_step``)."""
-        t = replay.tensors
+    def actor_step(self, batch: TransitionBatch) -> None:
+        """The paper's DDPG actor step: ascend ``sum_k Q_k(s, pi_k(s))`` with the critics fixed."""
         # The critics are fixed here: their own forward (not DDP's), and no gradients for them.
         self.critic.eval().requires_grad_(False)
         self.actor.train()
-        actions = self.actor_network(t.categorical[idx], t.numerical[idx])
-        q = self.critic(t.categorical[idx], t.numerical[idx], actions).sum(1)
-        loss = -distributed.batch_mean(q, batch_rows or len(idx))
+        actions = self.actor_network(batch.categorical, batch.numerical)
+        q = self.critic(batch.categorical, batch.numerical, actions).sum(1)
+        loss = -distributed.batch_mean(q, batch.rows)
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.actor_optimizer.step()
         self.critic.train().requires_grad_(True)
 
     def train_critics(
-        self, replay: Replay, progress: bool = True, on_epoch: Callable[[dict], None] | None = None
+        self,
+        replay: Replay | StreamedReplay,
+        progress: bool = True,
+        on_epoch: Callable[[dict], None] | None = None,
     ) -> CriticTrainingResult:
         """Train the critics on ``replay`` until convergence (or a fixed number of epochs).
 
@@ -292,7 +287,8 @@ class RMTLAgent:
         fixed = config.critic_epochs
         epochs = fixed or config.critic_max_epochs
         stopper = ConvergenceStopper(config.stop_rel_tol, config.stop_patience)
-        generator = torch.Generator().manual_seed(config.seed)
+        generator = torch.Generator().manual_seed(config.seed)  # in-memory replay's order
+        rng = np.random.default_rng(config.seed)  # a streamed replay's block shuffling
         history: list[dict[str, float]] = []
         converged, start = False, time.perf_counter()
         if not config.actor_update:
@@ -305,21 +301,20 @@ class RMTLAgent:
         bar = tqdm(range(1, epochs + 1), desc="critics", disable=not progress)
         for epoch in bar:
             self.critic.train()
-            order = torch.randperm(len(replay), generator=generator).to(self.device)
+            streamed = isinstance(replay, StreamedReplay)
+            batches = replay.minibatches(config.critic_batch_size, rng if streamed else generator)
             td_sum = torch.zeros(self.critic.num_tasks, device=self.device)
             q_sum = torch.zeros(self.critic.num_tasks, device=self.device)
-            for i in range(0, len(replay), config.critic_batch_size):
-                batch = order[i : i + config.critic_batch_size]
-                idx = distributed.shard(batch)  # this rank's share of the global batch
-                td_loss, mean_q = self.critic_step(replay, idx, len(batch))
+            for batch in batches:
+                td_loss, mean_q = self.critic_step(batch)
                 if config.actor_update:
-                    self.actor_step(replay, idx, len(batch))
+                    self.actor_step(batch)
                 self.steps += 1
                 if self.steps % config.target_update_interval == 0:
                     soft_update(self.critic_target, self.critic, config.tau)
                     if config.actor_update:
                         soft_update(self.actor_target, self.actor, config.tau)
-                share = len(batch) / distributed.world_size()  # this rank's weight in the sum
+                share = batch.rows / distributed.world_size()  # this rank's weight in the sum
                 td_sum += td_loss * share
                 q_sum += mean_q * share
             td_sum, q_sum = distributed.all_reduce_sum(td_sum), distributed.all_reduce_sum(q_sum)
@@ -351,19 +346,16 @@ class RMTLAgent:
 
         return weights
 
-    def q_values(self, data: SplitData, actions: np.ndarray, batch_size: int = 16384) -> np.ndarray:
+    def q_values(self, data: Split, actions: np.ndarray, batch_size: int = 16384) -> np.ndarray:
         """``Q_k(s, a_k)`` for every row of ``data`` at ``actions`` ``[n, K]``."""
         self.critic.eval()
         actions = np.asarray(actions, dtype=np.float32)
-        return map_batches(
-            self.critic, self.device, batch_size, data.categorical, data.numerical, actions
-        )
+        return map_split(self.critic, self.device, batch_size, data, actions)
 
     def polish_weights_on(
-        self, data: SplitData, probs: np.ndarray, batch_size: int = 16384
+        self, data: Split, probs: np.ndarray, batch_size: int = 16384
     ) -> np.ndarray:
         """The polish loss weights ``[n, K]`` of every row of ``data`` at predictions ``probs``,
         batch by batch as in training (so ``normalize_weights`` normalises per batch)."""
         probs = np.asarray(probs, dtype=np.float32)
-        arrays = (data.categorical, data.numerical, probs, data.labels)
-        return map_batches(self.polish_weights(), self.device, batch_size, *arrays)
+        return map_split(self.polish_weights(), self.device, batch_size, data, probs, data.labels)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -23,7 +23,15 @@ from tqdm.auto import tqdm
 from agents import distributed
 from agents.models import MultiTaskModel
 from rmtl_env.data.dataset import SplitData
+from rmtl_env.data.stream import StreamedSplit
 from rmtl_env.metrics import task_metrics
+
+Split = SplitData | StreamedSplit
+"""A split in memory, or streamed from Parquet block by block (``rmtl_env.data.stream``)."""
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]
+"""``(categorical, numerical, labels)`` of this rank's share of a minibatch, and the global
+minibatch's row count."""
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -121,22 +129,47 @@ def map_batches(
     return torch.cat(out).numpy()
 
 
-def predict(model: MultiTaskModel, data: SplitData, batch_size: int = 16384) -> np.ndarray:
+def map_split(
+    fn: Callable[..., torch.Tensor],
+    device: torch.device | str,
+    batch_size: int,
+    data: Split,
+    *per_row: np.ndarray,
+) -> np.ndarray:
+    """``fn(categorical, numerical, *per_row)`` over every row of ``data`` in batches,
+    concatenated in row order; ``per_row`` are ``[n, ...]`` arrays aligned with ``data``'s rows.
+    Under torch.distributed each rank maps its rows (``rank::world``) and the results are
+    gathered, so every rank returns all rows."""
+    share = slice(distributed.rank(), None, distributed.world_size())  # all rows in one process
+    if isinstance(data, StreamedSplit):
+        parts = []
+        for rows in data.iter_rows():  # one block at a time
+            mine = rows.index % distributed.world_size() == distributed.rank()
+            extra = (a[rows.index[mine]] for a in per_row)
+            parts.append(map_batches(fn, device, batch_size, rows.categorical[mine],
+                                     rows.numerical[mine], *extra))  # fmt: skip
+        local = np.concatenate(parts)
+    else:
+        extra = (a[share] for a in per_row)
+        local = map_batches(
+            fn, device, batch_size, data.categorical[share], data.numerical[share], *extra
+        )
+    return distributed.gather_rows(local, len(data))  # every rank: all rows, in order
+
+
+def predict(model: MultiTaskModel, data: Split, batch_size: int = 16384) -> np.ndarray:
     """``[n, K]`` probabilities of ``model`` (in eval mode) for every row of ``data``."""
     if len(data) == 0:
         return np.zeros((0, model.num_tasks), np.float32)
     was_training = model.training
     model.eval()
-    rows = slice(distributed.rank(), None, distributed.world_size())  # all rows in one process
-    probs = map_batches(
-        model, model_device(model), batch_size, data.categorical[rows], data.numerical[rows]
-    )
+    probs = map_split(model, model_device(model), batch_size, data)
     model.train(was_training)
-    return distributed.gather_rows(probs, len(data))  # every rank: all rows, in order
+    return probs
 
 
 def evaluate(
-    model: MultiTaskModel, data: SplitData, batch_size: int = 16384
+    model: MultiTaskModel, data: Split, batch_size: int = 16384
 ) -> dict[str, dict[str, float]]:
     """The paper's metrics of ``model`` on ``data``: ``{task: {auc, logloss, s_logloss}}``."""
     return task_metrics(data.labels, predict(model, data, batch_size), data.session_id, data.tasks)
@@ -161,7 +194,7 @@ def weighted_bce(
     return distributed.batch_mean(losses, batch_rows or len(losses)).mean()
 
 
-def check_splits(model: MultiTaskModel, train: SplitData, val: SplitData) -> None:
+def check_splits(model: MultiTaskModel, train: Split, val: Split) -> None:
     """Both splits non-empty, with the same tasks as the model's outputs."""
     if train.tasks != val.tasks or len(train.tasks) != model.num_tasks:
         raise ValueError(
@@ -178,6 +211,33 @@ def check_splits(model: MultiTaskModel, train: SplitData, val: SplitData) -> Non
         )
 
 
+def memory_batches(
+    tensors: tuple[torch.Tensor, torch.Tensor, torch.Tensor], order: torch.Tensor, batch_size: int
+) -> Iterator[Batch]:
+    """Minibatches of the rows ``order`` of in-memory ``(categorical, numerical, labels)``."""
+    categorical, numerical, labels = tensors
+    for i in range(0, len(order), batch_size):
+        batch = order[i : i + batch_size]
+        idx = distributed.shard(batch)  # this rank's share of the batch
+        yield categorical[idx], numerical[idx], labels[idx], len(batch)
+
+
+def stream_batches(
+    data: StreamedSplit,
+    batch_size: int,
+    rng: np.random.Generator | None,
+    device: torch.device,
+) -> Iterator[Batch]:
+    """One epoch of block-shuffled minibatches of a streamed split (file order without
+    ``rng``), as tensors on ``device``; every rank reads the same rows and keeps its share."""
+    share = slice(distributed.rank(), None, distributed.world_size())
+    for rows in data.minibatches(batch_size, rng):
+        mine = rows.take(share)
+        yield (torch.as_tensor(mine.categorical, device=device),
+               torch.as_tensor(mine.numerical, device=device),
+               torch.as_tensor(mine.labels, device=device), len(rows))  # fmt: skip
+
+
 def train_epoch(
     model: MultiTaskModel,
     tensors: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
@@ -191,15 +251,28 @@ def train_epoch(
     """One pass over the rows ``order`` of ``(categorical, numerical, labels)`` in minibatches;
     returns the summed training loss (``progress``: the tqdm bar's label, None for no bar;
     ``precision``: ``TrainConfig.precision``)."""
-    categorical, numerical, labels = tensors
+    batches = memory_batches(tensors, order, batch_size)
+    total = -(-len(order) // batch_size)
+    return fit_batches(model, batches, optimizer, loss_weights, progress, precision, total)
+
+
+def fit_batches(
+    model: MultiTaskModel,
+    batches: Iterable[Batch],
+    optimizer: torch.optim.Optimizer,
+    loss_weights: LossWeights | None = None,
+    progress: str | None = None,
+    precision: str = "fp32",
+    total: int | None = None,
+) -> torch.Tensor:
+    """One optimiser step per minibatch of ``batches``; returns the summed training loss
+    (``total``: the number of batches, for the tqdm bar)."""
     model.train()
-    total_loss = torch.zeros((), device=order.device)
-    batches = range(0, len(order), batch_size)
-    device_type = order.device.type
-    for i in tqdm(batches, desc=progress, disable=progress is None, leave=False):
-        batch = order[i : i + batch_size]
-        idx = distributed.shard(batch)  # this rank's share of the batch
-        cat, num, y = categorical[idx], numerical[idx], labels[idx]
+    device = next(model.parameters()).device
+    total_loss = torch.zeros((), device=device)
+    device_type = device.type
+    bar = tqdm(batches, desc=progress, disable=progress is None, leave=False, total=total)
+    for cat, num, y, batch_rows in bar:
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             probs = model(cat, num)
         probs = probs.float()  # BCE in float32: bf16's 8-bit mantissa cannot hold log(1 - p)
@@ -207,18 +280,46 @@ def train_epoch(
         if loss_weights is not None:
             with torch.no_grad():
                 weights = loss_weights(cat, num, probs.detach(), y)
-        loss = weighted_bce(probs, y, weights, len(batch))
+        loss = weighted_bce(probs, y, weights, batch_rows)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total_loss += loss.detach() * (len(batch) / distributed.world_size())
+        total_loss += loss.detach() * (batch_rows / distributed.world_size())
     return distributed.all_reduce_sum(total_loss)
+
+
+class EpochBatches:
+    """Each epoch's minibatches of a training split, seeded by ``config.seed``: a fresh
+    permutation of the rows in memory (file order without ``config.shuffle``), or block
+    shuffling of a streamed split."""
+
+    def __init__(self, train: Split, config: TrainConfig, device: torch.device) -> None:
+        self.train, self.config, self.device = train, config, device
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.tensors = None if isinstance(train, StreamedSplit) else split_tensors(train, device)
+
+    def __len__(self) -> int:
+        return -(-len(self.train) // self.config.batch_size)
+
+    def next(self) -> Iterator[Batch]:
+        """The next epoch's minibatches."""
+        config, device = self.config, self.device
+        if self.tensors is None:
+            rng = self.rng if config.shuffle else None
+            return stream_batches(self.train, config.batch_size, rng, device)
+        order = (
+            torch.randperm(len(self.train), generator=self.generator).to(device)
+            if config.shuffle
+            else torch.arange(len(self.train), device=device)  # file order: session and time
+        )
+        return memory_batches(self.tensors, order, config.batch_size)
 
 
 def train_model(
     model: MultiTaskModel,
-    train: SplitData,
-    val: SplitData,
+    train: Split,
+    val: Split,
     config: TrainConfig | None = None,
     loss_weights: LossWeights | None = None,
     progress: bool = True,
@@ -227,12 +328,12 @@ def train_model(
     """Train ``model`` (on its device) in place on ``train``, early-stopping on the mean AUC over
     tasks of ``val``; restores the best epoch's weights. ``loss_weights``: optional per-sample,
     per-task weights (``LossWeights``), RMTL's polish; ``progress``: a tqdm bar per epoch labelled
-    ``description``."""
+    ``description``. Either split may be streamed (``StreamedSplit``): its rows are then read
+    block by block and block-shuffled (``rmtl_env.data.stream``)."""
     config = config or TrainConfig()
     check_splits(model, train, val)
     device = model_device(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    generator = torch.Generator().manual_seed(config.seed)
     best_auc, best_epoch, best_state, bad_epochs = -np.inf, 0, None, 0
     history: list[dict[str, float]] = []
     if config.keep_initial:
@@ -240,20 +341,14 @@ def train_model(
         best_state = copy.deepcopy(model.state_dict())
         history.append({"epoch": 0, "val_auc": best_auc})
     stopped_early = False
-    tensors = split_tensors(train, device)
+    epochs = EpochBatches(train, config, device)
     network = distributed.wrap(model)  # DDP under torchrun: every rank takes a share of a batch
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
-        order = (
-            torch.randperm(len(train), generator=generator).to(device)
-            if config.shuffle
-            else torch.arange(len(train), device=device)  # file order: session and time
-        )
         bar = f"{description} epoch {epoch}" if progress else None
-        total_loss = train_epoch(
-            network, tensors, order, optimizer, config.batch_size, loss_weights, bar,
-            config.precision,
-        )  # fmt: skip
+        total_loss = fit_batches(
+            network, epochs.next(), optimizer, loss_weights, bar, config.precision, len(epochs)
+        )
         val_metrics = evaluate(model, val, config.eval_batch_size)
         val_auc = mean_auc(val_metrics)
         scores = {f"val_{t}_{k}": v for t, m in val_metrics.items() for k, v in m.items()}

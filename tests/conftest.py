@@ -81,3 +81,22 @@ def run_readme_fixture():
 def readme_source_fixture():
     """``readme_source(heading, replacements)``: a README block's code (see ``readme_code``)."""
     return readme_code
+
+
+@pytest.fixture(scope="session")
+def kr_tiny_regrouped(tmp_path_factory: pytest.TempPathFactory):
+    """``(in memory, streamed)``: the tiny KuaiRand twin, and a copy of its processed folder whose
+    Parquet file has row groups of 333 rows, so that streaming reads 14 blocks, splits start
+    and end inside row groups and sessions cross block boundaries."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from rmtl_env.data import StreamedDataset, load_dataset
+
+    data = load_dataset("kuairand-synthetic", scale="tiny")
+    folder = tmp_path_factory.mktemp("regrouped") / "kuairand-tiny"
+    shutil.copytree(data.meta["path"], folder)
+    table = pq.read_table(folder / "impressions.parquet")
+    pq.write_table(table, folder / "impressions.parquet", row_group_size=333)
+    return data, StreamedDataset(folder, buffer_rows=700)

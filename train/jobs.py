@@ -57,7 +57,7 @@ class Job:
         for key, load in (("backbone_checkpoint", load_model), ("critics_from", load_critic)):
             if configs.get(key) is not None:
                 check_fits(load(configs[key]), splits.dataset, configs[key])
-        data = {k: v for k, v in asdict(self.data).items() if k != "refresh"}
+        data = self.data.run_config()
         config = {"job": name, **data, "seed": self.seed, **_plain(configs)}
         run = RunFolder(folder, config).open()
         print(f"{splits.describe()}, device {device}")

@@ -9,6 +9,7 @@ from rmtl_env.data.custom import ColumnRoles
 from rmtl_env.data.dataset import SPLITS, SessionDataset, SplitData, label_column, true_prob_column
 from rmtl_env.data.errors import DataFormatError, MissingRawFilesError
 from rmtl_env.data.processing import ProcessingConfig
+from rmtl_env.data.stream import StreamedDataset, StreamedSplit
 
 __all__ = [
     "CATALOG",
@@ -20,6 +21,8 @@ __all__ = [
     "ProcessingConfig",
     "SessionDataset",
     "SplitData",
+    "StreamedDataset",
+    "StreamedSplit",
     "cache_root",
     "label_column",
     "load_dataset",

@@ -32,6 +32,7 @@ from rmtl_env.data import custom, kuairand, retailrocket
 from rmtl_env.data.dataset import META_FILE, SessionDataset
 from rmtl_env.data.io import atomic_directory
 from rmtl_env.data.processing import ProcessingConfig, build_processed
+from rmtl_env.data.stream import StreamedDataset
 from rmtl_env.data.synthetic import twin_fraction
 from rmtl_env.data.synthetic.common import check_scale
 
@@ -96,8 +97,9 @@ def load_dataset(
     engine: str = "pandas",
     memory_limit: str = "4GB",
     threads: int = 2,
+    stream: bool = False,
     **params,
-) -> SessionDataset:
+) -> SessionDataset | StreamedDataset:
     """Load (building and caching on first use) a processed session dataset.
 
     Args:
@@ -109,6 +111,8 @@ def load_dataset(
         roles: column roles of a log file.
         engine: ``pandas`` (in memory) or ``duckdb`` (out of core, KuaiRand only: the same rows;
             ``memory_limit`` and ``threads`` are DuckDB's).
+        stream: return a ``StreamedDataset`` (its splits read from Parquet block by block,
+            ``rmtl_env.data.stream``) instead of loading the impressions into memory.
         **params: loader parameters (``RetailRocketConfig`` or ``KuaiRandConfig`` fields) and
             processing parameters (``split_ratios``, ``min_count``, ``share_threshold``).
     """
@@ -116,9 +120,9 @@ def load_dataset(
     if str(name) not in CATALOG:
         if (path / META_FILE).is_file():
             _reject(params, str(name), [])
-            return SessionDataset.load(path)
+            return StreamedDataset(path) if stream else SessionDataset.load(path)
         if path.is_file() and roles is not None:
-            return _load_custom(path, roles, refresh, params)
+            return _load_custom(path, roles, refresh, params, stream)
         raise ValueError(
             f"unknown dataset {str(name)!r}: expected one of {list(CATALOG)}, a processed dataset "
             f"folder (with {META_FILE}), or a CSV/Parquet log file together with roles=..."
@@ -171,9 +175,10 @@ def load_dataset(
         write = lambda folder: prepare_kuairand(  # noqa: E731
             files, config, processing, folder, name, memory_limit, threads
         )
-        dataset = _cached(name, key_source, refresh, None, write=write)
+        dataset = _cached(name, key_source, refresh, None, write=write, stream=stream)
     else:
-        dataset = _cached(name, key_source, refresh, lambda: build_processed(build(), processing))
+        build_all = lambda: build_processed(build(), processing)  # noqa: E731
+        dataset = _cached(name, key_source, refresh, build_all, stream=stream)
     if identity:
         dataset.meta["params"]["synthetic"] = identity
     return dataset
@@ -183,7 +188,7 @@ def _accepted(config_class: type) -> list[str]:
     return [f.name for f in fields(config_class)] + [f.name for f in fields(ProcessingConfig)]
 
 
-def _load_custom(path: Path, roles, refresh: bool, params: dict) -> SessionDataset:
+def _load_custom(path: Path, roles, refresh: bool, params: dict, stream: bool = False):
     if not isinstance(roles, custom.ColumnRoles):
         roles = custom.ColumnRoles.from_json(roles)
     processing, rest = _processing(params)
@@ -202,16 +207,17 @@ def _load_custom(path: Path, roles, refresh: bool, params: dict) -> SessionDatas
         "raw": _file_identity([path]),
     }
     build = lambda: build_processed(custom.build_impressions(path, roles, dataset_name), processing)  # noqa: E731
-    return _cached(dataset_name, key_source, refresh, build)
+    return _cached(dataset_name, key_source, refresh, build, stream=stream)
 
 
-def _cached(name: str, key_source: dict, refresh: bool, build, write=None) -> SessionDataset:
+def _cached(name: str, key_source: dict, refresh: bool, build, write=None, stream=False):
     """The cached dataset of ``key_source``, else ``build()`` (a ``SessionDataset``) saved, or
-    ``write(folder)`` (a preparation that writes the folder itself, returning its meta)."""
+    ``write(folder)`` (a preparation that writes the folder itself, returning its meta);
+    ``stream``: returned as a ``StreamedDataset``."""
     key = hashlib.sha256(json.dumps(key_source, sort_keys=True, default=str).encode()).hexdigest()
     folder = cache_root() / "processed" / f"{name}-{key[:16]}"
     if folder.is_dir() and not refresh:
-        dataset = SessionDataset.load(folder)
+        dataset = StreamedDataset(folder) if stream else SessionDataset.load(folder)
         dataset.meta["path"] = str(folder)
         return dataset
     _check_writable(folder.parent)  # before the build, which can take minutes
@@ -228,12 +234,13 @@ def _cached(name: str, key_source: dict, refresh: bool, build, write=None) -> Se
             meta["cache_key"] = key
             (staging / META_FILE).write_text(json.dumps(meta, indent=2))
             drop_stale()
-        dataset = SessionDataset.load(folder)
+        dataset = StreamedDataset(folder) if stream else SessionDataset.load(folder)
     else:
         dataset = build()
         dataset.meta["cache_key"] = key
         drop_stale()
         dataset.save(folder)
+        dataset = StreamedDataset(folder) if stream else dataset
     dataset.meta["path"] = str(folder)
     return dataset
 
