@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
@@ -36,6 +37,7 @@ from agents.runtime import seed_everything
 from agents.trainer import Split, TrainConfig, TrainResult, model_device, predict, train_model
 from rmtl_env.data import SessionDataset, StreamedDataset, load_dataset
 from rmtl_env.data.stream import BUFFER_ROWS
+from rmtl_env.data.synthetic import twin_fraction
 from rmtl_env.data.synthetic.common import SCALES
 from rmtl_env.metrics import oracle_metrics, task_metrics
 
@@ -50,10 +52,13 @@ class DataConfig:
     Attributes:
         dataset: catalog name (retailrocket, kuairand-1k, *-synthetic), a processed folder or an
             own-log file.
-        scale: synthetic twin size: tiny, small or full.
+        scale: synthetic twin size: tiny, small or full; for the 27K twin a fraction of the
+            full size (``1/20``).
         data_seed: seed of the synthetic twin (the same data for every model seed).
         data_dir: folder of the raw files (real datasets).
         roles: the column-role JSON file of an own log (``rmtl_env.data.ColumnRoles``).
+        engine: how a KuaiRand dataset is prepared on first use: ``pandas`` (in memory) or
+            ``duckdb`` (out of core, the ``scale`` extra; ``rmtl_env.data.outofcore``).
         stream: read the splits from the processed Parquet file block by block instead of into
             memory (``rmtl_env.data.stream``), for data larger than memory; training then
             shuffles blocks, pooled and permuted in buffers of ``buffer_rows`` rows.
@@ -67,20 +72,27 @@ class DataConfig:
     data_seed: int = 0
     data_dir: str | None = None
     roles: str | None = None
+    engine: Literal["pandas", "duckdb"] = "pandas"
     stream: bool = False
     buffer_rows: int = BUFFER_ROWS
     refresh: bool = False
 
     def __post_init__(self) -> None:
-        if self.scale not in SCALES:
+        if "27k" in self.dataset:
+            twin_fraction(self.scale)  # a fraction of the full 27K size, "1/20" or 0.05
+        elif self.scale not in SCALES:
             raise ValueError(f"scale must be one of {list(SCALES)}, got {self.scale!r}")
+        if self.engine not in ("pandas", "duckdb"):
+            raise ValueError(f"engine must be 'pandas' or 'duckdb', got {self.engine!r}")
         if self.buffer_rows < 1:
             raise ValueError(f"buffer_rows must be >= 1, got {self.buffer_rows}")
 
     def run_config(self) -> dict:
-        """The fields that define a run's data (``refresh`` does not; ``buffer_rows`` only for a
-        streamed run, so an in-memory run's configuration is as before streaming existed)."""
+        """The fields that define a run's data: not ``refresh``; ``engine``, ``stream`` and
+        ``buffer_rows`` only where they differ from the in-memory defaults, so that a default
+        run's configuration is the one it was before they existed."""
         skip = {"refresh"} | (set() if self.stream else {"stream", "buffer_rows"})
+        skip |= {"engine"} if self.engine == "pandas" else set()
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
@@ -119,6 +131,8 @@ def load_splits(config: DataConfig = DataConfig()) -> Splits:
     params = {"scale": config.scale, "seed": config.data_seed} if synthetic else {}
     if config.roles is not None:
         params["roles"] = config.roles
+    if config.engine != "pandas":
+        params["engine"] = config.engine
     dataset = load_dataset(
         config.dataset, data_dir=config.data_dir, refresh=config.refresh, stream=config.stream,
         **params,

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from agents import distributed
 from agents.models import MultiTaskModel
 from rmtl_env.data.dataset import SplitData
-from rmtl_env.data.stream import StreamedSplit
+from rmtl_env.data.stream import StreamedSplit, pooled
 from rmtl_env.metrics import task_metrics
 
 Split = SplitData | StreamedSplit
@@ -142,13 +142,20 @@ def map_split(
     gathered, so every rank returns all rows."""
     share = slice(distributed.rank(), None, distributed.world_size())  # all rows in one process
     if isinstance(data, StreamedSplit):
-        parts = []
-        for rows in data.iter_rows():  # one block at a time
-            mine = rows.index % distributed.world_size() == distributed.rank()
-            extra = (a[rows.index[mine]] for a in per_row)
-            parts.append(map_batches(fn, device, batch_size, rows.categorical[mine],
-                                     rows.numerical[mine], *extra))  # fmt: skip
-        local = np.concatenate(parts)
+
+        def mine() -> Iterator[dict[str, np.ndarray]]:  # this rank's rows, a block at a time
+            for rows in data.iter_rows():
+                own = rows.index % distributed.world_size() == distributed.rank()
+                arrays = [rows.categorical[own], rows.numerical[own],
+                          *(a[rows.index[own]] for a in per_row)]  # fmt: skip
+                yield {str(i): a for i, a in enumerate(arrays)}
+
+        # Pooled across blocks into the in-memory path's batches: the same float results.
+        parts = [
+            map_batches(fn, device, batch_size, *batch.values())
+            for batch in pooled(mine(), batch_size, None, batch_size)
+        ]
+        local = np.concatenate(parts) if parts else np.zeros((0,), np.float32)
     else:
         extra = (a[share] for a in per_row)
         local = map_batches(

@@ -37,6 +37,8 @@ def test_rmtl_ddpg(tmp_path: Path) -> None:
         assert line in done.stdout
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["rmtl"]["critic_epochs"] == 1 and config["rmtl"]["critic"]["embed_dim"] == 8
+    # An in-memory run records no streaming or engine keys: its configuration is as before.
+    assert not {"stream", "buffer_rows", "engine"} & set(config)
 
 
 def test_dple_sb3(tmp_path: Path) -> None:
@@ -45,3 +47,13 @@ def test_dple_sb3(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "d-ple" in done.stdout and "actor updates at lr 1e-06" in done.stdout
     assert set(pd.read_csv(tmp_path / "metrics.csv")["method"]) == {"ple", "d-ple", "oracle"}
+
+
+def test_rmtl_ddpg_streamed(tmp_path: Path) -> None:
+    done = run("rmtl_ddpg", *TINY, "--backbone", "esmm", "--critic-embed-dim", "8",
+               "--critic-batch-size", "512", "--critic-epochs", "1", "--stream",
+               "--buffer-rows", "1000", "--run-dir", str(tmp_path))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "rmtl-esmm" in done.stdout and "oracle" in done.stdout
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["stream"] is True and config["buffer_rows"] == 1000
