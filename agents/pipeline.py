@@ -63,6 +63,9 @@ class DataConfig:
             memory (``rmtl_env.data.stream``), for data larger than memory; training then
             shuffles blocks, pooled and permuted in buffers of ``buffer_rows`` rows.
         buffer_rows: the shuffle buffer of a streamed run (rows).
+        rank_shards: a streamed run under torchrun: each rank reads only its share of the
+            training blocks (1/N of the I/O) instead of every block and its share of each batch;
+            the global batches then mix rows differently than one process does.
         refresh: rebuild the processed dataset from the raw files even if it is cached (e.g.
             after a cache file was damaged); not part of a run's configuration.
     """
@@ -75,6 +78,7 @@ class DataConfig:
     engine: Literal["pandas", "duckdb"] = "pandas"
     stream: bool = False
     buffer_rows: int = BUFFER_ROWS
+    rank_shards: bool = False
     refresh: bool = False
 
     def __post_init__(self) -> None:
@@ -84,14 +88,17 @@ class DataConfig:
             raise ValueError(f"scale must be one of {list(SCALES)}, got {self.scale!r}")
         if self.engine not in ("pandas", "duckdb"):
             raise ValueError(f"engine must be 'pandas' or 'duckdb', got {self.engine!r}")
+        if self.rank_shards and not self.stream:
+            raise ValueError("rank_shards reads a streamed split's blocks: it needs stream=True")
         if self.buffer_rows < 1:
             raise ValueError(f"buffer_rows must be >= 1, got {self.buffer_rows}")
 
     def run_config(self) -> dict:
-        """The fields that define a run's data: not ``refresh``; ``engine``, ``stream`` and
-        ``buffer_rows`` only where they differ from the in-memory defaults, so that a default
+        """The fields that define a run's data: not ``refresh``; ``engine``, ``stream``,
+        ``buffer_rows`` and ``rank_shards`` only where they differ from the in-memory defaults, so that a default
         run's configuration is the one it was before they existed."""
         skip = {"refresh"} | (set() if self.stream else {"stream", "buffer_rows"})
+        skip |= set() if self.rank_shards else {"rank_shards"}
         skip |= {"engine"} if self.engine == "pandas" else set()
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
@@ -138,7 +145,7 @@ def load_splits(config: DataConfig = DataConfig()) -> Splits:
         **params,
     )  # fmt: skip
     if config.stream:
-        dataset.buffer_rows = config.buffer_rows
+        dataset.buffer_rows, dataset.rank_shards = config.buffer_rows, config.rank_shards
     return Splits.of(dataset)
 
 

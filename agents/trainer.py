@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from agents import distributed
 from agents.models import MultiTaskModel
 from rmtl_env.data.dataset import SplitData
-from rmtl_env.data.stream import StreamedSplit, pooled
+from rmtl_env.data.stream import Rows, StreamedSplit, pooled, rank_minibatches
 from rmtl_env.metrics import task_metrics
 
 Split = SplitData | StreamedSplit
@@ -236,13 +236,21 @@ def stream_batches(
     device: torch.device,
 ) -> Iterator[Batch]:
     """One epoch of block-shuffled minibatches of a streamed split (file order without
-    ``rng``), as tensors on ``device``; every rank reads the same rows and keeps its share."""
-    share = slice(distributed.rank(), None, distributed.world_size())
-    for rows in data.minibatches(batch_size, rng):
-        mine = rows.take(share)
-        yield (torch.as_tensor(mine.categorical, device=device),
-               torch.as_tensor(mine.numerical, device=device),
-               torch.as_tensor(mine.labels, device=device), len(rows))  # fmt: skip
+    ``rng``), as tensors on ``device``; under torch.distributed every rank reads every block and
+    keeps its share of each batch, or, with the dataset's ``rank_shards``, reads only its
+    blocks."""
+    if data.dataset.rank_shards and distributed.is_distributed():  # each rank its own blocks
+        read = lambda b: vars(data.read(data.blocks()[b]))  # noqa: E731
+        world = distributed.world_size()
+        shares = rank_minibatches(data, read, batch_size, rng, distributed.rank(), world)
+        mine = ((Rows(**rows), count) for rows, count in shares)
+    else:  # every rank reads every block and keeps its share of each batch
+        share = slice(distributed.rank(), None, distributed.world_size())
+        mine = ((rows.take(share), len(rows)) for rows in data.minibatches(batch_size, rng))
+    for rows, count in mine:
+        yield (torch.as_tensor(rows.categorical, device=device),
+               torch.as_tensor(rows.numerical, device=device),
+               torch.as_tensor(rows.labels, device=device), count)  # fmt: skip
 
 
 def train_epoch(

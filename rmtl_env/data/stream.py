@@ -19,7 +19,7 @@ with ``buffer_rows`` at least the split's size this is a full shuffle of the spl
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -109,6 +109,41 @@ def pooled(
         yield pending[0]
 
 
+def rank_minibatches(
+    data: StreamedSplit,
+    read: Callable[[int], dict[str, np.ndarray]],
+    batch_size: int,
+    rng: np.random.Generator | None,
+    rank: int,
+    world: int,
+) -> Iterator[tuple[dict[str, np.ndarray], int]]:
+    """One epoch in which each of ``world`` ranks reads only its blocks: every rank draws the
+    same block order from ``rng`` and reads blocks ``rank, rank + world, ...`` of it
+    (``read(block index)``), pooled and permuted with its own child of ``rng``, in local batches
+    of ``batch_size / world`` rows. Yields this rank's share of each global batch and the global
+    batch's row count; there are as many steps as the rank with the most rows needs, the
+    others taking empty shares at the end."""
+    if batch_size % world:
+        raise ValueError(
+            f"with rank shards the batch size ({batch_size}) must be a multiple of the "
+            f"{world} ranks"
+        )
+    local, blocks = batch_size // world, data.blocks()
+    order = np.arange(len(blocks)) if rng is None else rng.permutation(len(blocks))
+    own_rng = None if rng is None else rng.spawn(world)[rank]  # rng itself stays in step
+    rows = [sum(len(blocks[b]) for b in order[r::world]) for r in range(world)]
+    steps = max(-(-n // local) for n in rows)
+    parts = (read(b) for b in order[rank::world])
+    batches = pooled(parts, local, own_rng, data.dataset.buffer_rows)
+    empty = None
+    for step in range(steps):
+        batch = next(batches, None)
+        if batch is None:  # this rank has run out of rows: an empty share
+            empty = empty or {k: v[:0] for k, v in read(0).items()}
+            batch = empty
+        yield batch, sum(min(local, max(n - step * local, 0)) for n in rows)
+
+
 class StreamedSplit:
     """One split of a processed dataset, read from ``impressions.parquet`` block by block.
 
@@ -191,11 +226,15 @@ class StreamedSplit:
         batch_size: int,
         rng: np.random.Generator | None = None,
         buffer_rows: int | None = None,
+        order: np.ndarray | None = None,
     ) -> Iterator[Rows]:
         """One epoch of minibatches of ``batch_size`` rows (the last one smaller): in file order
         without ``rng``, else block-shuffled with buffers of about ``buffer_rows`` rows (default:
-        the dataset's)."""
-        order = np.arange(len(self._blocks)) if rng is None else rng.permutation(len(self._blocks))
+        the dataset's). ``order``: the blocks to read, in this order (e.g. one rank's share of
+        them), instead of a permutation of all blocks drawn from ``rng``."""
+        if order is None:
+            count = len(self._blocks)
+            order = np.arange(count) if rng is None else rng.permutation(count)
         parts = (vars(self.read(self._blocks[b])) for b in order)
         for batch in pooled(parts, batch_size, rng, buffer_rows or self.dataset.buffer_rows):
             yield Rows(**batch)
@@ -235,12 +274,17 @@ class StreamedSplit:
 
 class StreamedDataset:
     """A processed dataset folder described by its ``meta.json``; its splits are streamed,
-    training ones shuffled in buffers of ``buffer_rows`` rows."""
+    training ones shuffled in buffers of ``buffer_rows`` rows. ``rank_shards``: under
+    torch.distributed each rank reads only its share of the blocks while training
+    (``rank_minibatches``) instead of every block."""
 
-    def __init__(self, folder: str | Path, buffer_rows: int = BUFFER_ROWS) -> None:
+    def __init__(
+        self, folder: str | Path, buffer_rows: int = BUFFER_ROWS, rank_shards: bool = False
+    ) -> None:
         if buffer_rows < 1:
             raise ValueError(f"buffer_rows must be >= 1, got {buffer_rows}")
         self.folder, self.buffer_rows = Path(folder), int(buffer_rows)
+        self.rank_shards = bool(rank_shards)
         missing = [f for f in (IMPRESSIONS_FILE, META_FILE) if not (self.folder / f).is_file()]
         if missing:
             raise DataFormatError(f"{self.folder} is not a processed dataset: missing {missing}")

@@ -102,3 +102,26 @@ def test_missing_columns_and_bad_meta_are_named(kr_tiny_regrouped, tmp_path) -> 
         StreamedDataset(folder)
     with pytest.raises(ValueError, match="buffer_rows must be >= 1"):
         StreamedDataset(data.meta["path"], buffer_rows=0)
+
+
+def test_rank_shards_read_disjoint_blocks_in_step(kr_tiny_regrouped) -> None:
+    from rmtl_env.data.stream import rank_minibatches
+
+    _, streamed = kr_tiny_regrouped
+    split = streamed.split("train")
+    read = lambda b: vars(split.read(split.blocks()[b]))  # noqa: E731
+    world, seen, schedules, after = 3, [], [], []
+    for rank in range(world):
+        rng = np.random.default_rng(7)
+        shares = list(rank_minibatches(split, read, 300, rng, rank, world))
+        seen.append(np.concatenate([batch["index"] for batch, _ in shares]))
+        schedules.append([rows for _, rows in shares])
+        assert all(len(batch["index"]) <= 100 for batch, _ in shares)  # the local batch
+        after.append(rng.integers(1 << 30))
+    assert schedules[0] == schedules[1] == schedules[2]  # every rank takes the same steps
+    assert sum(schedules[0]) == len(split)
+    every = np.concatenate(seen)
+    assert np.array_equal(np.sort(every), np.arange(len(split)))  # each row on one rank, once
+    assert after[0] == after[1] == after[2]  # the shared generator stays in step
+    with pytest.raises(ValueError, match="multiple of the 3 ranks"):
+        next(rank_minibatches(split, read, 256, np.random.default_rng(0), 0, 3))
