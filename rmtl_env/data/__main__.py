@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         "--engine",
         default="pandas",
         choices=["pandas", "duckdb"],
-        help="duckdb: out of core (KuaiRand datasets; needs the scale extra), the same rows",
+        help="duckdb: out of core (RetailRocket and KuaiRand; needs the scale extra), the same rows",
     )
     prepare.add_argument("--memory-limit", default="4GB", help="DuckDB memory limit, e.g. 4GB")
     prepare.add_argument("--threads", type=int, default=2, help="DuckDB threads")

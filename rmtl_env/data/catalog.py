@@ -109,7 +109,7 @@ def load_dataset(
         seed: generator seed (synthetic twins only).
         refresh: rebuild even if a cached copy exists.
         roles: column roles of a log file.
-        engine: ``pandas`` (in memory) or ``duckdb`` (out of core, KuaiRand only: the same rows;
+        engine: ``pandas`` (in memory) or ``duckdb`` (out of core: the same rows;
             ``memory_limit`` and ``threads`` are DuckDB's).
         stream: return a ``StreamedDataset`` (its splits read from Parquet block by block,
             ``rmtl_env.data.stream``) instead of loading the impressions into memory.
@@ -117,6 +117,13 @@ def load_dataset(
             processing parameters (``split_ratios``, ``min_count``, ``share_threshold``).
     """
     path = Path(name)
+    if engine not in ("pandas", "duckdb"):
+        raise ValueError(f"engine must be 'pandas' or 'duckdb', got {engine!r}")
+    if str(name) not in CATALOG and engine != "pandas":
+        raise ValueError(
+            f"engine='duckdb' prepares the catalog's RetailRocket and KuaiRand datasets; "
+            f"{str(name)!r} is loaded with engine='pandas'"
+        )
     if str(name) not in CATALOG:
         if (path / META_FILE).is_file():
             _reject(params, str(name), [])
@@ -128,12 +135,6 @@ def load_dataset(
             f"folder (with {META_FILE}), or a CSV/Parquet log file together with roles=..."
         )
     name = str(name)
-    if engine not in ("pandas", "duckdb"):
-        raise ValueError(f"engine must be 'pandas' or 'duckdb', got {engine!r}")
-    if engine == "duckdb" and not name.startswith("kuairand"):
-        raise ValueError(
-            f"engine='duckdb' prepares the KuaiRand datasets; {name!r} uses engine='pandas'"
-        )
     processing, rest = _processing(params)
     if name.startswith("retailrocket"):
         loader_params, rest = _split_params(rest, retailrocket.RetailRocketConfig)
@@ -169,10 +170,13 @@ def load_dataset(
         "raw": identity or _file_identity(paths),
     }
     if engine == "duckdb":
-        from rmtl_env.data.outofcore import prepare_kuairand
+        if name.startswith("retailrocket"):
+            from rmtl_env.data.outofcore_retailrocket import prepare_retailrocket as prepare
+        else:
+            from rmtl_env.data.outofcore import prepare_kuairand as prepare
 
         key_source["engine"] = "duckdb"  # memory_limit and threads do not change the rows
-        write = lambda folder: prepare_kuairand(  # noqa: E731
+        write = lambda folder: prepare(  # noqa: E731
             files, config, processing, folder, name, memory_limit, threads
         )
         dataset = _cached(name, key_source, refresh, None, write=write, stream=stream)

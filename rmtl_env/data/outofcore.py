@@ -318,7 +318,9 @@ def _vocabularies(
         dims.append(len(vocab) + 1)
         frames.append(vocab)
     vocabulary = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return dims, vocabulary.astype({"id": np.int64, "train_count": np.int64})
+    # Text columns as the in-memory path types them, also when every field's vocabulary is empty.
+    types = {"field": "str", "value": "str", "id": np.int64, "train_count": np.int64}
+    return dims, vocabulary.astype(types)
 
 
 def _standardisation(con, numerical: list[str]) -> dict[str, dict]:

@@ -149,6 +149,8 @@ def hash_category_ids(values: pd.Series | np.ndarray, buckets: int) -> np.ndarra
     """``1 + SipHash(text of value) mod buckets`` per value; 0 where the value is missing. The
     same value gives the same id in every process and on every machine."""
     series = pd.Series(values)
+    if isinstance(series.dtype, pd.CategoricalDtype):  # RetailRocket's property columns
+        series = series.astype(object)
     missing = series.isna().to_numpy()
     text = pd.Index(series.where(~missing, "")).astype(str).to_numpy(dtype=object)
     hashed = pd.util.hash_array(text, categorize=True)

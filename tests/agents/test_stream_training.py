@@ -101,3 +101,12 @@ def test_dple_refuses_a_streamed_split(kr_tiny_regrouped) -> None:
     _, streamed = kr_tiny_regrouped
     with pytest.raises(ValueError, match="D-PLE steps SessionRecEnv"):
         train_dple(Splits.of(streamed))
+
+
+def test_rank_shards_need_a_streamed_run() -> None:
+    from agents.pipeline import DataConfig
+
+    with pytest.raises(ValueError, match="rank_shards reads a streamed split's blocks"):
+        DataConfig(rank_shards=True)
+    assert DataConfig(stream=True, rank_shards=True).run_config()["rank_shards"] is True
+    assert "rank_shards" not in DataConfig(stream=True).run_config()

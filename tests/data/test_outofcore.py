@@ -86,9 +86,10 @@ def test_bad_labels_name_the_file_and_column(tmp_path) -> None:
         prepare_kuairand(KuaiRandFiles.in_folder(folder), KuaiRandConfig(), ProcessingConfig(), out)
 
 
-def test_engine_duckdb_is_for_kuairand() -> None:
-    with pytest.raises(ValueError, match="engine='duckdb' prepares the KuaiRand datasets"):
-        load_dataset("retailrocket-synthetic", scale="tiny", engine="duckdb")
+def test_engine_duckdb_is_for_the_catalog_datasets(tmp_path) -> None:
+    folder = load_dataset("kuairand-synthetic", scale="tiny").meta["path"]
+    with pytest.raises(ValueError, match="engine='duckdb' prepares the catalog's RetailRocket"):
+        load_dataset(folder, engine="duckdb")
     with pytest.raises(ValueError, match="engine must be 'pandas' or 'duckdb'"):
         load_dataset("kuairand-synthetic", scale="tiny", engine="spark")
 

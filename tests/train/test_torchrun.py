@@ -79,6 +79,10 @@ def test_torchrun_two_ranks_match_one_process_and_resume(tmp_path: Path) -> None
         assert f"[{stage}] already finished in this run folder" in again.stdout
     assert split_metrics(two) == parallel
 
+    other = rmtl(*JOB, "--epochs", "3", "--run-dir", str(two), ranks=2)  # another configuration
+    assert other.returncode != 0  # every rank raises rank 0's decision; none waits in a collective
+    assert "holds a run with a different configuration" in other.stderr
+
 
 def test_torchrun_needs_one_run_folder_for_all_ranks() -> None:
     done = rmtl(*JOB, ranks=2)

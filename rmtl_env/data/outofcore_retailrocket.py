@@ -1,0 +1,354 @@
+"""RetailRocket prepared out of core with DuckDB: the same processed dataset as the in-memory path
+(``retailrocket.build_impressions`` + ``processing.build_processed``), through the same SQL
+steps as KuaiRand's (``rmtl_env.data.outofcore``: session numbering, temporal split,
+vocabularies, standardisation, the streamed Parquet writer).
+
+The RetailRocket steps in SQL: the events scan with its checks, removal of duplicate events,
+sessionising by inactivity gap over every event type (window functions), the labels (a later
+add-to-cart or transaction of the same item in the same session), the position of each view in
+its session, and the as-of joins of the item properties (``ASOF LEFT JOIN``: the latest snapshot
+at or before the view). Tie-breaks follow the in-memory path: events with equal (visitor, time)
+keep their file order; of property rows with equal (item, property, time) the last in file
+order is in force; duplicate rows count once, at their first occurrence.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from rmtl_env.data.dataset import FORMAT_VERSION, META_FILE, VOCABULARY_FILE, label_column
+from rmtl_env.data.errors import DataFormatError, MissingRawFilesError
+from rmtl_env.data.io import check_epoch_unit, file_digest
+from rmtl_env.data.outofcore import (
+    _check_truth,
+    _connect,
+    _quote,
+    _sessions,
+    _standardisation,
+    _vocabularies,
+    _write,
+)
+from rmtl_env.data.processing import ProcessingConfig
+from rmtl_env.data.retailrocket import (
+    CATEGORY_TREE_FILE,
+    EVENT_TYPES,
+    TASKS,
+    URL,
+    RetailRocketConfig,
+    RetailRocketFiles,
+    _config_dict,
+)
+
+NUMERICAL = ["log_position"]
+
+
+def _read_events(con, path: Path) -> dict:
+    """``events`` (checked, one row per distinct event at its first line ``ord``) and counts."""
+    import duckdb
+
+    types = "{'timestamp': 'BIGINT', 'visitorid': 'BIGINT', 'event': 'VARCHAR', " \
+            "'itemid': 'BIGINT', 'transactionid': 'DOUBLE'}"  # fmt: skip
+    if path.stat().st_size == 0:
+        raise DataFormatError(f"events file {path} is empty")
+    try:
+        con.execute(
+            "CREATE TABLE raw_events AS SELECT timestamp, visitorid, event, itemid, transactionid, "
+            f"row_number() OVER () AS line FROM read_csv(?, header = true, types = {types})",
+            [str(path)],
+        )
+    except duckdb.OutOfMemoryException:
+        raise
+    except duckdb.Error as exc:
+        raise DataFormatError(f"events file {path} cannot be read: {exc}") from None
+    read, empty = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE timestamp IS NULL OR visitorid IS NULL OR "
+        "event IS NULL OR itemid IS NULL) FROM raw_events"
+    ).fetchone()
+    if read == 0:
+        raise DataFormatError(f"events file {path} has no data rows")
+    if empty:
+        raise DataFormatError(f"events file {path}: {empty} row(s) have empty required values")
+    kinds = ", ".join(f"'{k}'" for k in EVENT_TYPES)
+    unknown = con.execute(
+        f"SELECT line, event FROM raw_events WHERE event NOT IN ({kinds}) ORDER BY line LIMIT 1"
+    ).fetchone()
+    if unknown:
+        raise DataFormatError(
+            f"events file {path}: column 'event' has value {unknown[1]!r} at data row "
+            f"{unknown[0]}; expected one of {list(EVENT_TYPES)}"
+        )
+    low, high = con.execute("SELECT min(timestamp), max(timestamp) FROM raw_events").fetchone()
+    check_epoch_unit(np.array([low, high]), "ms", f"events file {path}", "timestamp")
+    con.execute(
+        "CREATE TABLE events AS SELECT timestamp AS time_ms, visitorid AS user_id, event, itemid, "
+        "min(line) AS ord FROM raw_events GROUP BY ALL"
+    )
+    con.execute("DROP TABLE raw_events")
+    kept = con.execute("SELECT count(*) FROM events").fetchone()[0]
+    unsorted = con.execute("""
+        SELECT count(*) FROM (
+            SELECT user_id, time_ms, lag(user_id) OVER w AS u0, lag(time_ms) OVER w AS t0
+            FROM events WINDOW w AS (ORDER BY ord)
+        ) WHERE user_id < u0 OR (user_id = u0 AND time_ms < t0)
+    """).fetchone()[0]
+    return {"events_read": read, "duplicate_events_removed": read - kept,
+            "events_were_sorted": unsorted == 0}  # fmt: skip
+
+
+def _views(con, config: RetailRocketConfig) -> dict:
+    """``log``: one row per view with its visitor's session number, labels and position."""
+    if config.session_key == "gap":
+        gap = int(config.session_gap_minutes * 60_000)
+        session = (
+            "sum(new_session) OVER (PARTITION BY user_id ORDER BY time_ms, ord "
+            "ROWS UNBOUNDED PRECEDING)"
+        )
+        new = (
+            f"CASE WHEN lag(time_ms) OVER w IS NULL OR time_ms - lag(time_ms) OVER w > {gap} "
+            "THEN 1 ELSE 0 END"
+        )
+        con.execute(f"""
+            CREATE TABLE sessioned AS SELECT *, {session} AS user_session FROM (
+                SELECT *, {new} AS new_session FROM events
+                WINDOW w AS (PARTITION BY user_id ORDER BY time_ms, ord))
+        """)
+    else:  # one session per visitor, as the official code
+        con.execute("CREATE TABLE sessioned AS SELECT *, 0 AS user_session FROM events")
+    con.execute("DROP TABLE events")
+    con.execute("""
+        CREATE TABLE positives AS
+        SELECT user_id, user_session, itemid,
+               max(time_ms) FILTER (WHERE event IN ('addtocart', 'transaction')) AS last_click,
+               max(time_ms) FILTER (WHERE event = 'transaction') AS last_pay
+        FROM sessioned WHERE event <> 'view' GROUP BY ALL
+    """)
+    ctr, ctcvr = (_quote(label_column(t)) for t in TASKS)
+    con.execute(f"""
+        CREATE TABLE log AS
+        SELECT s.user_id, s.user_session, s.time_ms, s.itemid, s.ord,
+               coalesce(s.time_ms <= p.last_click, false)::TINYINT AS {ctr},
+               coalesce(s.time_ms <= p.last_pay, false)::TINYINT AS {ctcvr},
+               ln(1 + row_number() OVER (PARTITION BY s.user_id, s.user_session
+                                         ORDER BY s.time_ms, s.ord) - 1) AS log_position
+        FROM sessioned s LEFT JOIN positives p USING (user_id, user_session, itemid)
+        WHERE s.event = 'view'
+    """)
+    sessions, with_views, non_views = con.execute(
+        "SELECT count(DISTINCT (user_id, user_session)), "
+        "(SELECT count(DISTINCT (user_id, user_session)) FROM log), "
+        "count(*) FILTER (WHERE event <> 'view') FROM sessioned"
+    ).fetchone()
+    con.execute("DROP TABLE sessioned")
+    con.execute("DROP TABLE positives")
+    return {"sessions_without_views_dropped": sessions - with_views, "non_view_events": non_views}
+
+
+def _properties(con, files: RetailRocketFiles, wanted: tuple[str, ...]) -> dict:
+    """``props``: the wanted property rows, duplicates removed (first occurrence), one row per
+    (item, property, time): the last in file order."""
+    import duckdb
+
+    con.execute(
+        "CREATE TABLE raw_props (timestamp BIGINT, itemid BIGINT, property VARCHAR, "
+        "value VARCHAR, file_no INTEGER, line BIGINT)"
+    )
+    names = ", ".join(f"'{p}'" for p in wanted)
+    types = "{'timestamp': 'BIGINT', 'itemid': 'BIGINT', 'property': 'VARCHAR', 'value': 'VARCHAR'}"
+    for number, path in enumerate(files.properties):
+        if path.stat().st_size == 0:
+            raise DataFormatError(f"item properties file {path} is empty")
+        try:
+            con.execute(
+                "INSERT INTO raw_props SELECT timestamp, itemid, property, coalesce(value, ''), "
+                f"{number}, row_number() OVER () FROM read_csv(?, header = true, types = {types})",
+                [str(path)],
+            )
+        except duckdb.OutOfMemoryException:
+            raise
+        except duckdb.Error as exc:
+            raise DataFormatError(f"item properties file {path} cannot be read: {exc}") from None
+        bad = con.execute(
+            f"SELECT count(*) FROM raw_props WHERE file_no = {number} AND "
+            "(timestamp IS NULL OR itemid IS NULL)"
+        ).fetchone()[0]
+        if bad:
+            raise DataFormatError(
+                f"item properties file {path}: {bad} row(s) have an empty timestamp or itemid; "
+                "expected an integer in every row"
+            )
+    read, wanted_rows = con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE property IN ({names})) FROM raw_props"
+    ).fetchone()
+    if read == 0:
+        raise DataFormatError(
+            f"item properties files {[str(p) for p in files.properties]} have no data rows"
+        )
+    con.execute(
+        "CREATE TABLE kept_props AS SELECT timestamp, itemid, property, value, "
+        f"min(file_no::BIGINT * {1 << 40} + line) AS ord FROM raw_props "
+        f"WHERE property IN ({names}) GROUP BY ALL"
+    )
+    con.execute("DROP TABLE raw_props")
+    used = con.execute("SELECT count(*) FROM kept_props").fetchone()[0]
+    # Of rows with equal (item, property, time) the last in file order is in force.
+    con.execute(
+        "CREATE TABLE props AS SELECT * FROM kept_props QUALIFY row_number() OVER "
+        "(PARTITION BY itemid, property, timestamp ORDER BY ord DESC) = 1"
+    )
+    con.execute("DROP TABLE kept_props")
+    return {"property_rows_read": read, "property_rows_used": used,
+            "duplicate_property_rows_removed": wanted_rows - used}  # fmt: skip
+
+
+def _impressions(con, files: RetailRocketFiles, config: RetailRocketConfig, ratios) -> tuple:
+    """``imp``: every view with its session id, split, features and labels."""
+    _sessions(con, ratios)
+    categorical = list(config.properties)
+    joins, columns = [], []
+    for i, prop in enumerate(config.properties):
+        if files.properties:
+            con.execute(
+                f"CREATE TABLE prop_{i} AS SELECT itemid, timestamp, value FROM props "
+                "WHERE property = ?",
+                [prop],
+            )
+            joins.append(
+                f"ASOF LEFT JOIN prop_{i} p{i} ON p{i}.itemid = l.itemid "
+                f"AND p{i}.timestamp <= l.time_ms"
+            )
+            columns.append(f"p{i}.value AS {_quote(prop)}")
+        else:
+            columns.append(f"NULL::VARCHAR AS {_quote(prop)}")
+    if config.category_parent:
+        if files.category_tree is None:
+            raise MissingRawFilesError(
+                "retailrocket", "(data folder)", [CATEGORY_TREE_FILE], URL, "retailrocket-synthetic"
+            )
+        from rmtl_env.data.retailrocket import read_category_tree
+
+        tree = read_category_tree(files.category_tree)  # 1.7k rows
+        tree["categoryid"] = tree["categoryid"].astype(str)
+        con.register("tree_frame", tree)
+        categorical.append("category_parent")
+    if config.include_itemid:
+        categorical.append("itemid")
+    truth_join, truth_cols = "", ""
+    if files.truth is not None:
+        con.execute(
+            "CREATE TABLE truth AS SELECT * FROM read_csv(?, header = true) QUALIFY row_number() "
+            "OVER (PARTITION BY visitorid, itemid, timestamp) = 1",
+            [str(files.truth)],
+        )
+        truth_join = (
+            "LEFT JOIN truth t ON t.visitorid = l.user_id AND t.itemid = l.itemid "
+            "AND t.timestamp = l.time_ms"
+        )
+        truth_cols = ', t.p_ctr::FLOAT AS "p_true:ctr", t.p_ctcvr::FLOAT AS "p_true:ctcvr"'
+    labels = ", ".join(_quote(label_column(t)) for t in TASKS)
+    con.execute(f"""
+        CREATE TABLE joined AS
+        SELECT l.ord, s.session_id, s.split, l.time_ms AS timestamp, l.user_id AS raw_user_id,
+               l.itemid AS raw_item_id, {", ".join(columns)}, l.log_position, {labels}
+               {truth_cols}
+        FROM log l JOIN session_ids s USING (user_id, user_session)
+        {" ".join(joins)}
+        {truth_join}
+    """)
+    extra = ""
+    if config.category_parent:
+        extra += ", tr.parentid AS category_parent"
+    if config.include_itemid:
+        extra += ", j.raw_item_id AS itemid"
+    tree_join = (
+        "LEFT JOIN tree_frame tr ON tr.categoryid = j.categoryid" if config.category_parent else ""
+    )
+    con.execute(f"CREATE TABLE imp AS SELECT j.*{extra} FROM joined j {tree_join}")
+    con.execute("DROP TABLE joined")
+    counts = {}
+    for prop in config.properties:
+        counts[f"views_without_{prop}"] = con.execute(
+            f"SELECT count(*) FROM imp WHERE {_quote(prop)} IS NULL"
+        ).fetchone()[0]
+    con.execute("DROP TABLE log")
+    return categorical, counts, bool(truth_join)
+
+
+def prepare_retailrocket(
+    files: RetailRocketFiles,
+    config: RetailRocketConfig,
+    processing: ProcessingConfig,
+    out: Path,
+    name: str = "retailrocket",
+    memory_limit: str = "4GB",
+    threads: int = 2,
+    progress: bool = True,
+) -> dict:
+    """Write the processed dataset of ``files`` into the (new, empty) folder ``out`` with DuckDB
+    and return its ``meta`` (``prepare_kuairand``'s RetailRocket twin)."""
+    if processing.share_threshold:
+        raise ValueError("share_threshold is not supported by the out-of-core path")
+    import duckdb
+
+    try:
+        return _prepare(files, config, processing, out, name, memory_limit, threads, progress)
+    except duckdb.OutOfMemoryException as exc:
+        raise MemoryError(
+            f"preparing {name} with DuckDB ran out of memory under memory_limit={memory_limit!r} "
+            f"with {threads} thread(s); raise --memory-limit or lower --threads ({exc})"
+        ) from None
+
+
+def _prepare(files, config, processing, out, name, memory_limit, threads, progress) -> dict:
+    start = time.perf_counter()
+    steps = tqdm(total=4, desc=f"{name}: duckdb", unit="step", disable=not progress)
+    with tempfile.TemporaryDirectory(prefix=".duckdb-", dir=out.parent) as work:
+        con = _connect(Path(work), memory_limit, threads)
+        steps.set_postfix_str("events, sessions, labels")
+        counts = _read_events(con, files.events)
+        counts.update(_views(con, config))
+        steps.update()
+        steps.set_postfix_str("properties, split")
+        if files.properties:
+            counts.update(_properties(con, files, config.properties))
+        categorical, prop_counts, has_truth = _impressions(
+            con, files, config, processing.split_ratios
+        )
+        counts.update(prop_counts)
+        if has_truth:
+            _check_truth(con, files.truth, tuple(TASKS))
+        steps.update()
+        steps.set_postfix_str("vocabularies, standardisation")
+        dims, vocabulary = _vocabularies(con, categorical, processing)
+        stats = _standardisation(con, NUMERICAL)
+        steps.update()
+        steps.set_postfix_str("write impressions.parquet")
+        hashed = {f: b for f, b in processing.hash_buckets.items() if f in categorical}
+        meta = _write(con, out, categorical, NUMERICAL, stats, tuple(TASKS), has_truth, hashed)
+        steps.update()
+        steps.close()
+        con.close()
+    vocabulary.to_parquet(out / VOCABULARY_FILE, index=False)
+    raw = [file_digest(files.events), *(file_digest(p) for p in files.properties)]
+    if files.category_tree is not None:
+        raw.append(file_digest(files.category_tree))
+    if has_truth:
+        raw.append(file_digest(files.truth))
+    meta.update({
+        "format_version": FORMAT_VERSION, "dataset": name, "source": "retailrocket",
+        "tasks": list(TASKS), "categorical_fields": categorical, "field_dims": dims,
+        "numerical_fields": NUMERICAL, "has_true_probs": has_truth, "hashed_fields": hashed,
+        "params": {"retailrocket": _config_dict(config), "processing": asdict(processing),
+                   "outofcore": {"engine": "duckdb", "memory_limit": memory_limit,
+                                 "threads": int(threads), "seconds": time.perf_counter() - start}},
+        "raw_files": raw, "row_counts": {**counts, "impressions": meta["splits_total"]},
+    })  # fmt: skip
+    meta.pop("splits_total")
+    (out / META_FILE).write_text(json.dumps(meta, indent=2))
+    return meta

@@ -1,0 +1,72 @@
+"""RetailRocket prepared with DuckDB gives the rows of the in-memory path (twins and the real
+5,000-visitor sample)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from rmtl_env.data import SessionDataset, load_dataset
+from rmtl_env.data.errors import DataFormatError
+
+pytest.importorskip("duckdb", reason="DuckDB is in the scale extra")
+
+from test_outofcore import assert_same_dataset  # noqa: E402
+
+
+def test_a_tiny_memory_limit_gives_the_in_memory_rows() -> None:
+    theirs = load_dataset("retailrocket-synthetic", scale="small")
+    ours = load_dataset(
+        "retailrocket-synthetic", scale="small", engine="duckdb", memory_limit="60MB", threads=1
+    )
+    assert ours.meta["source"] == "retailrocket" and ours.has_true_probs
+    assert_same_dataset(ours, theirs)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"session_key": "visitor", "include_itemid": True, "category_parent": True},
+        {"session_gap_minutes": 5.0, "hash_buckets": {"785": 64}, "max_vocab": {"categoryid": 20}},
+    ],
+)
+def test_loader_and_vocabulary_options(params) -> None:
+    theirs = load_dataset("retailrocket-synthetic", scale="tiny", **params)
+    ours = load_dataset("retailrocket-synthetic", scale="tiny", engine="duckdb", **params)
+    assert_same_dataset(ours, theirs)
+
+
+def test_the_real_events_sample(shared_raw, tmp_path) -> None:
+    from rmtl_env.data.outofcore_retailrocket import prepare_retailrocket
+    from rmtl_env.data.processing import ProcessingConfig, build_processed
+    from rmtl_env.data.retailrocket import RetailRocketConfig, RetailRocketFiles, build_impressions
+
+    files = RetailRocketFiles(events=shared_raw / "retailrocket/events_sample_5000visitors.csv.gz")
+    config, processing = RetailRocketConfig(), ProcessingConfig()
+    theirs = build_processed(build_impressions(files, config, "sample"), processing)
+    out = tmp_path / "sample"
+    out.mkdir()
+    prepare_retailrocket(files, config, processing, out, "sample", progress=False)
+    assert_same_dataset(SessionDataset.load(out), theirs)
+
+
+def test_an_unknown_event_type_names_the_file_and_row(tmp_path) -> None:
+    from rmtl_env.data.catalog import synthetic_raw_dir
+    from rmtl_env.data.outofcore_retailrocket import prepare_retailrocket
+    from rmtl_env.data.processing import ProcessingConfig
+    from rmtl_env.data.retailrocket import RetailRocketConfig, RetailRocketFiles
+
+    raw = synthetic_raw_dir("retailrocket-synthetic", "tiny", 0)
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    for path in raw.iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    events = pd.read_csv(folder / "events.csv")
+    events.loc[6, "event"] = "purchase"
+    events.to_csv(folder / "events.csv", index=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    files = RetailRocketFiles.in_folder(folder)
+    with pytest.raises(DataFormatError, match=r"events.csv: column 'event' has value 'purchase' at "
+                                              r"data row 7"):  # fmt: skip
+        prepare_retailrocket(files, RetailRocketConfig(), ProcessingConfig(), out, progress=False)
