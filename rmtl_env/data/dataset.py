@@ -82,22 +82,15 @@ class SplitData:
         return np.diff(self.session_starts)
 
 
-class SessionDataset:
-    """A processed dataset: the impression frame, its ``meta.json`` and the value vocabulary."""
+REQUIRED_META = ("dataset", "tasks", "categorical_fields", "field_dims", "numerical_fields")
 
-    def __init__(self, frame: pd.DataFrame, meta: dict, vocabulary: pd.DataFrame) -> None:
-        self.frame = frame
-        self.meta = meta
-        self.vocabulary = vocabulary
-        self._validate()
 
-    def __repr__(self) -> str:
-        return (
-            f"SessionDataset({self.name!r}, impressions={len(self.frame)}, tasks={self.tasks}, "
-            f"categorical={len(self.categorical_fields)}, numerical={len(self.numerical_fields)})"
-        )
+class DatasetDescription:
+    """What ``meta.json`` says of a processed dataset (``self.meta``): its name, tasks and fields;
+    shared by the in-memory ``SessionDataset`` and the streamed ``StreamedDataset``."""
 
-    # --- description -------------------------------------------------------------------------
+    meta: dict
+
     @property
     def name(self) -> str:
         return self.meta["dataset"]
@@ -122,6 +115,34 @@ class SessionDataset:
     @property
     def has_true_probs(self) -> bool:
         return bool(self.meta.get("has_true_probs", False))
+
+    def _check_tasks(self, tasks: list[str] | None) -> list[str]:
+        """``tasks`` (default: all), checked: distinct names of the dataset's tasks."""
+        if tasks is None:
+            return self.tasks
+        tasks = list(tasks)
+        unknown = [t for t in tasks if t not in self.tasks]
+        if unknown or not tasks or len(set(tasks)) != len(tasks):
+            raise ValueError(
+                f"tasks must be a non-empty list of distinct names from {self.tasks}, got {tasks}"
+            )
+        return tasks
+
+
+class SessionDataset(DatasetDescription):
+    """A processed dataset: the impression frame, its ``meta.json`` and the value vocabulary."""
+
+    def __init__(self, frame: pd.DataFrame, meta: dict, vocabulary: pd.DataFrame) -> None:
+        self.frame = frame
+        self.meta = meta
+        self.vocabulary = vocabulary
+        self._validate()
+
+    def __repr__(self) -> str:
+        return (
+            f"SessionDataset({self.name!r}, impressions={len(self.frame)}, tasks={self.tasks}, "
+            f"categorical={len(self.categorical_fields)}, numerical={len(self.numerical_fields)})"
+        )
 
     # --- access ------------------------------------------------------------------------------
     def split(self, name: str, tasks: list[str] | None = None) -> SplitData:
@@ -162,17 +183,6 @@ class SessionDataset:
             session_starts=starts,
             tasks=tuple(tasks),
         )
-
-    def _check_tasks(self, tasks: list[str] | None) -> list[str]:
-        if tasks is None:
-            return self.tasks
-        tasks = list(tasks)
-        unknown = [t for t in tasks if t not in self.tasks]
-        if unknown or not tasks or len(set(tasks)) != len(tasks):
-            raise ValueError(
-                f"tasks must be a non-empty list of distinct names from {self.tasks}, got {tasks}"
-            )
-        return tasks
 
     @cached_property
     def _split_rows(self) -> dict[str, tuple[int, int] | None]:
@@ -235,8 +245,7 @@ class SessionDataset:
 
     def _validate(self) -> None:
         where = f"processed dataset {self.meta.get('dataset', '?')!r}"
-        required = ["dataset", "tasks", "categorical_fields", "field_dims", "numerical_fields"]
-        missing_keys = [k for k in required if k not in self.meta]
+        missing_keys = [k for k in REQUIRED_META if k not in self.meta]
         if missing_keys:
             raise DataFormatError(f"{where}: meta.json lacks keys {missing_keys}")
         columns = (

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -30,7 +31,6 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from rmtl_env.data.dataset import (
-    FORMAT_VERSION,
     IMPRESSIONS_FILE,
     META_FILE,
     SPLITS,
@@ -56,7 +56,12 @@ from rmtl_env.data.kuairand import (
     read_user_features,
     used_log_columns,
 )
-from rmtl_env.data.processing import ProcessingConfig, hash_category_ids, scale_parameters
+from rmtl_env.data.processing import (
+    ProcessingConfig,
+    hash_category_ids,
+    processed_meta,
+    scale_parameters,
+)
 from rmtl_env.metrics import PROB_EPS
 
 ROW_GROUP_SIZE = 1_000_000
@@ -88,10 +93,23 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _read_logs(con, files: KuaiRandFiles, used: list[str]) -> None:
-    """Every log file into ``raw_log`` with its file number and line, checked."""
+def read_checked(con, sql: str, path: Path, what: str) -> None:
+    """Run ``sql``, a statement reading the CSV file ``path`` (its one parameter); a DuckDB error
+    (a value of the wrong type, a missing column) becomes a ``DataFormatError`` naming the file.
+    Running out of memory is not a file problem: it stays itself (``run_preparation`` names
+    the memory limit)."""
     import duckdb
 
+    try:
+        con.execute(sql, [str(path)])
+    except duckdb.OutOfMemoryException:
+        raise
+    except duckdb.Error as exc:
+        raise DataFormatError(f"{what} {path} cannot be read: {exc}") from None
+
+
+def _read_logs(con, files: KuaiRandFiles, used: list[str]) -> None:
+    """Every log file into ``raw_log`` with its file number and line, checked."""
     columns = ", ".join(f"{_quote(c)} BIGINT" for c in used)
     con.execute(f"CREATE TABLE raw_log ({columns}, file_no INTEGER, line BIGINT)")
     types = "{" + ", ".join(f"'{c}': 'BIGINT'" for c in used) + "}"
@@ -103,16 +121,13 @@ def _read_logs(con, files: KuaiRandFiles, used: list[str]) -> None:
     )
     for number, path in enumerate(files.logs):
         _require_columns(path, LOG_COLUMNS)
-        try:
-            con.execute(
-                f"INSERT INTO raw_log SELECT {select}, {number}, row_number() OVER () "
-                f"FROM read_csv(?, header = true, types = {types})",
-                [str(path)],
-            )
-        except duckdb.OutOfMemoryException:
-            raise  # not a file problem: prepare_kuairand names the memory limit
-        except duckdb.Error as exc:
-            raise DataFormatError(f"interaction log file {path} cannot be read: {exc}") from None
+        read_checked(
+            con,
+            f"INSERT INTO raw_log SELECT {select}, {number}, row_number() OVER () "
+            f"FROM read_csv(?, header = true, types = {types})",
+            path,
+            "interaction log file",
+        )
         counts = con.execute(f"SELECT {bad_values} FROM raw_log WHERE file_no = {number}")
         for column, bad in zip(used, counts.fetchone(), strict=True):
             if bad:
@@ -123,22 +138,17 @@ def _read_logs(con, files: KuaiRandFiles, used: list[str]) -> None:
 
 
 def _read_videos(con, path: Path) -> None:
-    import duckdb
-
     types = "{" + ", ".join(f"'{k}': '{v}'" for k, v in VIDEO_TYPES.items()) + "}"
-    try:
-        con.execute(
-            "CREATE TABLE videos AS SELECT video_id, author_id, video_type, upload_type, "
-            "visible_status, video_duration, server_width, server_height, music_type, "
-            "split_part(tag, ',', 1) AS tag, upload_dt, "
-            "date_diff('day', DATE '1970-01-01', try_strptime(upload_dt, '%Y-%m-%d')::DATE) "
-            f"AS upload_day FROM read_csv(?, header = true, types = {types})",
-            [str(path)],
-        )
-    except duckdb.OutOfMemoryException:
-        raise
-    except duckdb.Error as exc:
-        raise DataFormatError(f"video features file {path} cannot be read: {exc}") from None
+    read_checked(
+        con,
+        "CREATE TABLE videos AS SELECT video_id, author_id, video_type, upload_type, "
+        "visible_status, video_duration, server_width, server_height, music_type, "
+        "split_part(tag, ',', 1) AS tag, upload_dt, "
+        "date_diff('day', DATE '1970-01-01', try_strptime(upload_dt, '%Y-%m-%d')::DATE) "
+        f"AS upload_day FROM read_csv(?, header = true, types = {types})",
+        path,
+        "video features file",
+    )
     bad = con.execute(
         "SELECT upload_dt FROM videos WHERE upload_day IS NULL AND upload_dt IS NOT NULL LIMIT 1"
     ).fetchone()
@@ -380,19 +390,54 @@ def prepare_kuairand(
 ) -> dict:
     """Write the processed dataset of ``files`` into the (new, empty) folder ``out`` with DuckDB
     and return its ``meta``. ``memory_limit`` is DuckDB's (``"4GB"``, ``"500MB"``)."""
+    return run_preparation(
+        name, processing, memory_limit, threads,
+        lambda: _prepare(files, config, processing, out, name, memory_limit, threads, progress),
+    )  # fmt: skip
+
+
+def run_preparation(name: str, processing: ProcessingConfig, memory_limit: str, threads: int,
+                    prepare: Callable[[], dict]) -> dict:  # fmt: skip
+    """``prepare()``, with DuckDB running out of memory reported as a ``MemoryError`` that names
+    the limit and what to change."""
     if processing.share_threshold:
-        raise ValueError(
-            "share_threshold is not supported by the out-of-core path (KuaiRand has none)"
-        )
+        raise ValueError("share_threshold is not supported by the out-of-core path")
     import duckdb
 
     try:
-        return _prepare(files, config, processing, out, name, memory_limit, threads, progress)
+        return prepare()
     except duckdb.OutOfMemoryException as exc:
         raise MemoryError(
             f"preparing {name} with DuckDB ran out of memory under memory_limit={memory_limit!r} "
             f"with {threads} thread(s); raise --memory-limit or lower --threads ({exc})"
         ) from None
+
+
+def save_meta(
+    out: Path,
+    written: dict,
+    vocabulary: pd.DataFrame,
+    counts: dict,
+    params: dict,
+    run: dict,
+    **description: object,
+) -> dict:
+    """Write ``vocabulary.parquet`` and ``meta.json`` (``processing.processed_meta``) beside
+    ``_write``'s ``impressions.parquet`` and return the meta; ``run``: the engine's record,
+    ``params["outofcore"]``."""
+    vocabulary.to_parquet(out / VOCABULARY_FILE, index=False)
+    meta = processed_meta(
+        numerical_stats=written["numerical_stats"], params={**params, "outofcore": run},
+        row_counts={**counts, "impressions": written["splits_total"]}, **description,
+    )  # fmt: skip
+    meta["splits"] = written["splits"]
+    (out / META_FILE).write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def engine_record(memory_limit: str, threads: int, started: float) -> dict:
+    return {"engine": "duckdb", "memory_limit": memory_limit, "threads": int(threads),
+            "seconds": time.perf_counter() - started}  # fmt: skip
 
 
 def _prepare(files, config, processing, out, name, memory_limit, threads, progress) -> dict:
@@ -417,28 +462,23 @@ def _prepare(files, config, processing, out, name, memory_limit, threads, progre
         steps.update()
         steps.set_postfix_str("write impressions.parquet")
         hashed = {f: b for f, b in processing.hash_buckets.items() if f in categorical}
-        meta = _write(con, out, categorical, numerical, stats, config.tasks, has_truth, hashed)
+        written = _write(con, out, categorical, numerical, stats, config.tasks, has_truth, hashed)
         steps.update()
         con.close()
-    vocabulary.to_parquet(out / VOCABULARY_FILE, index=False)
     steps.set_postfix_str("checksums")
     raw = [file_digest(p) for p in (*files.logs, files.user_features, files.video_features)]
     if has_truth:
         raw.append(file_digest(files.truth))
     steps.update()
     steps.close()
-    meta.update({
-        "format_version": FORMAT_VERSION, "dataset": name, "source": f"kuairand-{files.version}",
-        "tasks": list(config.tasks), "categorical_fields": categorical, "field_dims": dims,
-        "numerical_fields": numerical, "has_true_probs": has_truth, "hashed_fields": hashed,
-        "params": {"kuairand": loader_params(config), "processing": asdict(processing),
-                   "outofcore": {"engine": "duckdb", "memory_limit": memory_limit,
-                                 "threads": int(threads), "seconds": time.perf_counter() - start}},
-        "raw_files": raw, "row_counts": {**counts, "impressions": meta["splits_total"]},
-    })  # fmt: skip
-    meta.pop("splits_total")
-    (out / META_FILE).write_text(json.dumps(meta, indent=2))
-    return meta
+    return save_meta(
+        out, written, vocabulary, counts,
+        {"kuairand": loader_params(config), "processing": asdict(processing)},
+        engine_record(memory_limit, threads, start), name=name,
+        source=f"kuairand-{files.version}", tasks=list(config.tasks), categorical=categorical,
+        field_dims=dims, numerical=numerical, has_true_probs=has_truth, hashed_fields=hashed,
+        raw_files=raw,
+    )  # fmt: skip
 
 
 def _write(con, out: Path, categorical, numerical, stats, tasks, has_truth, hashed) -> dict:

@@ -14,7 +14,6 @@ order is in force; duplicate rows count once, at their first occurrence.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from dataclasses import asdict
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from rmtl_env.data.dataset import FORMAT_VERSION, META_FILE, VOCABULARY_FILE, label_column
+from rmtl_env.data.dataset import label_column
 from rmtl_env.data.errors import DataFormatError, MissingRawFilesError
 from rmtl_env.data.io import check_epoch_unit, file_digest
 from rmtl_env.data.outofcore import (
@@ -34,6 +33,10 @@ from rmtl_env.data.outofcore import (
     _standardisation,
     _vocabularies,
     _write,
+    engine_record,
+    read_checked,
+    run_preparation,
+    save_meta,
 )
 from rmtl_env.data.processing import ProcessingConfig
 from rmtl_env.data.retailrocket import (
@@ -51,22 +54,18 @@ NUMERICAL = ["log_position"]
 
 def _read_events(con, path: Path) -> dict:
     """``events`` (checked, one row per distinct event at its first line ``ord``) and counts."""
-    import duckdb
 
     types = "{'timestamp': 'BIGINT', 'visitorid': 'BIGINT', 'event': 'VARCHAR', " \
             "'itemid': 'BIGINT', 'transactionid': 'DOUBLE'}"  # fmt: skip
     if path.stat().st_size == 0:
         raise DataFormatError(f"events file {path} is empty")
-    try:
-        con.execute(
-            "CREATE TABLE raw_events AS SELECT timestamp, visitorid, event, itemid, transactionid, "
-            f"row_number() OVER () AS line FROM read_csv(?, header = true, types = {types})",
-            [str(path)],
-        )
-    except duckdb.OutOfMemoryException:
-        raise
-    except duckdb.Error as exc:
-        raise DataFormatError(f"events file {path} cannot be read: {exc}") from None
+    read_checked(
+        con,
+        "CREATE TABLE raw_events AS SELECT timestamp, visitorid, event, itemid, transactionid, "
+        f"row_number() OVER () AS line FROM read_csv(?, header = true, types = {types})",
+        path,
+        "events file",
+    )
     read, empty = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE timestamp IS NULL OR visitorid IS NULL OR "
         "event IS NULL OR itemid IS NULL) FROM raw_events"
@@ -153,7 +152,6 @@ def _views(con, config: RetailRocketConfig) -> dict:
 def _properties(con, files: RetailRocketFiles, wanted: tuple[str, ...]) -> dict:
     """``props``: the wanted property rows, duplicates removed (first occurrence), one row per
     (item, property, time): the last in file order."""
-    import duckdb
 
     con.execute(
         "CREATE TABLE raw_props (timestamp BIGINT, itemid BIGINT, property VARCHAR, "
@@ -164,16 +162,13 @@ def _properties(con, files: RetailRocketFiles, wanted: tuple[str, ...]) -> dict:
     for number, path in enumerate(files.properties):
         if path.stat().st_size == 0:
             raise DataFormatError(f"item properties file {path} is empty")
-        try:
-            con.execute(
-                "INSERT INTO raw_props SELECT timestamp, itemid, property, coalesce(value, ''), "
-                f"{number}, row_number() OVER () FROM read_csv(?, header = true, types = {types})",
-                [str(path)],
-            )
-        except duckdb.OutOfMemoryException:
-            raise
-        except duckdb.Error as exc:
-            raise DataFormatError(f"item properties file {path} cannot be read: {exc}") from None
+        read_checked(
+            con,
+            "INSERT INTO raw_props SELECT timestamp, itemid, property, coalesce(value, ''), "
+            f"{number}, row_number() OVER () FROM read_csv(?, header = true, types = {types})",
+            path,
+            "item properties file",
+        )
         bad = con.execute(
             f"SELECT count(*) FROM raw_props WHERE file_no = {number} AND "
             "(timestamp IS NULL OR itemid IS NULL)"
@@ -292,17 +287,10 @@ def prepare_retailrocket(
 ) -> dict:
     """Write the processed dataset of ``files`` into the (new, empty) folder ``out`` with DuckDB
     and return its ``meta`` (``prepare_kuairand``'s RetailRocket twin)."""
-    if processing.share_threshold:
-        raise ValueError("share_threshold is not supported by the out-of-core path")
-    import duckdb
-
-    try:
-        return _prepare(files, config, processing, out, name, memory_limit, threads, progress)
-    except duckdb.OutOfMemoryException as exc:
-        raise MemoryError(
-            f"preparing {name} with DuckDB ran out of memory under memory_limit={memory_limit!r} "
-            f"with {threads} thread(s); raise --memory-limit or lower --threads ({exc})"
-        ) from None
+    return run_preparation(
+        name, processing, memory_limit, threads,
+        lambda: _prepare(files, config, processing, out, name, memory_limit, threads, progress),
+    )  # fmt: skip
 
 
 def _prepare(files, config, processing, out, name, memory_limit, threads, progress) -> dict:
@@ -330,25 +318,19 @@ def _prepare(files, config, processing, out, name, memory_limit, threads, progre
         steps.update()
         steps.set_postfix_str("write impressions.parquet")
         hashed = {f: b for f, b in processing.hash_buckets.items() if f in categorical}
-        meta = _write(con, out, categorical, NUMERICAL, stats, tuple(TASKS), has_truth, hashed)
+        written = _write(con, out, categorical, NUMERICAL, stats, tuple(TASKS), has_truth, hashed)
         steps.update()
         steps.close()
         con.close()
-    vocabulary.to_parquet(out / VOCABULARY_FILE, index=False)
     raw = [file_digest(files.events), *(file_digest(p) for p in files.properties)]
     if files.category_tree is not None:
         raw.append(file_digest(files.category_tree))
     if has_truth:
         raw.append(file_digest(files.truth))
-    meta.update({
-        "format_version": FORMAT_VERSION, "dataset": name, "source": "retailrocket",
-        "tasks": list(TASKS), "categorical_fields": categorical, "field_dims": dims,
-        "numerical_fields": NUMERICAL, "has_true_probs": has_truth, "hashed_fields": hashed,
-        "params": {"retailrocket": _config_dict(config), "processing": asdict(processing),
-                   "outofcore": {"engine": "duckdb", "memory_limit": memory_limit,
-                                 "threads": int(threads), "seconds": time.perf_counter() - start}},
-        "raw_files": raw, "row_counts": {**counts, "impressions": meta["splits_total"]},
-    })  # fmt: skip
-    meta.pop("splits_total")
-    (out / META_FILE).write_text(json.dumps(meta, indent=2))
-    return meta
+    return save_meta(
+        out, written, vocabulary, counts,
+        {"retailrocket": _config_dict(config), "processing": asdict(processing)},
+        engine_record(memory_limit, threads, start), name=name, source="retailrocket",
+        tasks=list(TASKS), categorical=categorical, field_dims=dims, numerical=NUMERICAL,
+        has_true_probs=has_truth, hashed_fields=hashed, raw_files=raw,
+    )  # fmt: skip

@@ -209,6 +209,40 @@ def scale_parameters(mean: float | None, std: float | None) -> tuple[float, floa
     return mean, std if std > 1e-12 else 1.0
 
 
+def processed_meta(
+    *,
+    name: str,
+    source: str,
+    tasks: list[str],
+    categorical: list[str],
+    field_dims: list[int],
+    numerical: list[str],
+    numerical_stats: dict,
+    has_true_probs: bool,
+    hashed_fields: dict[str, int],
+    params: dict,
+    raw_files: list[dict],
+    row_counts: dict,
+) -> dict:
+    """A processed dataset's ``meta.json`` (``rmtl_env.data.dataset``) up to its per-split
+    statistics (``splits``), as every preparation path writes it."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "dataset": name,
+        "source": source,
+        "tasks": list(tasks),
+        "categorical_fields": list(categorical),
+        "field_dims": field_dims,
+        "numerical_fields": list(numerical),
+        "numerical_stats": numerical_stats,
+        "has_true_probs": has_true_probs,
+        "hashed_fields": hashed_fields,
+        "params": params,
+        "raw_files": raw_files,
+        "row_counts": row_counts,
+    }
+
+
 def build_processed(table: ImpressionTable, config: ProcessingConfig) -> SessionDataset:
     """Order, split, map and standardise an impression table into a :class:`SessionDataset`."""
     frame = table.frame
@@ -268,21 +302,14 @@ def build_processed(table: ImpressionTable, config: ProcessingConfig) -> Session
     out["split"] = pd.Categorical.from_codes(split, categories=list(SPLITS))
     processed = pd.DataFrame(out)
 
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "dataset": table.name,
-        "source": table.source,
-        "tasks": list(table.tasks),
-        "categorical_fields": list(table.categorical),
-        "field_dims": field_dims,
-        "numerical_fields": list(table.numerical),
-        "numerical_stats": numerical_stats,
-        "has_true_probs": all(true_prob_column(t) in processed for t in table.tasks),
-        "hashed_fields": {f: b for f, b in config.hash_buckets.items() if f in table.categorical},
-        "params": {**table.params, "processing": asdict(config)},
-        "raw_files": table.raw_files,
-        "row_counts": {**table.row_counts, "impressions": len(processed)},
-    }
+    meta = processed_meta(
+        name=table.name, source=table.source, tasks=table.tasks, categorical=table.categorical,
+        field_dims=field_dims, numerical=table.numerical, numerical_stats=numerical_stats,
+        has_true_probs=all(true_prob_column(t) in processed for t in table.tasks),
+        hashed_fields={f: b for f, b in config.hash_buckets.items() if f in table.categorical},
+        params={**table.params, "processing": asdict(config)}, raw_files=table.raw_files,
+        row_counts={**table.row_counts, "impressions": len(processed)},
+    )  # fmt: skip
     vocabulary = (
         pd.concat(vocabularies, ignore_index=True)[["field", "value", "id", "train_count"]]
         if vocabularies

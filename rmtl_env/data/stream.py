@@ -31,7 +31,9 @@ import pyarrow.parquet as pq
 from rmtl_env.data.dataset import (
     IMPRESSIONS_FILE,
     META_FILE,
+    REQUIRED_META,
     SPLITS,
+    DatasetDescription,
     label_column,
     true_prob_column,
 )
@@ -272,7 +274,7 @@ class StreamedSplit:
         return self._column([true_prob_column(t) for t in self.tasks], np.float32)
 
 
-class StreamedDataset:
+class StreamedDataset(DatasetDescription):
     """A processed dataset folder described by its ``meta.json``; its splits are streamed,
     training ones shuffled in buffers of ``buffer_rows`` rows. ``rank_shards``: under
     torch.distributed each rank reads only its share of the blocks while training
@@ -300,8 +302,7 @@ class StreamedDataset:
 
     def _check_schema(self) -> None:
         where = f"processed dataset {self.folder}"
-        required = ["dataset", "tasks", "categorical_fields", "field_dims", "numerical_fields"]
-        lacking = [k for k in required if k not in self.meta]
+        lacking = [k for k in REQUIRED_META if k not in self.meta]
         if lacking:
             raise DataFormatError(f"{where}: meta.json lacks keys {lacking}")
         try:
@@ -314,40 +315,11 @@ class StreamedDataset:
         if absent:
             raise DataFormatError(f"{where}: {IMPRESSIONS_FILE} lacks columns {absent}")
 
-    @property
-    def name(self) -> str:
-        return self.meta["dataset"]
-
-    @property
-    def tasks(self) -> list[str]:
-        return list(self.meta["tasks"])
-
-    @property
-    def categorical_fields(self) -> list[str]:
-        return list(self.meta["categorical_fields"])
-
-    @property
-    def field_dims(self) -> list[int]:
-        return [int(d) for d in self.meta["field_dims"]]
-
-    @property
-    def numerical_fields(self) -> list[str]:
-        return list(self.meta["numerical_fields"])
-
-    @property
-    def has_true_probs(self) -> bool:
-        return bool(self.meta.get("has_true_probs", False))
-
     def split(self, name: str, tasks: list[str] | None = None) -> StreamedSplit:
         """One split, streamed; ``tasks`` selects and orders a subset of the tasks."""
         if name not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {name!r}")
-        chosen = tuple(self.tasks if tasks is None else tasks)
-        unknown = [t for t in chosen if t not in self.tasks]
-        if unknown or not chosen or len(set(chosen)) != len(chosen):
-            raise ValueError(
-                f"tasks must be a non-empty list of distinct names from {self.tasks}, got {tasks}"
-            )
+        chosen = tuple(self._check_tasks(tasks))
         key = (name, chosen)
         if key not in self._splits:
             self._splits[key] = StreamedSplit(self, name, chosen)
