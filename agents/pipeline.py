@@ -32,7 +32,15 @@ from agents.dple import DPLEConfig, DPLEResult, actor_backbone, make_dple
 from agents.dple import train_dple as run_dple_phases
 from agents.models import ModelConfig, MultiTaskModel, build_model
 from agents.replay import build_replay
-from agents.rmtl import PRESETS, CriticTrainingResult, RMTLAgent, RMTLConfig
+from agents.rmtl import (
+    PRESETS,
+    CriticTrainingResult,
+    RMTLAgent,
+    RMTLConfig,
+    loss_weights_on,
+    polish_critics,
+    polish_loss_weights,
+)
 from agents.runtime import seed_everything
 from agents.trainer import Split, TrainConfig, TrainResult, model_device, predict, train_model
 from rmtl_env.data import SessionDataset, StreamedDataset, load_dataset
@@ -240,9 +248,9 @@ def polish(
     """Stage 4: retrain a copy of ``backbone`` with per-sample loss weights
     ``w_k = 1 - lambda * Q_k(s, pi_k(s))`` (or ``config.weight_variant``); ``backbone`` is left
     as it is. ``config.polish_lr`` and ``config.polish_guard`` adjust ``train``."""
-    agent = RMTLAgent(backbone, replace(config, seed=seed), critic=critic)
+    critic = polish_critics(critic, backbone)
     probs = predict(backbone, splits.train) if actor_actions is None else actor_actions
-    initial_weights = agent.polish_weights_on(splits.train, probs)
+    initial_weights = loss_weights_on(critic, config, splits.train, probs)
     seed_everything(seed)
     polished = copy_backbone(backbone)
     schedule = replace(
@@ -252,7 +260,8 @@ def polish(
         seed=seed,
     )
     result = train_model(
-        polished, splits.train, splits.val, schedule, loss_weights=agent.polish_weights(),
+        polished, splits.train, splits.val, schedule,
+        loss_weights=polish_loss_weights(critic, config),
         progress=progress, description="polish",
     )  # fmt: skip
     return Polished(polished, result, initial_weights)

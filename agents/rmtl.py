@@ -335,16 +335,7 @@ class RMTLAgent:
 
     def polish_weights(self) -> LossWeights:
         """The polish stage's per-sample, per-task loss weights (critics frozen, eval mode)."""
-        critic, config = self.critic, self.config
-        critic.eval().requires_grad_(False)
-
-        def weights(categorical, numerical, probs, labels):
-            q = critic(categorical, numerical, probs)  # Q_k(s, pi_k(s)) at the current predictions
-            return loss_weights(
-                q, labels, config.lam, config.weight_variant, config.normalize_weights
-            )
-
-        return weights
+        return polish_loss_weights(self.critic, self.config)
 
     def q_values(self, data: Split, actions: np.ndarray, batch_size: int = 16384) -> np.ndarray:
         """``Q_k(s, a_k)`` for every row of ``data`` at ``actions`` ``[n, K]``."""
@@ -355,7 +346,45 @@ class RMTLAgent:
     def polish_weights_on(
         self, data: Split, probs: np.ndarray, batch_size: int = 16384
     ) -> np.ndarray:
-        """The polish loss weights ``[n, K]`` of every row of ``data`` at predictions ``probs``,
-        batch by batch as in training (so ``normalize_weights`` normalises per batch)."""
-        probs = np.asarray(probs, dtype=np.float32)
-        return map_split(self.polish_weights(), self.device, batch_size, data, probs, data.labels)
+        """The polish loss weights ``[n, K]`` of every row of ``data`` at predictions ``probs``
+        (``loss_weights_on``)."""
+        return loss_weights_on(self.critic, self.config, data, probs, batch_size)
+
+
+# --- The polish's weights, from trained critics alone ----------------------------------------
+
+
+def polish_critics(critic: MultiCritic, actor: MultiTaskModel) -> MultiCritic:
+    """``critic`` on ``actor``'s device, reading the actor's embedding if it shares it."""
+    critic.to(model_device(actor))
+    if critic.config.share_embedding:
+        critic.attach(getattr(actor, "embedding", None))
+    return critic
+
+
+def polish_loss_weights(critic: MultiCritic, config: RMTLConfig) -> LossWeights:
+    """The polish stage's per-sample, per-task loss weights ``w_k = 1 - lambda * Q_k(s, pi_k(s))``
+    (or ``config.weight_variant``) at the model's current predictions; the critics are frozen
+    and in eval mode."""
+    critic.eval().requires_grad_(False)
+
+    def weights(categorical, numerical, probs, labels):
+        q = critic(categorical, numerical, probs)  # Q_k(s, pi_k(s)) at the current predictions
+        return loss_weights(q, labels, config.lam, config.weight_variant, config.normalize_weights)
+
+    return weights
+
+
+def loss_weights_on(
+    critic: MultiCritic,
+    config: RMTLConfig,
+    data: Split,
+    probs: np.ndarray,
+    batch_size: int = 16384,
+) -> np.ndarray:
+    """The polish loss weights ``[n, K]`` of every row of ``data`` at predictions ``probs``,
+    batch by batch as in training (so ``normalize_weights`` normalises per batch)."""
+    probs = np.asarray(probs, dtype=np.float32)
+    device = next(critic.parameters()).device
+    weights = polish_loss_weights(critic, config)
+    return map_split(weights, device, batch_size, data, probs, data.labels)

@@ -123,8 +123,9 @@ def provenance(cells: Cells, folders: dict[str, list[Path]]) -> str:
     }
     seconds = {d: sum(run_seconds(f) for f in fs) for d, fs in folders.items()}
     return tables.provenance_markdown(
-        cells.args, environment_info(), folders, seconds, threads, time.perf_counter() - cells.started_wall,
-        len(cells.ran), sum(cells.ran), len(cells.reused),
+        args=cells.args, env=environment_info(), folders=folders, seconds=seconds,
+        threads=threads, wall=time.perf_counter() - cells.started_wall, ran=len(cells.ran),
+        ran_seconds=sum(cells.ran), reused=len(cells.reused),
     )  # fmt: skip
 
 

@@ -26,7 +26,7 @@ from agents.checkpoint import check_fits, load_critic, load_model, save_critic, 
 from agents.dple import DPLEConfig
 from agents.models import ModelConfig, MultiTaskModel
 from agents.pipeline import DataConfig, Splits
-from agents.rmtl import PRESETS, RMTLAgent, RMTLConfig
+from agents.rmtl import PRESETS, RMTLConfig, loss_weights_on, polish_critics
 from agents.runtime import flush_denormals, resolve_device
 from agents.trainer import TrainConfig, predict
 from run_folder import RunFolder
@@ -214,9 +214,8 @@ class RMTLStages:
         if ran:
             weights = ran[0].initial_weights
         else:  # resumed: the weights at the pretrained model's predictions, for the summary
-            weights = RMTLAgent(actor, rmtl, critic=critic).polish_weights_on(
-                self.splits.train, probs
-            )
+            critic = polish_critics(critic, actor)
+            weights = loss_weights_on(critic, rmtl, self.splits.train, probs)
         return record, polished, weights
 
 

@@ -285,10 +285,21 @@ def duration(seconds: float) -> str:
 
 
 def provenance_markdown(
-    args, env, folders, seconds, threads, wall, ran, ran_seconds, reused
+    *,
+    args,
+    env: dict,
+    folders: dict[str, list],
+    seconds: dict[str, float],
+    threads: dict[str, list[int]],
+    wall: float,
+    ran: int,
+    ran_seconds: float,
+    reused: int,
 ) -> str:
-    """The benchmark's Markdown footer: command, date, machine, the invocation's wall time, and
-    per dataset the cells behind the numbers with their recorded wall time and torch threads."""
+    """The benchmark's Markdown footer: command (``args``), date, machine (``env``), the
+    invocation's ``wall`` time with the cells it ``ran`` (their ``ran_seconds``) and ``reused``,
+    and per dataset the cells behind the numbers (``folders``) with their recorded wall time
+    (``seconds``) and torch ``threads``."""
     lines = [
         "## Provenance",
         "",
