@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -41,7 +41,7 @@ from agents.rmtl import (
     polish_critics,
     polish_loss_weights,
 )
-from agents.runtime import seed_everything
+from agents.runtime import NEVER_RECORDED, RECORDED_IF_SET, seed_everything
 from agents.trainer import Split, TrainConfig, TrainResult, model_device, predict, train_model
 from rmtl_env.data import SessionDataset, StreamedDataset, load_dataset
 from rmtl_env.data.stream import BUFFER_ROWS
@@ -83,11 +83,11 @@ class DataConfig:
     data_seed: int = 0
     data_dir: str | None = None
     roles: str | None = None
-    engine: Literal["pandas", "duckdb"] = "pandas"
-    stream: bool = False
-    buffer_rows: int = BUFFER_ROWS
-    rank_shards: bool = False
-    refresh: bool = False
+    engine: Literal["pandas", "duckdb"] = field(default="pandas", metadata=RECORDED_IF_SET)
+    stream: bool = field(default=False, metadata=RECORDED_IF_SET)
+    buffer_rows: int = field(default=BUFFER_ROWS, metadata=RECORDED_IF_SET)
+    rank_shards: bool = field(default=False, metadata=RECORDED_IF_SET)
+    refresh: bool = field(default=False, metadata=NEVER_RECORDED)
 
     def __post_init__(self) -> None:
         if "27k" in self.dataset:
@@ -100,15 +100,6 @@ class DataConfig:
             raise ValueError("rank_shards reads a streamed split's blocks: it needs stream=True")
         if self.buffer_rows < 1:
             raise ValueError(f"buffer_rows must be >= 1, got {self.buffer_rows}")
-
-    def run_config(self) -> dict:
-        """The fields that define a run's data: not ``refresh``; ``engine``, ``stream``,
-        ``buffer_rows`` and ``rank_shards`` only where they differ from the in-memory defaults, so that a default
-        run's configuration is the one it was before they existed."""
-        skip = {"refresh"} | (set() if self.stream else {"stream", "buffer_rows"})
-        skip |= set() if self.rank_shards else {"rank_shards"}
-        skip |= {"engine"} if self.engine == "pandas" else set()
-        return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
 @dataclass(frozen=True)

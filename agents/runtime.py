@@ -1,7 +1,9 @@
-"""Device choice and seeding, shared by every script."""
+"""Device choice, seeding and configuration records, shared by every script."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import random
 
 import numpy as np
@@ -41,3 +43,31 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 -- seeds libraries that still draw from the global RNG
     torch.manual_seed(seed)
+
+
+NEVER_RECORDED = {"record": "never"}
+"""Field metadata: not part of a run's configuration (e.g. ``DataConfig.refresh``)."""
+RECORDED_IF_SET = {"record": "if_set"}
+"""Field metadata: part of a run's configuration only when not at its default, for options
+added after runs were recorded, so that those runs' configurations still match and resume."""
+
+
+def config_record(config: object) -> dict:
+    """``dataclasses.asdict(config)`` as a run records it: without ``NEVER_RECORDED`` fields and
+    ``RECORDED_IF_SET`` fields at their default; nested configs likewise."""
+    record = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        rule = f.metadata.get("record")
+        if rule == "never" or (rule == "if_set" and value == _default(f)):
+            continue
+        record[f.name] = (
+            config_record(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value)
+        )
+    return record
+
+
+def _default(f: dataclasses.Field) -> object:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory()  # type: ignore[misc]

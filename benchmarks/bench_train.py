@@ -9,9 +9,11 @@ single multiply is printed too). Target: >= 50 %.
 ``--precision bf16`` also runs every model's steps in bf16 (``TrainConfig.precision``: the
 trainer's own ``train_epoch`` under ``torch.autocast``) and prints both rates, then pretrains
 ``--auc-model`` on the small RetailRocket twin in fp32 and in bf16 and prints both test AUCs.
+``--dropout-masks bernoulli int16`` runs every row with each source of dropout masks
+(``TrainConfig.dropout_masks``), and the AUC check with the last one.
 
     python benchmarks/bench_train.py [--models esmm mmoe ple] [--steps 20] [--seed 0]
-        [--precision bf16 [--auc-model esmm]]
+        [--precision bf16 [--auc-model esmm]] [--dropout-masks bernoulli int16]
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from agents.models import build_model
+from agents.models.layers import DROPOUT_MASKS
 from agents.runtime import seed_everything
 from agents.trainer import PRECISIONS, TrainConfig, train_epoch
 
@@ -46,10 +49,16 @@ def matmul_peak_gflops(size: int = 2048, seconds: float = 4.0) -> tuple[float, f
 
 
 def train_step_rate(
-    name: str, batch_size: int, steps: int, seed: int, precision: str = "fp32"
+    name: str,
+    batch_size: int,
+    steps: int,
+    seed: int,
+    precision: str = "fp32",
+    masks: str = "bernoulli",
 ) -> tuple[float, float]:
     """``(samples/s, FLOPs per step)`` of full training steps of model ``name`` through the
-    trainer's ``train_epoch`` (forward, BCE, backward, Adam) at ``precision``."""
+    trainer's ``train_epoch`` (forward, BCE, backward, Adam) at ``precision``, with dropout
+    masks from ``masks``."""
     seed_everything(seed)
     model = build_model(name, RETAILROCKET_FIELD_DIMS, 1, 2)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-6)
@@ -60,7 +69,7 @@ def train_step_rate(
 
     def run(count: int) -> None:
         order = torch.arange(batch_size).repeat(count)
-        train_epoch(model, tensors, order, optimizer, batch_size, precision=precision)
+        train_epoch(model, tensors, order, optimizer, batch_size, precision=precision, masks=masks)
 
     counter = FlopCounterMode(display=False)
     with counter:
@@ -72,13 +81,14 @@ def train_step_rate(
     return steps * batch_size / elapsed, float(counter.get_total_flops())
 
 
-def test_auc(name: str, precision: str, seed: int) -> tuple[dict, float]:
+def test_auc(name: str, precision: str, seed: int, masks: str) -> tuple[dict, float]:
     """Test metrics and seconds of ``name`` pretrained on the small RetailRocket twin."""
     from agents.pipeline import DataConfig, evaluate, load_splits, pretrain
 
     splits = load_splits(DataConfig())
     start = time.perf_counter()
-    fit = pretrain(name, splits, train=TrainConfig(precision=precision), seed=seed, progress=False)
+    train = TrainConfig(precision=precision, dropout_masks=masks)
+    fit = pretrain(name, splits, train=train, seed=seed, progress=False)
     seconds = time.perf_counter() - start
     return evaluate({name: fit.model}, splits.test)[name], seconds
 
@@ -94,6 +104,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="bf16: also run and compare bf16")  # fmt: skip
     parser.add_argument("--auc-model", default="esmm", help="model of the fp32/bf16 AUC check")
+    parser.add_argument("--dropout-masks", nargs="+", choices=DROPOUT_MASKS, default=["bernoulli"])
     args = parser.parse_args()
     precisions = ["fp32"] if args.precision == "fp32" else ["fp32", "bf16"]
     peak, best = matmul_peak_gflops()
@@ -102,24 +113,29 @@ def main() -> None:
         f"fp32 matmul peak (2048^3 torch.mm, sustained): {peak:.1f} GFLOP/s (best single: {best:.1f})"
     )
     print(
-        f"{'model':<8} {'precision':>9} {'params':>10} {'samples/s':>11} {'GFLOP/step':>11} "
-        f"{'GFLOP/s':>9} {'% fp32 peak':>11}"
+        f"{'model':<8} {'precision':>9} {'masks':>9} {'params':>10} {'samples/s':>11} "
+        f"{'GFLOP/step':>11} {'GFLOP/s':>9} {'% fp32 peak':>11}"
     )
     for name in args.models:
         params = sum(
             p.numel() for p in build_model(name, RETAILROCKET_FIELD_DIMS, 1, 2).parameters()
         )
         for precision in precisions:
-            rate, flops = train_step_rate(name, args.batch_size, args.steps, args.seed, precision)
-            achieved = rate / args.batch_size * flops / 1e9
-            print(
-                f"{name:<8} {precision:>9} {params:>10,} {rate:>11,.0f} {flops / 1e9:>11.2f} "
-                f"{achieved:>9.1f} {100 * achieved / peak:>10.1f}%"
-            )
+            for masks in args.dropout_masks:
+                rate, flops = train_step_rate(
+                    name, args.batch_size, args.steps, args.seed, precision, masks
+                )
+                achieved = rate / args.batch_size * flops / 1e9
+                print(
+                    f"{name:<8} {precision:>9} {masks:>9} {params:>10,} {rate:>11,.0f} "
+                    f"{flops / 1e9:>11.2f} {achieved:>9.1f} {100 * achieved / peak:>10.1f}%"
+                )
     if args.precision == "bf16":
         print(f"\n{args.auc_model} pretrained on the small RetailRocket twin, seed {args.seed}:")
         for precision in precisions:
-            metrics, seconds = test_auc(args.auc_model, precision, args.seed)
+            metrics, seconds = test_auc(
+                args.auc_model, precision, args.seed, args.dropout_masks[-1]
+            )
             aucs = ", ".join(f"{task} AUC {m['auc']:.4f}" for task, m in metrics.items())
             print(f"  {precision}: {aucs} ({seconds:.0f} s)")
 

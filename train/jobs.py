@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from agents.dple import DPLEConfig
 from agents.models import ModelConfig, MultiTaskModel
 from agents.pipeline import DataConfig, Splits
 from agents.rmtl import PRESETS, RMTLConfig, loss_weights_on, polish_critics
-from agents.runtime import flush_denormals, resolve_device
+from agents.runtime import config_record, flush_denormals, resolve_device
 from agents.trainer import TrainConfig, predict
 from run_folder import RunFolder
 
@@ -57,7 +57,7 @@ class Job:
         for key, load in (("backbone_checkpoint", load_model), ("critics_from", load_critic)):
             if configs.get(key) is not None:
                 check_fits(load(configs[key]), splits.dataset, configs[key])
-        data = self.data.run_config()
+        data = config_record(self.data)
         config = {"job": name, **data, "seed": self.seed, **_plain(configs)}
         run = RunFolder(folder, config).open()
         print(f"{splits.describe()}, device {device}")
@@ -65,7 +65,7 @@ class Job:
 
 
 def _plain(configs: dict[str, object]) -> dict[str, object]:
-    return {k: asdict(v) if dataclasses.is_dataclass(v) else v for k, v in configs.items()}
+    return {k: config_record(v) if dataclasses.is_dataclass(v) else v for k, v in configs.items()}
 
 
 def _weight_summary(weights: np.ndarray, tasks: list[str]) -> dict[str, dict[str, float]]:

@@ -105,8 +105,16 @@ def test_dple_refuses_a_streamed_split(kr_tiny_regrouped) -> None:
 
 def test_rank_shards_need_a_streamed_run() -> None:
     from agents.pipeline import DataConfig
+    from agents.runtime import config_record
 
     with pytest.raises(ValueError, match="rank_shards reads a streamed split's blocks"):
         DataConfig(rank_shards=True)
-    assert DataConfig(stream=True, rank_shards=True).run_config()["rank_shards"] is True
-    assert "rank_shards" not in DataConfig(stream=True).run_config()
+    assert config_record(DataConfig(stream=True, rank_shards=True))["rank_shards"] is True
+    assert "rank_shards" not in config_record(DataConfig(stream=True))
+    assert set(config_record(DataConfig())) == {
+        "dataset",
+        "scale",
+        "data_seed",
+        "data_dir",
+        "roles",
+    }
