@@ -100,3 +100,33 @@ def test_bad_arguments_have_clear_errors(tmp_path) -> None:
     torch.save({"weights": 1}, bad)
     with pytest.raises(ValueError, match="not a backbone checkpoint"):
         load_model(bad)
+
+
+def test_int16_dropout_masks_keep_the_rate_and_the_mean() -> None:
+    from agents.models.layers import Dropout, dropout_masks
+    from agents.trainer import TrainConfig
+
+    layer = Dropout(0.2).train()
+    x = torch.ones(1_000_000)
+    torch.manual_seed(3)
+    default = layer(x)
+    torch.manual_seed(3)
+    assert torch.equal(default, torch.nn.Dropout(0.2).train()(x))  # the default is torch's own
+    with dropout_masks("int16"):
+        torch.manual_seed(3)
+        first = layer(x)
+        torch.manual_seed(3)
+        again = layer(x)
+        assert layer.eval()(x) is x  # eval mode: no mask
+        layer.train()
+        assert Dropout(0.0).train()(x) is x
+    assert torch.equal(first, again)  # seeded
+    assert not torch.equal(first, default)  # other random numbers than torch's masks
+    kept = (first != 0).float().mean().item()
+    assert abs(kept - (1 - 6554 / 32768)) < 2e-3  # p rounded to 6554/32768 = 0.20001
+    assert abs(first.mean().item() - 1.0) < 5e-3  # kept values scaled by 1 / (1 - p)
+    assert not torch.equal(layer(x), layer(x))  # back to torch's masks, fresh each call
+    with pytest.raises(ValueError, match="dropout masks must be one of"), dropout_masks("float8"):
+        pass
+    with pytest.raises(ValueError, match="TrainConfig.dropout_masks must be one of"):
+        TrainConfig(dropout_masks="float8")

@@ -39,6 +39,7 @@ def test_rmtl_ddpg(tmp_path: Path) -> None:
     assert config["rmtl"]["critic_epochs"] == 1 and config["rmtl"]["critic"]["embed_dim"] == 8
     # An in-memory run records no streaming or engine keys: its configuration is as before.
     assert not {"stream", "buffer_rows", "engine"} & set(config)
+    assert "dropout_masks" not in config["train"]
 
 
 def test_dple_sb3(tmp_path: Path) -> None:
@@ -52,8 +53,9 @@ def test_dple_sb3(tmp_path: Path) -> None:
 def test_rmtl_ddpg_streamed(tmp_path: Path) -> None:
     done = run("rmtl_ddpg", *TINY, "--backbone", "esmm", "--critic-embed-dim", "8",
                "--critic-batch-size", "512", "--critic-epochs", "1", "--stream",
-               "--buffer-rows", "1000", "--run-dir", str(tmp_path))  # fmt: skip
+               "--buffer-rows", "1000", "--dropout-masks", "int16", "--run-dir", str(tmp_path))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "rmtl-esmm" in done.stdout and "oracle" in done.stdout
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["stream"] is True and config["buffer_rows"] == 1000
+    assert config["train"]["dropout_masks"] == "int16"
