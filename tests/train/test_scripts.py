@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--dataset", "kuairand-synthetic", "--scale", "tiny", "--embed-dim", "8",
@@ -50,12 +51,17 @@ def test_dple_sb3(tmp_path: Path) -> None:
     assert set(pd.read_csv(tmp_path / "metrics.csv")["method"]) == {"ple", "d-ple", "oracle"}
 
 
-def test_rmtl_ddpg_streamed(tmp_path: Path) -> None:
-    done = run("rmtl_ddpg", *TINY, "--backbone", "esmm", "--critic-embed-dim", "8",
+def test_rmtl_ddpg_on_the_27k_twin_out_of_core_and_streamed(tmp_path: Path) -> None:
+    pytest.importorskip("duckdb", reason="DuckDB is in the scale extra")
+    twin = ["--dataset", "kuairand-27k-synthetic", "--scale", "1/4000", "--engine", "duckdb"]
+    done = run("rmtl_ddpg", *TINY, *twin, "--backbone", "esmm", "--critic-embed-dim", "8",
                "--critic-batch-size", "512", "--critic-epochs", "1", "--stream",
                "--buffer-rows", "1000", "--dropout-masks", "int16", "--run-dir", str(tmp_path))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "rmtl-esmm" in done.stdout and "oracle" in done.stdout
     config = json.loads((tmp_path / "config.json").read_text())
+    assert (config["dataset"], config["scale"], config["engine"]) == (
+        "kuairand-27k-synthetic", "1/4000", "duckdb"
+    )  # fmt: skip
     assert config["stream"] is True and config["buffer_rows"] == 1000
     assert config["train"]["dropout_masks"] == "int16"
