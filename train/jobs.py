@@ -249,6 +249,11 @@ def run_dple(
             "error: D-PLE runs in one process (stable-baselines3's DDPG is not data-parallel); "
             "run train/dple_sb3.py without torchrun"
         )
+    if job.data.stream:  # refused before any stage runs, not after the pretraining
+        raise SystemExit(
+            "error: D-PLE steps SessionRecEnv, which holds its split in memory; run "
+            "train/dple_sb3.py without --stream"
+        )
     run, splits, device = job.open(
         folder, "dple", backbone=backbone, backbone_checkpoint=backbone_checkpoint,
         from_scratch=from_scratch, model=model, train=train, dple=dple,

@@ -136,3 +136,12 @@ def test_dple_folder(tmp_path: Path) -> None:
     for name in ("backbone.pt", "dple_backbone.pt", "ddpg.zip"):
         assert (tmp_path / "checkpoints" / name).is_file()
     assert any((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_dple_job_refuses_streaming_before_any_stage(tmp_path) -> None:
+    from agents.pipeline import DataConfig
+
+    job = jobs.Job(DataConfig("kuairand-synthetic", scale="tiny", stream=True))
+    with pytest.raises(SystemExit, match="run train/dple_sb3.py without --stream"):
+        jobs.run_dple(tmp_path / "run", job)
+    assert not (tmp_path / "run").exists()  # refused before the folder or any stage
