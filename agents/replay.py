@@ -19,7 +19,7 @@ from agents import distributed
 from agents.models import MultiTaskModel
 from agents.trainer import Split, model_device, predict
 from rmtl_env.data.dataset import SplitData
-from rmtl_env.data.stream import StreamedSplit, pooled, rank_minibatches
+from rmtl_env.data.stream import StreamedSplit, epoch_shares
 from rmtl_env.rewards import DEFAULT_PROB_CLIP
 from rmtl_env.transitions import Transitions, build_transitions
 
@@ -119,19 +119,9 @@ class StreamedReplay:
         return out
 
     def minibatches(self, batch_size: int, rng: np.random.Generator) -> Iterator[TransitionBatch]:
-        """One epoch of block-shuffled minibatches (``rmtl_env.data.stream.pooled``)."""
-        if self.data.dataset.rank_shards and distributed.is_distributed():
-            world = distributed.world_size()
-            shares = rank_minibatches(self.data, self.block_transitions, batch_size, rng,
-                                      distributed.rank(), world)  # fmt: skip
-        else:  # every rank builds every block and keeps its share of each batch
-            order = rng.permutation(len(self.blocks))
-            parts = (self.block_transitions(k) for k in order)
-            share = slice(distributed.rank(), None, distributed.world_size())
-            shares = (
-                ({k: v[share] for k, v in batch.items()}, len(batch["terminated"]))
-                for batch in pooled(parts, batch_size, rng, self.data.dataset.buffer_rows)
-            )
+        """One epoch of block-shuffled minibatches (``rmtl_env.data.stream.epoch_shares``)."""
+        shares = epoch_shares(self.data, self.block_transitions, batch_size, rng,
+                              distributed.rank(), distributed.world_size())  # fmt: skip
         for batch, rows in shares:
             tensors = {k: torch.as_tensor(v, device=self.device) for k, v in batch.items()}
             yield TransitionBatch(**tensors, rows=rows)

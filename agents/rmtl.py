@@ -298,11 +298,11 @@ class RMTLAgent:
         if config.actor_update:
             self.actor_network = distributed.wrap(self.actor)
             distributed.broadcast_state(self.actor_target)
+        shuffler = rng if isinstance(replay, StreamedReplay) else generator
         bar = tqdm(range(1, epochs + 1), desc="critics", disable=not progress)
         for epoch in bar:
             self.critic.train()
-            streamed = isinstance(replay, StreamedReplay)
-            batches = replay.minibatches(config.critic_batch_size, rng if streamed else generator)
+            batches = replay.minibatches(config.critic_batch_size, shuffler)
             td_sum = torch.zeros(self.critic.num_tasks, device=self.device)
             q_sum = torch.zeros(self.critic.num_tasks, device=self.device)
             for batch in batches:

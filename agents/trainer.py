@@ -25,7 +25,7 @@ from agents.models import MultiTaskModel
 from agents.models.layers import DROPOUT_MASKS, dropout_masks
 from agents.runtime import RECORDED_IF_SET
 from rmtl_env.data.dataset import SplitData
-from rmtl_env.data.stream import Rows, StreamedSplit, pooled, rank_minibatches
+from rmtl_env.data.stream import StreamedSplit, epoch_shares, pooled
 from rmtl_env.metrics import task_metrics
 
 Split = SplitData | StreamedSplit
@@ -153,7 +153,6 @@ def map_split(
     concatenated in row order; ``per_row`` are ``[n, ...]`` arrays aligned with ``data``'s rows.
     Under torch.distributed each rank maps its rows (``rank::world``) and the results are
     gathered, so every rank returns all rows."""
-    share = slice(distributed.rank(), None, distributed.world_size())  # all rows in one process
     if isinstance(data, StreamedSplit):
 
         def mine() -> Iterator[dict[str, np.ndarray]]:  # this rank's rows, a block at a time
@@ -170,6 +169,7 @@ def map_split(
         ]
         local = np.concatenate(parts) if parts else np.zeros((0,), np.float32)
     else:
+        share = slice(distributed.rank(), None, distributed.world_size())  # one process: all
         extra = (a[share] for a in per_row)
         local = map_batches(
             fn, device, batch_size, data.categorical[share], data.numerical[share], *extra
@@ -252,18 +252,12 @@ def stream_batches(
     ``rng``), as tensors on ``device``; under torch.distributed every rank reads every block and
     keeps its share of each batch, or, with the dataset's ``rank_shards``, reads only its
     blocks."""
-    if data.dataset.rank_shards and distributed.is_distributed():  # each rank its own blocks
-        read = lambda b: vars(data.read(data.blocks()[b]))  # noqa: E731
-        world = distributed.world_size()
-        shares = rank_minibatches(data, read, batch_size, rng, distributed.rank(), world)
-        mine = ((Rows(**rows), count) for rows, count in shares)
-    else:  # every rank reads every block and keeps its share of each batch
-        share = slice(distributed.rank(), None, distributed.world_size())
-        mine = ((rows.take(share), len(rows)) for rows in data.minibatches(batch_size, rng))
-    for rows, count in mine:
-        yield (torch.as_tensor(rows.categorical, device=device),
-               torch.as_tensor(rows.numerical, device=device),
-               torch.as_tensor(rows.labels, device=device), count)  # fmt: skip
+    shares = epoch_shares(data, data.read_block, batch_size, rng, distributed.rank(),
+                          distributed.world_size())  # fmt: skip
+    for rows, count in shares:
+        yield (torch.as_tensor(rows["categorical"], device=device),
+               torch.as_tensor(rows["numerical"], device=device),
+               torch.as_tensor(rows["labels"], device=device), count)  # fmt: skip
 
 
 def train_epoch(

@@ -72,10 +72,6 @@ class Rows:
     def __len__(self) -> int:
         return len(self.index)
 
-    def take(self, rows: np.ndarray | slice) -> Rows:
-        """The rows ``rows`` (positions in this batch)."""
-        return Rows(**{name: values[rows] for name, values in vars(self).items()})
-
 
 def pooled(
     parts: Iterable[dict[str, np.ndarray]],
@@ -144,6 +140,29 @@ def rank_minibatches(
             empty = empty or {k: v[:0] for k, v in read(0).items()}
             batch = empty
         yield batch, sum(min(local, max(n - step * local, 0)) for n in rows)
+
+
+def epoch_shares(
+    data: StreamedSplit,
+    read: Callable[[int], dict[str, np.ndarray]],
+    batch_size: int,
+    rng: np.random.Generator | None,
+    rank: int = 0,
+    world: int = 1,
+) -> Iterator[tuple[dict[str, np.ndarray], int]]:
+    """One epoch of this rank's share of each global minibatch of ``batch_size`` rows, with the
+    global minibatch's row count; ``read(block index)`` gives a block's rows. With the
+    dataset's ``rank_shards`` and more than one rank, each rank reads only its blocks
+    (``rank_minibatches``); otherwise every rank reads every block, block-shuffled with ``rng``
+    (file order without), and keeps rows ``rank, rank + world, ...`` of each minibatch."""
+    if data.dataset.rank_shards and world > 1:
+        yield from rank_minibatches(data, read, batch_size, rng, rank, world)
+        return
+    count = len(data.blocks())
+    order = np.arange(count) if rng is None else rng.permutation(count)
+    share = slice(rank, None, world)
+    for batch in pooled((read(b) for b in order), batch_size, rng, data.dataset.buffer_rows):
+        yield {k: v[share] for k, v in batch.items()}, len(next(iter(batch.values())))
 
 
 class StreamedSplit:
@@ -223,22 +242,16 @@ class StreamedSplit:
         for block in self._blocks:
             yield self.read(block)
 
+    def read_block(self, b: int) -> dict[str, np.ndarray]:
+        """The rows of block number ``b`` as ``{field: array}`` (``Rows``' fields)."""
+        return vars(self.read(self._blocks[b]))
+
     def minibatches(
-        self,
-        batch_size: int,
-        rng: np.random.Generator | None = None,
-        buffer_rows: int | None = None,
-        order: np.ndarray | None = None,
+        self, batch_size: int, rng: np.random.Generator | None = None
     ) -> Iterator[Rows]:
         """One epoch of minibatches of ``batch_size`` rows (the last one smaller): in file order
-        without ``rng``, else block-shuffled with buffers of about ``buffer_rows`` rows (default:
-        the dataset's). ``order``: the blocks to read, in this order (e.g. one rank's share of
-        them), instead of a permutation of all blocks drawn from ``rng``."""
-        if order is None:
-            count = len(self._blocks)
-            order = np.arange(count) if rng is None else rng.permutation(count)
-        parts = (vars(self.read(self._blocks[b])) for b in order)
-        for batch in pooled(parts, batch_size, rng, buffer_rows or self.dataset.buffer_rows):
+        without ``rng``, else block-shuffled in buffers of the dataset's ``buffer_rows``."""
+        for batch, _ in epoch_shares(self, self.read_block, batch_size, rng):
             yield Rows(**batch)
 
     def read_head(self, block: Block) -> Rows:

@@ -109,7 +109,7 @@ def test_rank_shards_read_disjoint_blocks_in_step(kr_tiny_regrouped) -> None:
 
     _, streamed = kr_tiny_regrouped
     split = streamed.split("train")
-    read = lambda b: vars(split.read(split.blocks()[b]))  # noqa: E731
+    read = split.read_block
     world, seen, schedules, after = 3, [], [], []
     for rank in range(world):
         rng = np.random.default_rng(7)
