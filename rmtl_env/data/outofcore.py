@@ -177,29 +177,40 @@ def _impressions(con, files: KuaiRandFiles, config: KuaiRandConfig) -> dict:
         f"FROM raw_log GROUP BY {keys}"
     )
     con.execute("DROP TABLE raw_log")
-    con.execute(f"""
-        CREATE TABLE log AS
+    con.execute(f"CREATE TABLE log AS {sessionised('kept', gap)}")
+    con.execute("DROP TABLE kept")
+    kept = con.execute("SELECT count(*) FROM log").fetchone()[0]
+    counts["duplicate_log_rows_removed"] = counts["log_rows_read"] - kept
+    counts["log_rows_were_sorted"] = sorted_in_file_order(con, "log")
+    counts["nesting_violations_changed"] = _nest(con, config, [p.name for p in files.logs])
+    return counts
+
+
+def sessionised(table: str, gap_ms: int) -> str:
+    """A query of ``table`` (``user_id``, ``time_ms``, ``ord``) with ``user_session``: a user's
+    rows in (time, file) order split where the time since the previous row exceeds ``gap_ms``
+    (``processing.sessionize_by_gap``)."""
+    return f"""
         SELECT *, sum(new_session) OVER (PARTITION BY user_id ORDER BY time_ms, ord
                                          ROWS UNBOUNDED PRECEDING) AS user_session
         FROM (
-            SELECT *, CASE WHEN lag(time_ms) OVER w IS NULL OR time_ms - lag(time_ms) OVER w > {gap}
-                           THEN 1 ELSE 0 END AS new_session
-            FROM kept WINDOW w AS (PARTITION BY user_id ORDER BY time_ms, ord)
+            SELECT *, CASE WHEN lag(time_ms) OVER w IS NULL OR time_ms - lag(time_ms) OVER w
+                           > {int(gap_ms)} THEN 1 ELSE 0 END AS new_session
+            FROM {table} WINDOW w AS (PARTITION BY user_id ORDER BY time_ms, ord)
         )
-    """)
-    con.execute("DROP TABLE kept")
-    kept = con.execute("SELECT count(*) FROM log").fetchone()[0]
-    # Already sorted: in file order, (user, time) never decreases (then the stable sort is a no-op).
-    unsorted = con.execute("""
+    """
+
+
+def sorted_in_file_order(con, table: str) -> bool:
+    """Whether (``user_id``, ``time_ms``) never decreases in file order (``ord``): the in-memory
+    path's stable sort was then a no-op."""
+    unsorted = con.execute(f"""
         SELECT count(*) FROM (
             SELECT user_id, time_ms, lag(user_id) OVER w AS u0, lag(time_ms) OVER w AS t0
-            FROM log WINDOW w AS (ORDER BY ord)
+            FROM {table} WINDOW w AS (ORDER BY ord)
         ) WHERE user_id < u0 OR (user_id = u0 AND time_ms < t0)
     """).fetchone()[0]
-    counts["duplicate_log_rows_removed"] = counts["log_rows_read"] - kept
-    counts["log_rows_were_sorted"] = unsorted == 0
-    counts["nesting_violations_changed"] = _nest(con, config, [p.name for p in files.logs])
-    return counts
+    return unsorted == 0
 
 
 def _nest(con, config: KuaiRandConfig, names: list[str]) -> int:

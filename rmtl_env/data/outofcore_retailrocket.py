@@ -37,6 +37,8 @@ from rmtl_env.data.outofcore import (
     read_checked,
     run_preparation,
     save_meta,
+    sessionised,
+    sorted_in_file_order,
 )
 from rmtl_env.data.processing import ProcessingConfig
 from rmtl_env.data.retailrocket import (
@@ -54,7 +56,6 @@ NUMERICAL = ["log_position"]
 
 def _read_events(con, path: Path) -> dict:
     """``events`` (checked, one row per distinct event at its first line ``ord``) and counts."""
-
     types = "{'timestamp': 'BIGINT', 'visitorid': 'BIGINT', 'event': 'VARCHAR', " \
             "'itemid': 'BIGINT', 'transactionid': 'DOUBLE'}"  # fmt: skip
     if path.stat().st_size == 0:
@@ -91,33 +92,15 @@ def _read_events(con, path: Path) -> dict:
     )
     con.execute("DROP TABLE raw_events")
     kept = con.execute("SELECT count(*) FROM events").fetchone()[0]
-    unsorted = con.execute("""
-        SELECT count(*) FROM (
-            SELECT user_id, time_ms, lag(user_id) OVER w AS u0, lag(time_ms) OVER w AS t0
-            FROM events WINDOW w AS (ORDER BY ord)
-        ) WHERE user_id < u0 OR (user_id = u0 AND time_ms < t0)
-    """).fetchone()[0]
     return {"events_read": read, "duplicate_events_removed": read - kept,
-            "events_were_sorted": unsorted == 0}  # fmt: skip
+            "events_were_sorted": sorted_in_file_order(con, "events")}  # fmt: skip
 
 
 def _views(con, config: RetailRocketConfig) -> dict:
     """``log``: one row per view with its visitor's session number, labels and position."""
     if config.session_key == "gap":
         gap = int(config.session_gap_minutes * 60_000)
-        session = (
-            "sum(new_session) OVER (PARTITION BY user_id ORDER BY time_ms, ord "
-            "ROWS UNBOUNDED PRECEDING)"
-        )
-        new = (
-            f"CASE WHEN lag(time_ms) OVER w IS NULL OR time_ms - lag(time_ms) OVER w > {gap} "
-            "THEN 1 ELSE 0 END"
-        )
-        con.execute(f"""
-            CREATE TABLE sessioned AS SELECT *, {session} AS user_session FROM (
-                SELECT *, {new} AS new_session FROM events
-                WINDOW w AS (PARTITION BY user_id ORDER BY time_ms, ord))
-        """)
+        con.execute(f"CREATE TABLE sessioned AS {sessionised('events', gap)}")
     else:  # one session per visitor, as the official code
         con.execute("CREATE TABLE sessioned AS SELECT *, 0 AS user_session FROM events")
     con.execute("DROP TABLE events")
@@ -152,7 +135,6 @@ def _views(con, config: RetailRocketConfig) -> dict:
 def _properties(con, files: RetailRocketFiles, wanted: tuple[str, ...]) -> dict:
     """``props``: the wanted property rows, duplicates removed (first occurrence), one row per
     (item, property, time): the last in file order."""
-
     con.execute(
         "CREATE TABLE raw_props (timestamp BIGINT, itemid BIGINT, property VARCHAR, "
         "value VARCHAR, file_no INTEGER, line BIGINT)"
