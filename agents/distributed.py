@@ -60,10 +60,16 @@ def launched_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def launched_world_size() -> int:
+    """How many processes the launcher started (``WORLD_SIZE``), before any process group
+    exists."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def init_from_env(device: str | torch.device = "cpu") -> bool:
     """Start the process group if the launcher asked for more than one process; returns whether
     training is distributed. Backend: NCCL for CUDA devices, gloo otherwise."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or is_distributed():
+    if launched_world_size() <= 1 or is_distributed():
         return is_distributed()
     backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
     dist.init_process_group(backend=backend, timeout=TIMEOUT)

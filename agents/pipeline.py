@@ -44,6 +44,7 @@ from agents.rmtl import (
 from agents.runtime import NEVER_RECORDED, RECORDED_IF_SET, seed_everything
 from agents.trainer import Split, TrainConfig, TrainResult, model_device, predict, train_model
 from rmtl_env.data import SessionDataset, StreamedDataset, load_dataset
+from rmtl_env.data.catalog import ENGINES
 from rmtl_env.data.stream import BUFFER_ROWS
 from rmtl_env.data.synthetic import twin_fraction
 from rmtl_env.data.synthetic.common import SCALES
@@ -94,8 +95,10 @@ class DataConfig:
             twin_fraction(self.scale)  # a fraction of the full 27K size, "1/20" or 0.05
         elif self.scale not in SCALES:
             raise ValueError(f"scale must be one of {list(SCALES)}, got {self.scale!r}")
-        if self.engine not in ("pandas", "duckdb"):
-            raise ValueError(f"engine must be 'pandas' or 'duckdb', got {self.engine!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(
+                f"engine must be {' or '.join(map(repr, ENGINES))}, got {self.engine!r}"
+            )
         if self.rank_shards and not self.stream:
             raise ValueError("rank_shards reads a streamed split's blocks: it needs stream=True")
         if self.buffer_rows < 1:

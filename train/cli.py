@@ -197,7 +197,7 @@ def run_job(script: str, args: argparse.Namespace, job: Callable[[Path, Any], Ma
     prints the test table. Under ``torchrun`` rank 0 alone prints and shows bars, and the run
     folder must be given (``--run-dir``): a default one is stamped with each rank's clock."""
     main = distributed.launched_rank() == 0
-    if args.run_dir is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if args.run_dir is None and distributed.launched_world_size() > 1:
         raise SystemExit("error: under torchrun give every rank the same --run-dir")
     spec = jobs.Job(args.data, args.seed, args.device, progress=main and not args.no_progress)
     folder = args.run_dir or default_run_dir(script, args.data.dataset, args.seed)

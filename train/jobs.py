@@ -12,7 +12,6 @@ D-PLE runs in one process (stable-baselines3 has no data-parallel DDPG).
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,7 +243,7 @@ def run_dple(
     """D-PLE into one run folder: the pretrained backbone (trained here unless
     ``backbone_checkpoint`` or ``from_scratch``), both D-PLE phases, evaluation. One process
     only."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if distributed.launched_world_size() > 1:
         raise SystemExit(
             "error: D-PLE runs in one process (stable-baselines3's DDPG is not data-parallel); "
             "run train/dple_sb3.py without torchrun"

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from rmtl_env.data.catalog import CATALOG, load_dataset
+from rmtl_env.data.catalog import CATALOG, ENGINES, load_dataset
 from rmtl_env.data.errors import DataFormatError
 from rmtl_env.data.official import export_official
 from rmtl_env.data.stats import format_statistics
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     prepare.add_argument(
         "--engine",
         default="pandas",
-        choices=["pandas", "duckdb"],
+        choices=ENGINES,
         help="duckdb: out of core (RetailRocket and KuaiRand; needs the scale extra), the same rows",
     )
     prepare.add_argument("--memory-limit", default="4GB", help="DuckDB memory limit, e.g. 4GB")

@@ -37,6 +37,8 @@ from rmtl_env.data.synthetic import twin_fraction
 from rmtl_env.data.synthetic.common import check_scale
 
 GENERATOR_VERSION = 2
+ENGINES = ("pandas", "duckdb")
+"""How a catalog dataset is prepared: in memory, or out of core (``rmtl_env.data.outofcore``)."""
 CATALOG = (
     "retailrocket",
     "kuairand-1k",
@@ -117,8 +119,8 @@ def load_dataset(
             processing parameters (``split_ratios``, ``min_count``, ``share_threshold``).
     """
     path = Path(name)
-    if engine not in ("pandas", "duckdb"):
-        raise ValueError(f"engine must be 'pandas' or 'duckdb', got {engine!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be {' or '.join(map(repr, ENGINES))}, got {engine!r}")
     if str(name) not in CATALOG and engine != "pandas":
         raise ValueError(
             f"engine='duckdb' prepares the catalog's RetailRocket and KuaiRand datasets; "
@@ -127,7 +129,7 @@ def load_dataset(
     if str(name) not in CATALOG:
         if (path / META_FILE).is_file():
             _reject(params, str(name), [])
-            return StreamedDataset(path) if stream else SessionDataset.load(path)
+            return _open(path, stream)
         if path.is_file() and roles is not None:
             return _load_custom(path, roles, refresh, params, stream)
         raise ValueError(
@@ -221,7 +223,7 @@ def _cached(name: str, key_source: dict, refresh: bool, build, write=None, strea
     key = hashlib.sha256(json.dumps(key_source, sort_keys=True, default=str).encode()).hexdigest()
     folder = cache_root() / "processed" / f"{name}-{key[:16]}"
     if folder.is_dir() and not refresh:
-        dataset = StreamedDataset(folder) if stream else SessionDataset.load(folder)
+        dataset = _open(folder, stream)
         dataset.meta["path"] = str(folder)
         return dataset
     _check_writable(folder.parent)  # before the build, which can take minutes
@@ -238,15 +240,20 @@ def _cached(name: str, key_source: dict, refresh: bool, build, write=None, strea
             meta["cache_key"] = key
             (staging / META_FILE).write_text(json.dumps(meta, indent=2))
             drop_stale()
-        dataset = StreamedDataset(folder) if stream else SessionDataset.load(folder)
+        dataset = _open(folder, stream)
     else:
         dataset = build()
         dataset.meta["cache_key"] = key
         drop_stale()
         dataset.save(folder)
-        dataset = StreamedDataset(folder) if stream else dataset
+        dataset = _open(folder, stream) if stream else dataset
     dataset.meta["path"] = str(folder)
     return dataset
+
+
+def _open(folder: Path, stream: bool) -> SessionDataset | StreamedDataset:
+    """A processed folder, streamed or loaded into memory."""
+    return StreamedDataset(folder) if stream else SessionDataset.load(folder)
 
 
 def _check_writable(folder: Path) -> None:
