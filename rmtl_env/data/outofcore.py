@@ -446,6 +446,22 @@ def save_meta(
     return meta
 
 
+def map_and_write(con, out: Path, steps, processing: ProcessingConfig, categorical: list[str],
+                  numerical: list[str], tasks, has_truth: bool) -> tuple:  # fmt: skip
+    """The steps after a source's ``imp`` table: train-only vocabularies and standardisation,
+    then ``impressions.parquet`` (``_write``); advances the ``steps`` bar twice. Returns
+    ``(written, vocabulary, field_dims, hashed_fields)``."""
+    steps.set_postfix_str("vocabularies, standardisation")
+    dims, vocabulary = _vocabularies(con, categorical, processing)
+    stats = _standardisation(con, numerical)
+    steps.update()
+    steps.set_postfix_str("write impressions.parquet")
+    hashed = {f: b for f, b in processing.hash_buckets.items() if f in categorical}
+    written = _write(con, out, categorical, numerical, stats, tuple(tasks), has_truth, hashed)
+    steps.update()
+    return written, vocabulary, dims, hashed
+
+
 def engine_record(memory_limit: str, threads: int, started: float) -> dict:
     return {"engine": "duckdb", "memory_limit": memory_limit, "threads": int(threads),
             "seconds": time.perf_counter() - started}  # fmt: skip
@@ -467,14 +483,9 @@ def _prepare(files, config, processing, out, name, memory_limit, threads, progre
         if has_truth:
             _check_truth(con, files.truth, config.tasks)
         steps.update()
-        steps.set_postfix_str("vocabularies, standardisation")
-        dims, vocabulary = _vocabularies(con, categorical, processing)
-        stats = _standardisation(con, numerical)
-        steps.update()
-        steps.set_postfix_str("write impressions.parquet")
-        hashed = {f: b for f, b in processing.hash_buckets.items() if f in categorical}
-        written = _write(con, out, categorical, numerical, stats, config.tasks, has_truth, hashed)
-        steps.update()
+        written, vocabulary, dims, hashed = map_and_write(
+            con, out, steps, processing, categorical, numerical, config.tasks, has_truth
+        )
         con.close()
     steps.set_postfix_str("checksums")
     raw = [file_digest(p) for p in (*files.logs, files.user_features, files.video_features)]

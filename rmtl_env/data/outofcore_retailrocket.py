@@ -30,10 +30,8 @@ from rmtl_env.data.outofcore import (
     _connect,
     _quote,
     _sessions,
-    _standardisation,
-    _vocabularies,
-    _write,
     engine_record,
+    map_and_write,
     read_checked,
     run_preparation,
     save_meta,
@@ -294,14 +292,9 @@ def _prepare(files, config, processing, out, name, memory_limit, threads, progre
         if has_truth:
             _check_truth(con, files.truth, tuple(TASKS))
         steps.update()
-        steps.set_postfix_str("vocabularies, standardisation")
-        dims, vocabulary = _vocabularies(con, categorical, processing)
-        stats = _standardisation(con, NUMERICAL)
-        steps.update()
-        steps.set_postfix_str("write impressions.parquet")
-        hashed = {f: b for f, b in processing.hash_buckets.items() if f in categorical}
-        written = _write(con, out, categorical, NUMERICAL, stats, tuple(TASKS), has_truth, hashed)
-        steps.update()
+        written, vocabulary, dims, hashed = map_and_write(
+            con, out, steps, processing, categorical, NUMERICAL, TASKS, has_truth
+        )
         steps.close()
         con.close()
     raw = [file_digest(files.events), *(file_digest(p) for p in files.properties)]
