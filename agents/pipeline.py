@@ -204,12 +204,18 @@ def learn_critics(
     seed: int = 0,
     progress: bool = False,
     actor_actions: np.ndarray | None = None,
+    numerics: TrainConfig = TrainConfig(),
 ) -> Critics:
     """Stages 2-3: the replay of ``train`` with the frozen backbone's noisy actions, then K task
     critics by TD until the epoch TD loss converges (or ``config.critic_epochs``).
-    ``actor_actions``: ``predict(backbone, train)`` when already computed."""
+    ``actor_actions``: ``predict(backbone, train)`` when already computed; ``numerics``: the
+    backbone's training settings, whose ``precision`` and ``mask_source`` the critic steps
+    share."""
     seed_everything(seed)
-    agent = RMTLAgent(backbone, replace(config, seed=seed))
+    agent = RMTLAgent(
+        backbone, replace(config, seed=seed),
+        precision=numerics.precision, dropout_masks=numerics.mask_source,
+    )  # fmt: skip
     started = time.perf_counter()
     replay = build_replay(
         backbone, train, config.exploration_noise, seed=seed, actor_actions=actor_actions
@@ -243,7 +249,10 @@ def polish(
     ``w_k = 1 - lambda * Q_k(s, pi_k(s))`` (or ``config.weight_variant``); ``backbone`` is left
     as it is. ``config.polish_lr`` and ``config.polish_guard`` adjust ``train``."""
     critic = polish_critics(critic, backbone)
-    probs = predict(backbone, splits.train) if actor_actions is None else actor_actions
+    if actor_actions is None:
+        probs = predict(backbone, splits.train, precision=train.precision)
+    else:
+        probs = actor_actions
     initial_weights = loss_weights_on(critic, config, splits.train, probs)
     seed_everything(seed)
     polished = copy_backbone(backbone)
@@ -316,13 +325,15 @@ def evaluate(
     data: Split,
     oracle: bool = True,
     predictions: dict[str, np.ndarray] | None = None,
+    precision: str = "fp32",
 ) -> dict[str, Metrics]:
     """``{name: metrics}`` of each model on ``data`` (AUC, Logloss, session-averaged Logloss per
     task), plus an ``oracle`` row scored from the true probabilities where the data has them.
-    ``predictions``, if given, receives each model's ``[n, K]`` test probabilities."""
+    ``predictions``, if given, receives each model's ``[n, K]`` test probabilities;
+    ``precision``: the models' forward passes (``TrainConfig.precision``)."""
     results: dict[str, Metrics] = {}
     for name, model in models.items():
-        probs = predict(model, data)
+        probs = predict(model, data, precision=precision)
         if predictions is not None:
             predictions[name] = probs
         results[name] = task_metrics(data.labels, probs, data.session_id, data.tasks)
@@ -354,8 +365,10 @@ def run_rmtl(
 ) -> RMTLResult:
     """The whole method in one call: pretrain, learn critics, polish, evaluate on ``test``."""
     fit = pretrain(backbone, splits, model, train, seed, device, progress)
-    probs = predict(fit.model, splits.train)  # the frozen backbone's actions, computed once
-    critics = learn_critics(fit.model, splits.train, config, seed, progress, probs)
+    # The frozen backbone's actions, computed once.
+    probs = predict(fit.model, splits.train, precision=train.precision)
+    critics = learn_critics(fit.model, splits.train, config, seed, progress, probs, train)
     polished = polish(fit.model, critics.critic, splits, config, train, seed, progress, probs)
     models = {backbone: fit.model, f"rmtl-{backbone}": polished.model}
-    return RMTLResult(fit, critics, polished, evaluate(models, splits.test))
+    metrics = evaluate(models, splits.test, precision=train.precision)
+    return RMTLResult(fit, critics, polished, metrics)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Literal, get_args
 
@@ -29,8 +30,9 @@ from tqdm.auto import tqdm
 from agents import distributed
 from agents.critic import CriticConfig, MultiCritic
 from agents.models import MultiTaskModel
+from agents.models.layers import dropout_masks
 from agents.replay import Replay, StreamedReplay, TransitionBatch
-from agents.trainer import LossWeights, Split, map_split, model_device
+from agents.trainer import LossWeights, Split, adam, autocast, map_split, model_device
 
 WeightVariant = Literal["rmtl", "cw", "wl", "nlc"]
 WEIGHT_VARIANTS: tuple[str, ...] = get_args(WeightVariant)
@@ -214,12 +216,20 @@ class RMTLAgent:
         actor: a pretrained backbone; it is not modified unless ``config.actor_update``.
         config: RMTL hyper-parameters.
         critic: critics to start from (e.g. trained with another backbone); fresh ones otherwise.
+        precision, dropout_masks: the critic stage's forward passes, optimisers and dropout
+            masks, as the backbone's training (``TrainConfig.precision`` and ``mask_source``).
     """
 
     def __init__(
-        self, actor: MultiTaskModel, config: RMTLConfig, critic: MultiCritic | None = None
+        self,
+        actor: MultiTaskModel,
+        config: RMTLConfig,
+        critic: MultiCritic | None = None,
+        precision: str = "fp32",
+        dropout_masks: str = "bernoulli",
     ) -> None:
         self.config = config
+        self.precision, self.dropout_masks = precision, dropout_masks
         self.device = model_device(actor)
         self.actor = actor
         self.critic = critic or MultiCritic(
@@ -234,25 +244,33 @@ class RMTLAgent:
             )
         self.actor_target = copy.deepcopy(actor).eval().requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).eval().requires_grad_(False)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
+        self.critic_optimizer = adam(self.critic.parameters(), config.critic_lr, precision)
+        self.actor_optimizer = adam(self.actor.parameters(), config.actor_lr, precision)
         self.steps = 0
         # What the steps call: the networks themselves, or their DDP wrappers while
         # ``train_critics`` runs under torch.distributed (gradients averaged over ranks).
         self.critic_network: torch.nn.Module = self.critic
         self.actor_network: torch.nn.Module = self.actor
 
+    @contextmanager
+    def numerics(self) -> Iterator[None]:
+        """The forward passes of a critic-stage step: ``precision`` and ``dropout_masks``."""
+        with dropout_masks(self.dropout_masks), autocast(self.precision, self.device):
+            yield
+
     def critic_step(self, batch: TransitionBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """One TD step on a minibatch (this rank's share of it under torch.distributed);
         returns the minibatch's per-task TD loss and mean Q, ``[K]`` each."""
-        with torch.no_grad():
+        with torch.no_grad(), self.numerics():
             if self.config.actor_update:
                 next_action = self.actor_target(batch.next_categorical, batch.next_numerical)
             else:
                 next_action = batch.next_action  # frozen actor: computed once in build_replay
             next_q = self.critic_target(batch.next_categorical, batch.next_numerical, next_action)
-            y = td_target(batch.rewards, batch.terminated, next_q, self.config.gamma)
-        q = self.critic_network(batch.categorical, batch.numerical, batch.action)
+            y = td_target(batch.rewards, batch.terminated, next_q.float(), self.config.gamma)
+        with self.numerics():
+            q = self.critic_network(batch.categorical, batch.numerical, batch.action)
+        q = q.float()  # the TD loss in float32
         td_loss = distributed.batch_mean((q - y) ** 2, batch.rows)  # [K]
         self.critic_optimizer.zero_grad(set_to_none=True)
         td_loss.sum().backward()
@@ -264,8 +282,9 @@ class RMTLAgent:
         # The critics are fixed here: their own forward (not DDP's), and no gradients for them.
         self.critic.eval().requires_grad_(False)
         self.actor.train()
-        actions = self.actor_network(batch.categorical, batch.numerical)
-        q = self.critic(batch.categorical, batch.numerical, actions).sum(1)
+        with self.numerics():
+            actions = self.actor_network(batch.categorical, batch.numerical)
+            q = self.critic(batch.categorical, batch.numerical, actions).float().sum(1)
         loss = -distributed.batch_mean(q, batch.rows)
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -369,7 +388,8 @@ def polish_loss_weights(critic: MultiCritic, config: RMTLConfig) -> LossWeights:
     critic.eval().requires_grad_(False)
 
     def weights(categorical, numerical, probs, labels):
-        q = critic(categorical, numerical, probs)  # Q_k(s, pi_k(s)) at the current predictions
+        # Q_k(s, pi_k(s)) at the current predictions; float32 weights under a bf16 autocast.
+        q = critic(categorical, numerical, probs).float()
         return loss_weights(q, labels, config.lam, config.weight_variant, config.normalize_weights)
 
     return weights

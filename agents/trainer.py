@@ -41,7 +41,8 @@ LossWeights = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
 """``(categorical [B, F], numerical [B, N], probs [B, K], labels [B, K]) -> weights [B, K]``.
 
 ``probs`` are the model's current predictions, detached; the returned weights multiply each
-sample's per-task BCE and are treated as constants (no gradient flows through them)."""
+sample's per-task BCE and are treated as constants (no gradient flows through them). It runs
+under the step's ``autocast`` (``TrainConfig.precision``), like the model's forward pass."""
 
 
 @dataclass(frozen=True)
@@ -60,12 +61,19 @@ class TrainConfig:
         keep_initial: let the starting weights compete in early stopping (scored as epoch 0):
             if no epoch beats them they are restored. Off in the paper; RMTL's polish guard.
         seed: seeds the per-epoch shuffling.
-        precision: ``fp32``, or ``bf16``: the forward pass under ``torch.autocast`` in bfloat16
-            (the weights, the loss and Adam stay float32), for CPUs with AVX512-BF16/AMX and
-            GPUs with bf16 (Ampere and later); prediction and evaluation stay float32.
+        precision: ``fp32``, or ``bf16``: every forward pass of a training step under
+            ``torch.autocast`` in bfloat16 (the backbone's, the polish critics', and in RMTL's
+            critic stage the critics' and the actor's) and of every prediction (validation,
+            the actor's actions, test); the weights, the towers' output layers (so every
+            probability is float32), the losses and Adam stay float32. bf16 also takes the
+            kernels that are fastest beside it: ``int16`` dropout masks unless
+            ``dropout_masks`` is set, and Adam's fused kernel (the same update in one pass;
+            fp32 keeps the per-tensor loop, so its numbers stay those of earlier versions).
+            For CPUs with AVX512-BF16/AMX and GPUs with bf16 (Ampere and later).
         dropout_masks: ``bernoulli`` (torch's dropout) or ``int16``: masks from 15-bit random
             integers, about 3x cheaper on CPUs, where torch's masks took a quarter of a PLE
-            step (``agents.models.layers.Dropout``); other masks for the same seed.
+            step (``agents.models.layers.Dropout``); other masks for the same seed. Unset:
+            ``int16`` at bf16, ``bernoulli`` at fp32 (``mask_source``).
     """
 
     lr: float = 1e-3
@@ -78,12 +86,12 @@ class TrainConfig:
     keep_initial: bool = False
     seed: int = 0
     precision: Literal["fp32", "bf16"] = "fp32"
-    dropout_masks: Literal["bernoulli", "int16"] = field(
-        default="bernoulli", metadata=RECORDED_IF_SET
+    dropout_masks: Literal["bernoulli", "int16"] | None = field(
+        default=None, metadata=RECORDED_IF_SET
     )
 
     def __post_init__(self) -> None:
-        if self.dropout_masks not in DROPOUT_MASKS:
+        if self.dropout_masks is not None and self.dropout_masks not in DROPOUT_MASKS:
             raise ValueError(
                 f"TrainConfig.dropout_masks must be one of {DROPOUT_MASKS}, "
                 f"got {self.dropout_masks!r}"
@@ -97,6 +105,23 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0 or not np.isfinite(self.lr):
             raise ValueError(f"TrainConfig.lr must be a finite number > 0, got {self.lr}")
+
+    @property
+    def mask_source(self) -> str:
+        """The dropout masks' source: ``dropout_masks``, or the precision's own when unset."""
+        if self.dropout_masks is not None:
+            return self.dropout_masks
+        return "int16" if self.precision == "bf16" else "bernoulli"
+
+
+def adam(
+    params: Iterable[torch.nn.Parameter], lr: float, precision: str, weight_decay: float = 0.0
+) -> torch.optim.Adam:
+    """Adam for a network trained at ``precision``: the fused kernel at bf16, torch's default
+    per-tensor loop at fp32 (see ``TrainConfig.precision``)."""
+    return torch.optim.Adam(
+        params, lr=lr, weight_decay=weight_decay, fused=True if precision == "bf16" else None
+    )
 
 
 @dataclass
@@ -123,6 +148,13 @@ def split_tensors(data: SplitData, device: torch.device | str) -> tuple[torch.Te
 
 def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
+
+
+def autocast(precision: str, device: torch.device | str) -> torch.autocast:
+    """The context of a training step's forward passes at ``precision`` (``TrainConfig``):
+    ``torch.autocast`` to bfloat16 for ``bf16``, a no-op for ``fp32``."""
+    device_type = torch.device(device).type
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 @torch.no_grad()
@@ -177,22 +209,29 @@ def map_split(
     return distributed.gather_rows(local, len(data))  # every rank: all rows, in order
 
 
-def predict(model: MultiTaskModel, data: Split, batch_size: int = 16384) -> np.ndarray:
-    """``[n, K]`` probabilities of ``model`` (in eval mode) for every row of ``data``."""
+def predict(
+    model: MultiTaskModel, data: Split, batch_size: int = 16384, precision: str = "fp32"
+) -> np.ndarray:
+    """``[n, K]`` float32 probabilities of ``model`` (in eval mode) for every row of ``data``,
+    its forward passes at ``precision`` (``TrainConfig.precision``)."""
     if len(data) == 0:
         return np.zeros((0, model.num_tasks), np.float32)
     was_training = model.training
     model.eval()
-    probs = map_split(model, model_device(model), batch_size, data)
+    device = model_device(model)
+    with autocast(precision, device):
+        probs = map_split(model, device, batch_size, data)
     model.train(was_training)
     return probs
 
 
 def evaluate(
-    model: MultiTaskModel, data: Split, batch_size: int = 16384
+    model: MultiTaskModel, data: Split, batch_size: int = 16384, precision: str = "fp32"
 ) -> dict[str, dict[str, float]]:
-    """The paper's metrics of ``model`` on ``data``: ``{task: {auc, logloss, s_logloss}}``."""
-    return task_metrics(data.labels, predict(model, data, batch_size), data.session_id, data.tasks)
+    """The paper's metrics of ``model`` on ``data``: ``{task: {auc, logloss, s_logloss}}``
+    (``precision``: ``predict``'s)."""
+    probs = predict(model, data, batch_size, precision)
+    return task_metrics(data.labels, probs, data.session_id, data.tasks)
 
 
 def mean_auc(metrics: dict[str, dict[str, float]]) -> float:
@@ -300,16 +339,15 @@ def _fit_batches(model, batches, optimizer, loss_weights, progress, precision, t
     model.train()
     device = next(model.parameters()).device
     total_loss = torch.zeros((), device=device)
-    device_type = device.type
     bar = tqdm(batches, desc=progress, disable=progress is None, leave=False, total=total)
     for cat, num, y, batch_rows in bar:
-        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with autocast(precision, device):
             probs = model(cat, num)
         probs = probs.float()  # BCE in float32: bf16's 8-bit mantissa cannot hold log(1 - p)
         weights = None
         if loss_weights is not None:
-            with torch.no_grad():
-                weights = loss_weights(cat, num, probs.detach(), y)
+            with torch.no_grad(), autocast(precision, device):  # the critics' forward, in polish
+                weights = loss_weights(cat, num, probs.detach(), y).float()
         loss = weighted_bce(probs, y, weights, batch_rows)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -363,11 +401,11 @@ def train_model(
     config = config or TrainConfig()
     check_splits(model, train, val)
     device = model_device(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = adam(model.parameters(), config.lr, config.precision, config.weight_decay)
     best_auc, best_epoch, best_state, bad_epochs = -np.inf, 0, None, 0
     history: list[dict[str, float]] = []
     if config.keep_initial:
-        best_auc = mean_auc(evaluate(model, val, config.eval_batch_size))
+        best_auc = mean_auc(evaluate(model, val, config.eval_batch_size, config.precision))
         best_state = copy.deepcopy(model.state_dict())
         history.append({"epoch": 0, "val_auc": best_auc})
     stopped_early = False
@@ -378,9 +416,9 @@ def train_model(
         bar = f"{description} epoch {epoch}" if progress else None
         total_loss = fit_batches(
             network, epochs.next(), optimizer, loss_weights, bar, config.precision, len(epochs),
-            config.dropout_masks,
+            config.mask_source,
         )  # fmt: skip
-        val_metrics = evaluate(model, val, config.eval_batch_size)
+        val_metrics = evaluate(model, val, config.eval_batch_size, config.precision)
         val_auc = mean_auc(val_metrics)
         scores = {f"val_{t}_{k}": v for t, m in val_metrics.items() for k, v in m.items()}
         record = {"epoch": epoch, "train_loss": float(total_loss) / len(train),

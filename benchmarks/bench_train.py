@@ -9,8 +9,10 @@ single multiply is printed too). Target: >= 50 %.
 ``--precision bf16`` also runs every model's steps in bf16 (``TrainConfig.precision``: the
 trainer's own ``train_epoch`` under ``torch.autocast``) and prints both rates, then pretrains
 ``--auc-model`` on the small RetailRocket twin in fp32 and in bf16 and prints both test AUCs.
-``--dropout-masks bernoulli int16`` runs every row with each source of dropout masks
-(``TrainConfig.dropout_masks``), and the AUC check with the last one.
+Each precision runs with its own dropout masks and Adam (``TrainConfig.mask_source``:
+torch's masks and Adam's loop at fp32, int16 masks and the fused Adam at bf16);
+``--dropout-masks bernoulli int16`` runs every row with each source of masks instead, and the
+AUC check with the last one.
 
     python benchmarks/bench_train.py [--models esmm mmoe ple] [--steps 20] [--seed 0]
         [--precision bf16 [--auc-model esmm]] [--dropout-masks bernoulli int16]
@@ -27,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from agents.models import build_model
 from agents.models.layers import DROPOUT_MASKS
 from agents.runtime import seed_everything
-from agents.trainer import PRECISIONS, TrainConfig, train_epoch
+from agents.trainer import PRECISIONS, TrainConfig, adam, train_epoch
 
 RETAILROCKET_FIELD_DIMS = [41, 26, 61, 3, 1091, 286, 635]
 
@@ -57,11 +59,11 @@ def train_step_rate(
     masks: str = "bernoulli",
 ) -> tuple[float, float]:
     """``(samples/s, FLOPs per step)`` of full training steps of model ``name`` through the
-    trainer's ``train_epoch`` (forward, BCE, backward, Adam) at ``precision``, with dropout
-    masks from ``masks``."""
+    trainer's ``train_epoch`` (forward, BCE, backward, and the trainer's Adam for
+    ``precision``) at ``precision``, with dropout masks from ``masks``."""
     seed_everything(seed)
     model = build_model(name, RETAILROCKET_FIELD_DIMS, 1, 2)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-6)
+    optimizer = adam(model.parameters(), 1e-3, precision, weight_decay=1e-6)
     categorical = torch.stack(
         [torch.randint(0, d, (batch_size,)) for d in RETAILROCKET_FIELD_DIMS], dim=1
     )
@@ -81,7 +83,7 @@ def train_step_rate(
     return steps * batch_size / elapsed, float(counter.get_total_flops())
 
 
-def test_auc(name: str, precision: str, seed: int, masks: str) -> tuple[dict, float]:
+def test_auc(name: str, precision: str, seed: int, masks: str | None) -> tuple[dict, float]:
     """Test metrics and seconds of ``name`` pretrained on the small RetailRocket twin."""
     from agents.pipeline import DataConfig, evaluate, load_splits, pretrain
 
@@ -104,7 +106,9 @@ def main() -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="bf16: also run and compare bf16")  # fmt: skip
     parser.add_argument("--auc-model", default="esmm", help="model of the fp32/bf16 AUC check")
-    parser.add_argument("--dropout-masks", nargs="+", choices=DROPOUT_MASKS, default=["bernoulli"])
+    parser.add_argument("--dropout-masks", nargs="+", choices=DROPOUT_MASKS,
+                        help="each row with each source (default: the precision's own, "
+                        "TrainConfig.mask_source)")  # fmt: skip
     args = parser.parse_args()
     precisions = ["fp32"] if args.precision == "fp32" else ["fp32", "bf16"]
     peak, best = matmul_peak_gflops()
@@ -121,7 +125,8 @@ def main() -> None:
             p.numel() for p in build_model(name, RETAILROCKET_FIELD_DIMS, 1, 2).parameters()
         )
         for precision in precisions:
-            for masks in args.dropout_masks:
+            own = TrainConfig(precision=precision).mask_source
+            for masks in args.dropout_masks or [own]:
                 rate, flops = train_step_rate(
                     name, args.batch_size, args.steps, args.seed, precision, masks
                 )
@@ -133,9 +138,8 @@ def main() -> None:
     if args.precision == "bf16":
         print(f"\n{args.auc_model} pretrained on the small RetailRocket twin, seed {args.seed}:")
         for precision in precisions:
-            metrics, seconds = test_auc(
-                args.auc_model, precision, args.seed, args.dropout_masks[-1]
-            )
+            masks = args.dropout_masks[-1] if args.dropout_masks else None
+            metrics, seconds = test_auc(args.auc_model, precision, args.seed, masks)
             aucs = ", ".join(f"{task} AUC {m['auc']:.4f}" for task, m in metrics.items())
             print(f"  {precision}: {aucs} ({seconds:.0f} s)")
 

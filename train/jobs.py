@@ -99,7 +99,9 @@ def run_baselines(
         record, backbone = run.stage(f"pretrain-{name}", lambda p=path: load_model(p, device), fit)
         histories[name] = record.pop("history")
         summary[name] = {k: v for k, v in record.items() if k != "seconds"}
-        results.update(pipeline.evaluate({name: backbone.eval()}, splits.test, oracle=False))
+        results.update(pipeline.evaluate(
+            {name: backbone.eval()}, splits.test, oracle=False, precision=train.precision
+        ))  # fmt: skip
     results.update(pipeline.evaluate({}, splits.test))  # the oracle row, where there is one
     rows = [{"model": name, **h} for name, hist in histories.items() for h in hist]
     run.write_file("history.csv", pd.DataFrame(rows).to_csv(index=False).encode())
@@ -125,12 +127,13 @@ def run_rmtl(
         folder, "rmtl", backbone=backbone, backbone_checkpoint=backbone_checkpoint,
         critics_from=critics_from, model=model, train=train, rmtl=rmtl,
     )  # fmt: skip
-    stages = RMTLStages(run, splits, job, device, backbone)
+    stages = RMTLStages(run, splits, job, device, backbone, train.precision)
     pretrain, actor = stages.pretrain(model, train, backbone_checkpoint)
-    critics, critic = stages.critics(actor, rmtl, critics_from)
+    critics, critic = stages.critics(actor, rmtl, train, critics_from)
     polish, polished, weights = stages.polish(actor, critic, rmtl, train)
     started = time.perf_counter()
-    results = pipeline.evaluate({backbone: actor, f"rmtl-{backbone}": polished}, splits.test)
+    results = pipeline.evaluate({backbone: actor, f"rmtl-{backbone}": polished}, splits.test,
+                                precision=train.precision)  # fmt: skip
     run.stage_seconds["evaluate"] = time.perf_counter() - started
     print("Stage wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in run.stage_seconds.items()))
     if critics.get("history"):
@@ -149,8 +152,11 @@ def run_rmtl(
 class RMTLStages:
     """RMTL's resumable stages in one run folder; each returns its record and its outputs."""
 
-    def __init__(self, run: RunFolder, splits: Splits, job: Job, device: str, name: str) -> None:
+    def __init__(
+        self, run: RunFolder, splits: Splits, job: Job, device: str, name: str, precision: str
+    ) -> None:
         self.run, self.splits, self.job, self.device, self.name = run, splits, job, device, name
+        self.precision = precision  # of the frozen backbone's predictions
         self.meta = {"tasks": splits.tasks, "dataset": job.data.dataset}
         self._probs: np.ndarray | None = None
 
@@ -160,7 +166,7 @@ class RMTLStages:
     def actor_actions(self, actor: MultiTaskModel) -> np.ndarray:
         """The frozen backbone's predictions on train, computed at most once."""
         if self._probs is None:
-            self._probs = predict(actor, self.splits.train)
+            self._probs = predict(actor, self.splits.train, precision=self.precision)
         return self._probs
 
     def pretrain(self, model, train, checkpoint):
@@ -177,7 +183,7 @@ class RMTLStages:
 
         return self.run.stage("pretrain", self.loader("backbone.pt"), fit)
 
-    def critics(self, actor, rmtl, critics_from):
+    def critics(self, actor, rmtl, train, critics_from):
         def learn() -> dict:
             if critics_from is not None:
                 critic, record = (
@@ -186,7 +192,8 @@ class RMTLStages:
                 )
             else:
                 out = pipeline.learn_critics(actor, self.splits.train, rmtl, self.job.seed,
-                                             self.job.progress, self.actor_actions(actor))  # fmt: skip
+                                             self.job.progress, self.actor_actions(actor),
+                                             numerics=train)  # fmt: skip
                 critic, r = out.critic, out.result
                 print(
                     f"[replay] {len(self.splits.train):,} transitions in {out.replay_seconds:.2f} s"

@@ -50,7 +50,8 @@ class Dropout(nn.Dropout):
         # One 64-bit draw gives four 15-bit integers (random_ fills int64 with 63 random bits).
         words = torch.empty(-(-x.numel() // 4), dtype=torch.int64, device=x.device).random_()
         bits = (words.view(torch.int16)[: x.numel()] & 0x7FFF).view(x.shape)
-        scale = (bits >= threshold).to(x.dtype).mul_(32768 / (32768 - threshold))
+        keep = (bits >= threshold).view(torch.uint8)  # uint8 -> float: 5x bool's conversion
+        scale = keep.to(x.dtype).mul_(32768 / (32768 - threshold))
         return x * scale
 
 
@@ -106,13 +107,21 @@ class MLP(nn.Sequential):
 
 
 class Tower(MLP):
-    """A task tower: hidden layers then one logit, ``[B, in] -> [B]``."""
+    """A task tower: hidden layers then one logit, ``[B, in] -> [B]``.
+
+    The logit is always float32: under a bfloat16 ``torch.autocast`` the output layer runs in
+    float32, because a bf16 logit (8-bit mantissa) rounds probabilities onto a coarse grid
+    whose ties blur AUC and whose rounding biases the BCE."""
 
     def __init__(self, input_dim: int, hidden_dims: Sequence[int], dropout: float) -> None:
         super().__init__(input_dim, hidden_dims, dropout, output_layer=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x).squeeze(-1)
+        *hidden, output = self
+        for layer in hidden:
+            x = layer(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return output(x.float()).squeeze(-1)
 
 
 class Experts(nn.Module):

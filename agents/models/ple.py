@@ -9,6 +9,13 @@ from agents.models.base import MultiTaskModel
 from agents.models.layers import Experts, FeatureEmbedding, Gate, Tower
 
 
+def expert_stack(outputs: list[torch.Tensor]) -> torch.Tensor:
+    """``[E_i, B, d]`` expert outputs joined into ``[sum E_i, B, d]``, stored batch-major:
+    ``Experts`` already stores its outputs so, and the gate's mixing reads them so, which saves
+    it a transposing copy forward and backward."""
+    return torch.cat([o.transpose(0, 1) for o in outputs], dim=1).transpose(0, 1)
+
+
 class PLE(MultiTaskModel):
     """Stacked customized gate control (CGC) levels with task-specific and shared experts.
 
@@ -47,11 +54,11 @@ class PLE(MultiTaskModel):
         for level, groups in enumerate(self.levels):
             *task_outputs, shared = [experts(h) for experts, h in zip(groups, inputs, strict=True)]
             next_inputs = [
-                gate(inputs[t], torch.cat([task_outputs[t], shared]))  # [B, d]
+                gate(inputs[t], expert_stack([task_outputs[t], shared]))  # [B, d]
                 for t, gate in enumerate(self.task_gates[level])
             ]
             if level < len(self.levels) - 1:
-                all_outputs = torch.cat([*task_outputs, shared])  # [(K+1)S, B, d]
+                all_outputs = expert_stack([*task_outputs, shared])  # [(K+1)S, B, d]
                 next_inputs.append(self.shared_gates[level](inputs[-1], all_outputs))
             inputs = next_inputs
         logits = torch.stack([tower(h) for tower, h in zip(self.towers, inputs, strict=True)], 1)

@@ -102,6 +102,33 @@ def test_bad_arguments_have_clear_errors(tmp_path) -> None:
         load_model(bad)
 
 
+def test_ple_stacks_expert_outputs_batch_major_without_changing_a_bit() -> None:
+    """``expert_stack`` (batch-major, saving the gates a transposing copy) gives exactly the
+    outputs and gradients of the plain ``torch.cat`` along the expert dimension."""
+    import agents.models.ple as ple
+
+    torch.manual_seed(0)
+    model = build_model("ple", FIELD_DIMS, NUM_NUMERICAL, 3, **SMALL).eval()
+
+    def outputs_and_grads():
+        model.zero_grad()
+        probs = model(*batch(64))
+        probs.sum().backward()
+        return [probs.detach()] + [p.grad.clone() for p in model.parameters()]
+
+    stacked = outputs_and_grads()
+    stack = ple.expert_stack
+    try:
+        ple.expert_stack = torch.cat
+        plain = outputs_and_grads()
+    finally:
+        ple.expert_stack = stack
+    assert all(torch.equal(a, b) for a, b in zip(stacked, plain, strict=True))
+    parts = [torch.randn(2, 5, 3), torch.randn(4, 5, 3)]
+    joined = ple.expert_stack(parts)
+    assert torch.equal(joined, torch.cat(parts)) and joined.transpose(0, 1).is_contiguous()
+
+
 def test_int16_dropout_masks_keep_the_rate_and_the_mean() -> None:
     from agents.models.layers import Dropout, dropout_masks
     from agents.trainer import TrainConfig

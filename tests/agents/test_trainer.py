@@ -123,21 +123,33 @@ def test_keep_initial_lets_the_starting_weights_win_early_stopping(kr_tiny) -> N
 
 
 def test_bf16_runs_the_forward_pass_in_bfloat16_and_still_learns(kr_tiny) -> None:
-    """The towers' linear layers see bfloat16 in training, the weights stay float32, the model
-    learns about as well as in fp32, and evaluation runs in float32."""
+    """The towers' hidden layers see bfloat16 in training and in bf16 prediction, their output
+    layers float32; the weights stay float32, every probability is float32 with float32's
+    resolution (no ties from bf16 rounding), and the model learns about as well as in fp32."""
     dataset, train, val, test = kr_tiny
-    seen: set[torch.dtype] = set()
+    hidden: set[torch.dtype] = set()
+    output: set[torch.dtype] = set()
     seed_everything(0)
     model = build_model("esmm", dataset.field_dims, len(dataset.numerical_fields), 2, **SMALL)
-    linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
-    linear.register_forward_hook(lambda _m, _i, out: seen.add(out.dtype))
+    tower = model.towers[0]
+    tower[0].register_forward_hook(lambda _m, _i, out: hidden.add(out.dtype))
+    tower[-1].register_forward_hook(lambda _m, _i, out: output.add(out.dtype))
     config = TrainConfig(batch_size=256, epochs=20, patience=2, precision="bf16")
     train_model(model, train, val, config, progress=False)
-    assert torch.bfloat16 in seen
+    assert hidden == {torch.bfloat16} and output == {torch.float32}
     assert all(p.dtype == torch.float32 for p in model.parameters())
-    seen.clear()
-    bf16 = evaluate(model, test)
-    assert seen == {torch.float32}  # prediction is float32
+    hidden.clear()
+    full = predict(model, test)
+    assert hidden == {torch.float32}  # fp32 prediction: no autocast
+    hidden.clear()
+    half = predict(model, test, precision="bf16")
+    assert hidden == {torch.bfloat16} and half.dtype == np.float32
+    assert np.abs(half - full).max() < 0.02
+    # A bf16 probability would sit on a grid of 2^-8 relative steps: far fewer distinct values.
+    distinct = len(np.unique(half[:, 0]))
+    assert distinct > 0.9 * len(np.unique(full[:, 0]))
+    assert distinct > 2 * len(np.unique(torch.as_tensor(half[:, 0]).bfloat16().float().numpy()))
+    bf16 = evaluate(model, test, precision="bf16")
     fp32 = evaluate(fit(kr_tiny)[0], test)
     for task in bf16:
         assert bf16[task]["auc"] > 0.55 and abs(bf16[task]["auc"] - fp32[task]["auc"]) < 0.03
