@@ -151,8 +151,8 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 
 def autocast(precision: str, device: torch.device | str) -> torch.autocast:
-    """The context of a training step's forward passes at ``precision`` (``TrainConfig``):
-    ``torch.autocast`` to bfloat16 for ``bf16``, a no-op for ``fp32``."""
+    """The context of forward passes at ``precision`` (``TrainConfig.precision``), in training
+    and in prediction: ``torch.autocast`` to bfloat16 for ``bf16``, a no-op for ``fp32``."""
     device_type = torch.device(device).type
     return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
