@@ -22,7 +22,7 @@ must therefore be on a file system every rank sees (one machine, or a shared mou
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import TypeVar
@@ -176,16 +176,38 @@ def gather_rows(local: np.ndarray, total: int) -> np.ndarray:
     reassembled in row order on every rank."""
     if not is_distributed():
         return local
-    world, per_rank = world_size(), -(-total // world_size())
+    world = world_size()
+    out = np.empty((total, *local.shape[1:]), dtype=local.dtype)
+    for r, part in enumerate(_all_gather_padded(local, -(-total // world))):
+        out[r::world] = part[: len(range(r, total, world))]
+    return out
+
+
+def gather_blocks(local: np.ndarray, blocks: Sequence[tuple[int, int]], total: int) -> np.ndarray:
+    """An array of ``total`` rows in ``blocks`` (``(first row, rows)`` each), of which every
+    rank holds blocks ``rank, rank + world, ...`` one after the other in ``local``, reassembled
+    in row order on every rank."""
+    if not is_distributed():
+        return local
+    world = world_size()
+    owned = [blocks[r::world] for r in range(world)]
+    per_rank = max(sum(rows for _, rows in mine) for mine in owned)
+    out = np.empty((total, *local.shape[1:]), dtype=local.dtype)
+    for mine, part in zip(owned, _all_gather_padded(local, per_rank), strict=True):
+        at = 0
+        for first, rows in mine:
+            out[first : first + rows] = part[at : at + rows]
+            at += rows
+    return out
+
+
+def _all_gather_padded(local: np.ndarray, per_rank: int) -> list[np.ndarray]:
+    """Every rank's ``local`` (at most ``per_rank`` rows), zero-padded to ``per_rank`` rows."""
     padded = np.zeros((per_rank, *local.shape[1:]), dtype=local.dtype)
     padded[: len(local)] = local
     tensor = torch.from_numpy(padded)
     if dist.get_backend() == "nccl":
         tensor = tensor.cuda()
-    parts = [torch.empty_like(tensor) for _ in range(world)]
+    parts = [torch.empty_like(tensor) for _ in range(world_size())]
     dist.all_gather(parts, tensor)
-    out = np.empty((total, *local.shape[1:]), dtype=local.dtype)
-    for r, part in enumerate(parts):
-        rows = len(range(r, total, world))
-        out[r::world] = part[:rows].cpu().numpy()
-    return out
+    return [part.cpu().numpy() for part in parts]

@@ -73,8 +73,9 @@ class DataConfig:
             shuffles blocks, pooled and permuted in buffers of ``buffer_rows`` rows.
         buffer_rows: the shuffle buffer of a streamed run (rows).
         rank_shards: a streamed run under torchrun: each rank reads only its share of the
-            training blocks (1/N of the I/O) instead of every block and its share of each batch;
-            the global batches then mix rows differently than one process does.
+            blocks (1/N of the I/O), in training and in prediction, instead of every block and
+            its share of each batch; the global batches then mix rows differently than one
+            process does.
         refresh: rebuild the processed dataset from the raw files even if it is cached (e.g.
             after a cache file was damaged); not part of a run's configuration.
     """

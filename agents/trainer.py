@@ -184,22 +184,31 @@ def map_split(
     """``fn(categorical, numerical, *per_row)`` over every row of ``data`` in batches,
     concatenated in row order; ``per_row`` are ``[n, ...]`` arrays aligned with ``data``'s rows.
     Under torch.distributed each rank maps its rows (``rank::world``) and the results are
-    gathered, so every rank returns all rows."""
+    gathered, so every rank returns all rows. A streamed split of a dataset with
+    ``rank_shards`` is mapped a block per rank instead (blocks ``rank, rank + world, ...``,
+    when there are at least as many blocks as ranks), so each rank reads only its blocks."""
     if isinstance(data, StreamedSplit):
+        world, rank, blocks = distributed.world_size(), distributed.rank(), data.blocks()
+        sharded = data.dataset.rank_shards and 1 < world <= len(blocks)
 
         def mine() -> Iterator[dict[str, np.ndarray]]:  # this rank's rows, a block at a time
-            for rows in data.iter_rows():
-                own = rows.index % distributed.world_size() == distributed.rank()
+            for block in blocks[rank::world] if sharded else blocks:
+                rows = data.read(block)
+                own = slice(None) if sharded else rows.index % world == rank
                 arrays = [rows.categorical[own], rows.numerical[own],
                           *(a[rows.index[own]] for a in per_row)]  # fmt: skip
                 yield {str(i): a for i, a in enumerate(arrays)}
 
-        # Pooled across blocks into the in-memory path's batches: the same float results.
+        # Pooled across blocks into the in-memory path's batches: the same float results
+        # (with rank shards, batches of this rank's blocks: the same to float rounding).
         parts = [
             map_batches(fn, device, batch_size, *batch.values())
             for batch in pooled(mine(), batch_size, None, batch_size)
         ]
         local = np.concatenate(parts) if parts else np.zeros((0,), np.float32)
+        if sharded:
+            spans = [(block.offset, len(block)) for block in blocks]
+            return distributed.gather_blocks(local, spans, len(data))
     else:
         share = slice(distributed.rank(), None, distributed.world_size())  # one process: all
         extra = (a[share] for a in per_row)

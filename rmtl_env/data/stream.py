@@ -290,8 +290,9 @@ class StreamedSplit:
 class StreamedDataset(DatasetDescription):
     """A processed dataset folder described by its ``meta.json``; its splits are streamed,
     training ones shuffled in buffers of ``buffer_rows`` rows. ``rank_shards``: under
-    torch.distributed each rank reads only its share of the blocks while training
-    (``rank_minibatches``) instead of every block."""
+    torch.distributed each rank reads only its share of the blocks, in training
+    (``rank_minibatches``) and in prediction (``agents.trainer.map_split``), instead of every
+    block."""
 
     def __init__(
         self, folder: str | Path, buffer_rows: int = BUFFER_ROWS, rank_shards: bool = False

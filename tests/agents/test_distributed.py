@@ -132,7 +132,7 @@ def rank_shards_once(out_dir: str, rank: int, folder: str = "") -> None:
     from agents.replay import build_replay
     from agents.rmtl import RMTLAgent, RMTLConfig
     from agents.runtime import seed_everything
-    from agents.trainer import TrainConfig, train_model
+    from agents.trainer import TrainConfig, predict, train_model
     from rmtl_env.data import StreamedDataset
 
     torch.set_num_threads(1)
@@ -145,13 +145,17 @@ def rank_shards_once(out_dir: str, rank: int, folder: str = "") -> None:
                         critic=CriticConfig(embed_dim=8, dropout=0.0))  # fmt: skip
     agent = RMTLAgent(model, config)
     critics = agent.train_critics(build_replay(model, train, 0.3), progress=False)
+    read, groups = val.read, []
+    val.read = lambda block: (groups.append(block.group), read(block))[1]
+    np.save(f"{out_dir}/shards-probs{rank}.npy", predict(model, val))
     state = {
         **model.state_dict(),
         **{f"critic.{k}": v for k, v in agent.critic.state_dict().items()},
     }
     torch.save(state, f"{out_dir}/shards-rank{rank}.pt")
     with open(f"{out_dir}/shards-rank{rank}.json", "w") as handle:
-        json.dump({"history": result.history, "critics": critics.history}, handle)
+        json.dump({"history": result.history, "critics": critics.history, "val_groups": groups},
+                  handle)  # fmt: skip
 
 
 @pytest.mark.slow
@@ -165,9 +169,22 @@ def test_two_gloo_ranks_reading_their_own_blocks(tmp_path, kr_tiny_regrouped) ->
     for key in ranks[0]:
         assert torch.equal(ranks[0][key], ranks[1][key]), key  # in step although reading apart
     logs = [json.loads((tmp_path / f"shards-rank{r}.json").read_text()) for r in (0, 1)]
+    groups = [set(log.pop("val_groups")) for log in logs]  # the val blocks each rank read
     for log in logs:
         for record in log["history"]:
             record.pop("seconds")
     assert logs[0] == logs[1]  # the same losses, AUCs and stopping decisions on both ranks
     assert all(np.isfinite(r["train_loss"]) for r in logs[0]["history"])
     assert all(np.isfinite(r["td_loss"]) for r in logs[0]["critics"])
+    # Prediction too reads a block per rank, and every rank gets every row in order.
+    val = streamed.split("val")
+    assert not groups[0] & groups[1] and groups[0] | groups[1] == {b.group for b in val.blocks()}
+    probs = [np.load(tmp_path / f"shards-probs{r}.npy") for r in (0, 1)]
+    assert np.array_equal(probs[0], probs[1]) and probs[0].shape == (len(val), 2)
+    from agents.models import build_model
+    from agents.trainer import predict
+
+    alone = build_model("esmm", streamed.field_dims, len(streamed.numerical_fields), 2, **SMALL)
+    alone.load_state_dict({k: v for k, v in ranks[0].items() if not k.startswith("critic.")})
+    in_memory, _ = kr_tiny_regrouped
+    np.testing.assert_allclose(probs[0], predict(alone, in_memory.split("val")), atol=1e-6)
