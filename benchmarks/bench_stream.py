@@ -25,7 +25,7 @@ import itertools, json, sys, time
 import torch
 from agents.models import build_model
 from agents.runtime import seed_everything
-from agents.trainer import EpochBatches, TrainConfig, fit_batches, predict
+from agents.trainer import EpochBatches, TrainConfig, adam, fit_batches, predict
 from rmtl_env.data import SessionDataset, StreamedDataset
 mode, folder, steps, buffer_rows, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 start = time.perf_counter()
@@ -35,7 +35,7 @@ opened = time.perf_counter() - start
 seed_everything(seed)
 model = build_model("esmm", data.field_dims, len(data.numerical_fields), len(data.tasks))
 config = TrainConfig(seed=seed)
-optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+optimizer = adam(model.parameters(), config.lr, config.precision, config.weight_decay)
 start = time.perf_counter()
 batches = itertools.islice(EpochBatches(train, config, torch.device("cpu")).next(), steps)
 fit_batches(model, batches, optimizer)

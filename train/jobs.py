@@ -127,7 +127,7 @@ def run_rmtl(
         folder, "rmtl", backbone=backbone, backbone_checkpoint=backbone_checkpoint,
         critics_from=critics_from, model=model, train=train, rmtl=rmtl,
     )  # fmt: skip
-    stages = RMTLStages(run, splits, job, device, backbone, train.precision)
+    stages = RMTLStages(run, splits, job, device, backbone)
     pretrain, actor = stages.pretrain(model, train, backbone_checkpoint)
     critics, critic = stages.critics(actor, rmtl, train, critics_from)
     polish, polished, weights = stages.polish(actor, critic, rmtl, train)
@@ -152,21 +152,18 @@ def run_rmtl(
 class RMTLStages:
     """RMTL's resumable stages in one run folder; each returns its record and its outputs."""
 
-    def __init__(
-        self, run: RunFolder, splits: Splits, job: Job, device: str, name: str, precision: str
-    ) -> None:
+    def __init__(self, run: RunFolder, splits: Splits, job: Job, device: str, name: str) -> None:
         self.run, self.splits, self.job, self.device, self.name = run, splits, job, device, name
-        self.precision = precision  # of the frozen backbone's predictions
         self.meta = {"tasks": splits.tasks, "dataset": job.data.dataset}
         self._probs: np.ndarray | None = None
 
     def loader(self, name: str, load=load_model):
         return lambda: load(self.run.checkpoint(name), self.device)
 
-    def actor_actions(self, actor: MultiTaskModel) -> np.ndarray:
-        """The frozen backbone's predictions on train, computed at most once."""
+    def actor_actions(self, actor: MultiTaskModel, precision: str) -> np.ndarray:
+        """The frozen backbone's predictions on train at ``precision``, computed at most once."""
         if self._probs is None:
-            self._probs = predict(actor, self.splits.train, precision=self.precision)
+            self._probs = predict(actor, self.splits.train, precision=precision)
         return self._probs
 
     def pretrain(self, model, train, checkpoint):
@@ -192,7 +189,7 @@ class RMTLStages:
                 )
             else:
                 out = pipeline.learn_critics(actor, self.splits.train, rmtl, self.job.seed,
-                                             self.job.progress, self.actor_actions(actor),
+                                             self.job.progress, self.actor_actions(actor, train.precision),
                                              numerics=train)  # fmt: skip
                 critic, r = out.critic, out.result
                 print(
@@ -206,7 +203,7 @@ class RMTLStages:
         return self.run.stage("critics", self.loader("critics.pt", load_critic), learn)
 
     def polish(self, actor, critic, rmtl, train):
-        probs, ran = self.actor_actions(actor), []
+        probs, ran = self.actor_actions(actor, train.precision), []
 
         def retrain() -> dict:
             out = pipeline.polish(actor, critic, self.splits, rmtl, train, self.job.seed,

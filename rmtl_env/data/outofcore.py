@@ -93,13 +93,20 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def require_content(path: Path, what: str) -> None:
+    """A ``DataFormatError`` naming ``path`` (the ``what``) if the file is empty (0 bytes)."""
+    if path.stat().st_size == 0:
+        raise DataFormatError(f"{what} {path} is empty")
+
+
 def read_checked(con, sql: str, path: Path, what: str) -> None:
-    """Run ``sql``, a statement reading the CSV file ``path`` (its one parameter); a DuckDB error
-    (a value of the wrong type, a missing column) becomes a ``DataFormatError`` naming the file.
-    Running out of memory is not a file problem: it stays itself (``run_preparation`` names
-    the memory limit)."""
+    """Run ``sql``, a statement reading the CSV file ``path`` (its one parameter); an empty file
+    or a DuckDB error (a value of the wrong type, a missing column) becomes a
+    ``DataFormatError`` naming the file. Running out of memory is not a file problem: it stays
+    itself (``run_preparation`` names the memory limit)."""
     import duckdb
 
+    require_content(path, what)
     try:
         con.execute(sql, [str(path)])
     except duckdb.OutOfMemoryException:
@@ -120,6 +127,7 @@ def _read_logs(con, files: KuaiRandFiles, used: list[str]) -> None:
         for c in used
     )
     for number, path in enumerate(files.logs):
+        require_content(path, "interaction log file")  # before pyarrow reads the header
         _require_columns(path, LOG_COLUMNS)
         read_checked(
             con,

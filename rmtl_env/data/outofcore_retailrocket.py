@@ -56,8 +56,6 @@ def _read_events(con, path: Path) -> dict:
     """``events`` (checked, one row per distinct event at its first line ``ord``) and counts."""
     types = "{'timestamp': 'BIGINT', 'visitorid': 'BIGINT', 'event': 'VARCHAR', " \
             "'itemid': 'BIGINT', 'transactionid': 'DOUBLE'}"  # fmt: skip
-    if path.stat().st_size == 0:
-        raise DataFormatError(f"events file {path} is empty")
     read_checked(
         con,
         "CREATE TABLE raw_events AS SELECT timestamp, visitorid, event, itemid, transactionid, "
@@ -140,8 +138,6 @@ def _properties(con, files: RetailRocketFiles, wanted: tuple[str, ...]) -> dict:
     names = ", ".join(f"'{p}'" for p in wanted)
     types = "{'timestamp': 'BIGINT', 'itemid': 'BIGINT', 'property': 'VARCHAR', 'value': 'VARCHAR'}"
     for number, path in enumerate(files.properties):
-        if path.stat().st_size == 0:
-            raise DataFormatError(f"item properties file {path} is empty")
         read_checked(
             con,
             "INSERT INTO raw_props SELECT timestamp, itemid, property, coalesce(value, ''), "

@@ -86,6 +86,25 @@ def test_bad_labels_name_the_file_and_column(tmp_path) -> None:
         prepare_kuairand(KuaiRandFiles.in_folder(folder), KuaiRandConfig(), ProcessingConfig(), out)
 
 
+def test_an_empty_file_is_named_not_a_pyarrow_error(tmp_path) -> None:
+    from rmtl_env.data.catalog import synthetic_raw_dir
+    from rmtl_env.data.kuairand import STANDARD_LOGS, KuaiRandConfig, KuaiRandFiles
+    from rmtl_env.data.outofcore import prepare_kuairand
+    from rmtl_env.data.processing import ProcessingConfig
+
+    raw = synthetic_raw_dir("kuairand-synthetic", "tiny", 0)
+    for empty in (STANDARD_LOGS[0], "video_features_basic_1k.csv"):
+        folder = tmp_path / f"raw-{empty}"
+        folder.mkdir()
+        for path in raw.iterdir():
+            (folder / path.name).write_bytes(b"" if path.name == empty else path.read_bytes())
+        out = tmp_path / f"out-{empty}"
+        out.mkdir()
+        files = KuaiRandFiles.in_folder(folder)
+        with pytest.raises(DataFormatError, match=f"file {folder / empty} is empty"):
+            prepare_kuairand(files, KuaiRandConfig(), ProcessingConfig(), out)
+
+
 def test_engine_duckdb_is_for_the_catalog_datasets(tmp_path) -> None:
     folder = load_dataset("kuairand-synthetic", scale="tiny").meta["path"]
     with pytest.raises(ValueError, match="engine='duckdb' prepares the catalog's RetailRocket"):
