@@ -43,6 +43,7 @@ from agents.rmtl import (
 )
 from agents.runtime import NEVER_RECORDED, RECORDED_IF_SET, seed_everything
 from agents.trainer import Split, TrainConfig, TrainResult, model_device, predict, train_model
+from agents.weighting import check_model
 from rmtl_env.data import SessionDataset, StreamedDataset, load_dataset
 from rmtl_env.data.catalog import ENGINES
 from rmtl_env.data.stream import BUFFER_ROWS
@@ -238,7 +239,7 @@ class Polished:
 
 def polish(
     backbone: MultiTaskModel,
-    critic: MultiCritic,
+    critic: MultiCritic | None,
     splits: Splits,
     config: RMTLConfig = PRESETS["paper"],
     train: TrainConfig = TrainConfig(),
@@ -247,28 +248,42 @@ def polish(
     actor_actions: np.ndarray | None = None,
 ) -> Polished:
     """Stage 4: retrain a copy of ``backbone`` with per-sample loss weights
-    ``w_k = 1 - lambda * Q_k(s, pi_k(s))`` (or ``config.weight_variant``); ``backbone`` is left
-    as it is. ``config.polish_lr`` and ``config.polish_guard`` adjust ``train``."""
-    critic = polish_critics(critic, backbone)
-    if actor_actions is None:
-        probs = predict(backbone, splits.train, precision=train.precision)
+    ``w_k = 1 - lambda * Q_k(s, pi_k(s))`` (or ``config.weight_variant``; ``none`` leaves the
+    critics out, and ``critic`` may then be None); ``backbone`` is left as it is.
+    ``config.polish_lr``, ``config.polish_guard`` and ``config.polish_weighting`` adjust
+    ``train``."""
+    schedule = polish_schedule(config, train, seed)
+    check_model(schedule.weighting, backbone)  # before the critics' pass over train
+    if config.weight_variant == "none":
+        initial_weights = np.ones((len(splits.train), backbone.num_tasks), np.float32)
+        weights = None
     else:
-        probs = actor_actions
-    initial_weights = loss_weights_on(critic, config, splits.train, probs)
+        critic = polish_critics(critic, backbone)
+        if actor_actions is None:
+            probs = predict(backbone, splits.train, precision=train.precision)
+        else:
+            probs = actor_actions
+        initial_weights = loss_weights_on(critic, config, splits.train, probs)
+        weights = polish_loss_weights(critic, config)
     seed_everything(seed)
     polished = copy_backbone(backbone)
-    schedule = replace(
-        train,
-        lr=train.lr if config.polish_lr is None else config.polish_lr,
-        keep_initial=config.polish_guard,
-        seed=seed,
-    )
     result = train_model(
-        polished, splits.train, splits.val, schedule,
-        loss_weights=polish_loss_weights(critic, config),
+        polished, splits.train, splits.val, schedule, loss_weights=weights,
         progress=progress, description="polish",
     )  # fmt: skip
     return Polished(polished, result, initial_weights)
+
+
+def polish_schedule(config: RMTLConfig, train: TrainConfig, seed: int) -> TrainConfig:
+    """The polish's training settings: ``train`` with RMTL's polish learning rate, guard and
+    weighting where they are set."""
+    return replace(
+        train,
+        lr=train.lr if config.polish_lr is None else config.polish_lr,
+        keep_initial=config.polish_guard,
+        weighting=train.weighting if config.polish_weighting is None else config.polish_weighting,
+        seed=seed,
+    )
 
 
 def copy_backbone(backbone: MultiTaskModel) -> MultiTaskModel:

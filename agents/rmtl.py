@@ -32,9 +32,11 @@ from agents.critic import CriticConfig, MultiCritic
 from agents.models import MultiTaskModel
 from agents.models.layers import dropout_masks
 from agents.replay import Replay, StreamedReplay, TransitionBatch
+from agents.runtime import RECORDED_IF_SET
 from agents.trainer import LossWeights, Split, adam, autocast, map_split, model_device
+from agents.weighting import Weighting, check_weighting
 
-WeightVariant = Literal["rmtl", "cw", "wl", "nlc"]
+WeightVariant = Literal["rmtl", "cw", "wl", "nlc", "none"]
 WEIGHT_VARIANTS: tuple[str, ...] = get_args(WeightVariant)
 CONSTANT_WEIGHT = 0.5  # the official code's CW ablation ("method 2")
 
@@ -59,12 +61,16 @@ class RMTLConfig:
         actor_update: also take the paper's DDPG actor step (maximise ``sum_k Q_k(s, pi_k(s))``)
             during the critic stage.
         weight_variant: ``rmtl`` (1 - lambda Q), ``cw`` (constant 0.5), ``wl`` (1 - lambda y Q) or
-            ``nlc`` (-Q): the paper's ablations.
+            ``nlc`` (-Q): the paper's ablations; ``none`` (weight 1, the critics unused): the
+            polish is a plain retraining, the control of the loss balancers' comparison.
         normalize_weights: divide each task's weights by their batch mean.
         polish_lr: the polish's Adam learning rate; None keeps the pretraining one (paper and
             official code: the same 1e-3, with a fresh optimiser).
         polish_guard: the pretrained backbone competes in the polish's early stopping (epoch 0),
             so the polish can only keep or improve its validation AUC. Off in the paper.
+        polish_weighting: how the polish weighs its K (critic-weighted) task losses
+            (``TrainConfig.weighting``: ``equal`` or an adaptive balancer, so RMTL + UPGrad is
+            ``upgrad``); None keeps the pretraining's.
         critic: the critics' dimensions and whether they share the state encoder.
         seed: seeds exploration noise and minibatch order.
     """
@@ -86,10 +92,13 @@ class RMTLConfig:
     normalize_weights: bool = False
     polish_lr: float | None = None
     polish_guard: bool = False
+    polish_weighting: Weighting | None = field(default=None, metadata=RECORDED_IF_SET)
     critic: CriticConfig = field(default_factory=CriticConfig)
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.polish_weighting is not None:
+            check_weighting(self.polish_weighting)
         if isinstance(self.critic, dict):
             object.__setattr__(self, "critic", CriticConfig(**self.critic))
         if not 0.0 <= self.gamma < 1.0:
@@ -160,7 +169,7 @@ def loss_weights(
     """Per-sample, per-task loss weights from critic values ``q`` ``[B, K]``.
 
     ``rmtl``: ``1 - lam * Q``; ``wl``: ``1 - lam * y * Q`` (weights only the positives); ``nlc``:
-    ``-Q`` (no linear combination); ``cw``: the constant 0.5. ``normalize`` rescales each task's
+    ``-Q`` (no linear combination); ``cw``: the constant 0.5; ``none``: 1. ``normalize`` rescales each task's
     weights to batch mean 1.
     """
     if variant == "rmtl":
@@ -171,6 +180,8 @@ def loss_weights(
         weights = -q
     elif variant == "cw":
         weights = torch.full_like(q, CONSTANT_WEIGHT)
+    elif variant == "none":
+        weights = torch.ones_like(q)
     else:
         raise ValueError(f"variant must be one of {WEIGHT_VARIANTS}, got {variant!r}")
     if normalize:

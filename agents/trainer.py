@@ -24,6 +24,14 @@ from agents import distributed
 from agents.models import MultiTaskModel
 from agents.models.layers import DROPOUT_MASKS, dropout_masks
 from agents.runtime import RECORDED_IF_SET
+from agents.weighting import (
+    Balancer,
+    Weighting,
+    check_weighting,
+    check_world_size,
+    head_inputs,
+    make_balancer,
+)
 from rmtl_env.data.dataset import SplitData
 from rmtl_env.data.stream import StreamedSplit, epoch_shares, pooled
 from rmtl_env.metrics import task_metrics
@@ -74,6 +82,10 @@ class TrainConfig:
             integers, about 3x cheaper on CPUs, where torch's masks took a quarter of a PLE
             step (``agents.models.layers.Dropout``); other masks for the same seed. Unset:
             ``int16`` at bf16, ``bernoulli`` at fp32 (``mask_source``).
+        weighting: how a step weighs its task losses: ``equal`` (their mean, the paper's) or an
+            adaptive balancer: ``uncertainty``, ``gradnorm``, ``dwa``, ``famo`` (loss-level) or
+            ``upgrad``, ``mgda``, ``pcgrad``, ``cagrad``, ``nash_mtl``, ``imtl_g``,
+            ``aligned_mtl`` (Jacobian, on the shared parameters; ``agents.weighting``).
     """
 
     lr: float = 1e-3
@@ -89,8 +101,10 @@ class TrainConfig:
     dropout_masks: Literal["bernoulli", "int16"] | None = field(
         default=None, metadata=RECORDED_IF_SET
     )
+    weighting: Weighting = field(default="equal", metadata=RECORDED_IF_SET)
 
     def __post_init__(self) -> None:
+        check_weighting(self.weighting)
         if self.dropout_masks is not None and self.dropout_masks not in DROPOUT_MASKS:
             raise ValueError(
                 f"TrainConfig.dropout_masks must be one of {DROPOUT_MASKS}, "
@@ -115,7 +129,10 @@ class TrainConfig:
 
 
 def adam(
-    params: Iterable[torch.nn.Parameter], lr: float, precision: str, weight_decay: float = 0.0
+    params: Iterable[torch.nn.Parameter] | Iterable[dict],
+    lr: float,
+    precision: str,
+    weight_decay: float = 0.0,
 ) -> torch.optim.Adam:
     """Adam for a network trained at ``precision``: the fused kernel at bf16, torch's default
     per-tensor loop at fp32 (see ``TrainConfig.precision``)."""
@@ -247,19 +264,29 @@ def mean_auc(metrics: dict[str, dict[str, float]]) -> float:
     return float(np.mean([m["auc"] for m in metrics.values()]))
 
 
+def task_losses(
+    probs: torch.Tensor,
+    labels: torch.Tensor,
+    weights: torch.Tensor | None,
+    batch_rows: int | None = None,
+) -> torch.Tensor:
+    """``[K]``: each task's (per-sample ``weights``-weighted) mean BCE over the batch.
+    ``batch_rows``: the global batch's size when ``probs`` is this rank's share of it
+    (``distributed.batch_mean``)."""
+    losses = F.binary_cross_entropy(probs, labels, reduction="none")  # [B, K]
+    if weights is not None:
+        losses = losses * weights
+    return distributed.batch_mean(losses, batch_rows or len(losses))
+
+
 def weighted_bce(
     probs: torch.Tensor,
     labels: torch.Tensor,
     weights: torch.Tensor | None,
     batch_rows: int | None = None,
 ) -> torch.Tensor:
-    """Mean over tasks of each task's (weighted) mean BCE; the official ``1/K * sum_k``.
-    ``batch_rows``: the global batch's size when ``probs`` is this rank's share of it
-    (``distributed.batch_mean``)."""
-    losses = F.binary_cross_entropy(probs, labels, reduction="none")  # [B, K]
-    if weights is not None:
-        losses = losses * weights
-    return distributed.batch_mean(losses, batch_rows or len(losses)).mean()
+    """Mean over tasks of each task's (weighted) mean BCE; the official ``1/K * sum_k``."""
+    return task_losses(probs, labels, weights, batch_rows).mean()
 
 
 def check_splits(model: MultiTaskModel, train: Split, val: Split) -> None:
@@ -318,13 +345,17 @@ def train_epoch(
     progress: str | None = None,
     precision: str = "fp32",
     masks: str = "bernoulli",
+    balancer: Balancer | None = None,
 ) -> torch.Tensor:
     """One pass over the rows ``order`` of ``(categorical, numerical, labels)`` in minibatches;
     returns the summed training loss (``progress``: the tqdm bar's label, None for no bar;
-    ``precision``, ``masks``: ``TrainConfig.precision`` and ``dropout_masks``)."""
+    ``precision``, ``masks``: ``TrainConfig.precision`` and ``dropout_masks``; ``balancer``:
+    the task-loss weighting, ``agents.weighting.make_balancer``, equal weights when None)."""
     batches = memory_batches(tensors, order, batch_size)
     total = -(-len(order) // batch_size)
-    return fit_batches(model, batches, optimizer, loss_weights, progress, precision, total, masks)
+    return fit_batches(
+        model, batches, optimizer, loss_weights, progress, precision, total, masks, balancer
+    )
 
 
 def fit_batches(
@@ -336,33 +367,50 @@ def fit_batches(
     precision: str = "fp32",
     total: int | None = None,
     masks: str = "bernoulli",
+    balancer: Balancer | None = None,
 ) -> torch.Tensor:
     """One optimiser step per minibatch of ``batches``; returns the summed training loss
     (``total``: the number of batches, for the tqdm bar; ``masks``: the dropout masks'
-    source, ``TrainConfig.dropout_masks``)."""
+    source, ``TrainConfig.dropout_masks``; ``balancer``: as ``train_epoch``'s). The logged
+    loss is the mean of the task losses whatever the balancer."""
+    balancer = balancer or Balancer()
     with dropout_masks(masks):
-        return _fit_batches(model, batches, optimizer, loss_weights, progress, precision, total)
+        return _fit_batches(
+            model, batches, optimizer, loss_weights, progress, precision, total, balancer
+        )
 
 
-def _fit_batches(model, batches, optimizer, loss_weights, progress, precision, total):
+def _fit_batches(model, batches, optimizer, loss_weights, progress, precision, total, balancer):
     model.train()
     device = next(model.parameters()).device
+    heads = model.module if hasattr(model, "module") else model  # inside DDP
     total_loss = torch.zeros((), device=device)
     bar = tqdm(batches, desc=progress, disable=progress is None, leave=False, total=total)
     for cat, num, y, batch_rows in bar:
-        with autocast(precision, device):
+        with head_inputs(heads, balancer.needs_features) as features, autocast(precision, device):
             probs = model(cat, num)
         probs = probs.float()  # BCE in float32: bf16's 8-bit mantissa cannot hold log(1 - p)
         weights = None
         if loss_weights is not None:
             with torch.no_grad(), autocast(precision, device):  # the critics' forward, in polish
                 weights = loss_weights(cat, num, probs.detach(), y).float()
-        loss = weighted_bce(probs, y, weights, batch_rows)
+        losses = task_losses(probs, y, weights, batch_rows)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = balancer.backward(losses, features)
         optimizer.step()
+        balancer.after_step(lambda c=cat, n=num, y=y, w=weights, r=batch_rows: _losses_again(
+            model, c, n, y, w, r, precision))  # fmt: skip
         total_loss += loss.detach() * (batch_rows / distributed.world_size())
+    balancer.end_epoch()
     return distributed.all_reduce_sum(total_loss)
+
+
+@torch.no_grad()
+def _losses_again(model, cat, num, labels, weights, batch_rows, precision) -> torch.Tensor:
+    """The task losses of a batch after the step (FAMO's update reads them)."""
+    with autocast(precision, cat.device):
+        probs = model(cat, num)
+    return task_losses(probs.float(), labels, weights, batch_rows)
 
 
 class EpochBatches:
@@ -410,7 +458,13 @@ def train_model(
     config = config or TrainConfig()
     check_splits(model, train, val)
     device = model_device(model)
-    optimizer = adam(model.parameters(), config.lr, config.precision, config.weight_decay)
+    check_world_size(config.weighting, distributed.world_size())
+    balancer = make_balancer(config.weighting, model)
+    params = list(model.parameters())
+    if balancer.parameters():  # a balancer's own weights: no weight decay
+        params = [{"params": params},
+                  {"params": balancer.parameters(), "weight_decay": 0.0}]  # fmt: skip
+    optimizer = adam(params, config.lr, config.precision, config.weight_decay)
     best_auc, best_epoch, best_state, bad_epochs = -np.inf, 0, None, 0
     history: list[dict[str, float]] = []
     if config.keep_initial:
@@ -425,13 +479,19 @@ def train_model(
         bar = f"{description} epoch {epoch}" if progress else None
         total_loss = fit_batches(
             network, epochs.next(), optimizer, loss_weights, bar, config.precision, len(epochs),
-            config.mask_source,
+            config.mask_source, balancer,
         )  # fmt: skip
         val_metrics = evaluate(model, val, config.eval_batch_size, config.precision)
         val_auc = mean_auc(val_metrics)
         scores = {f"val_{t}_{k}": v for t, m in val_metrics.items() for k, v in m.items()}
         record = {"epoch": epoch, "train_loss": float(total_loss) / len(train),
                   "val_auc": val_auc, **scores, "seconds": time.perf_counter() - start}  # fmt: skip
+        task_weights = balancer.task_weights()
+        if task_weights is not None:  # where the balancer has explicit weights: their path
+            record |= {
+                f"weight_{t}": float(w)
+                for t, w in zip(train.tasks, task_weights.tolist(), strict=True)
+            }
         history.append(record)
         if progress:
             tqdm.write(

@@ -14,8 +14,14 @@ torch's masks and Adam's loop at fp32, int16 masks and the fused Adam at bf16);
 ``--dropout-masks bernoulli int16`` runs every row with each source of masks instead, and the
 AUC check with the last one.
 
+``--weightings`` (all of them when given without names) times a step of ``--weighting-model``
+(PLE) under each loss weighting (``TrainConfig.weighting``) at fp32 and at bf16 and prints it
+relative to an ``equal`` step of the same run (measured before and after the others, the mean
+of both). Target for the Jacobian balancers with K = 2 on PLE: at most 2x.
+
     python benchmarks/bench_train.py [--models esmm mmoe ple] [--steps 20] [--seed 0]
         [--precision bf16 [--auc-model esmm]] [--dropout-masks bernoulli int16]
+        [--weightings [upgrad mgda ...] [--weighting-model ple]]
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from agents.models import build_model
 from agents.models.layers import DROPOUT_MASKS
 from agents.runtime import seed_everything
 from agents.trainer import PRECISIONS, TrainConfig, adam, train_epoch
+from agents.weighting import JACOBIAN, WEIGHTINGS, make_balancer
 
 RETAILROCKET_FIELD_DIMS = [41, 26, 61, 3, 1091, 286, 635]
 
@@ -57,13 +64,19 @@ def train_step_rate(
     seed: int,
     precision: str = "fp32",
     masks: str = "bernoulli",
+    weighting: str = "equal",
 ) -> tuple[float, float]:
     """``(samples/s, FLOPs per step)`` of full training steps of model ``name`` through the
     trainer's ``train_epoch`` (forward, BCE, backward, and the trainer's Adam for
-    ``precision``) at ``precision``, with dropout masks from ``masks``."""
+    ``precision``) at ``precision``, with dropout masks from ``masks`` and the task losses
+    weighed by ``weighting``."""
     seed_everything(seed)
     model = build_model(name, RETAILROCKET_FIELD_DIMS, 1, 2)
-    optimizer = adam(model.parameters(), 1e-3, precision, weight_decay=1e-6)
+    balancer = make_balancer(weighting, model)
+    params = [{"params": list(model.parameters())}]
+    if balancer.parameters():
+        params.append({"params": balancer.parameters(), "weight_decay": 0.0})
+    optimizer = adam(params, 1e-3, precision, weight_decay=1e-6)
     categorical = torch.stack(
         [torch.randint(0, d, (batch_size,)) for d in RETAILROCKET_FIELD_DIMS], dim=1
     )
@@ -71,7 +84,8 @@ def train_step_rate(
 
     def run(count: int) -> None:
         order = torch.arange(batch_size).repeat(count)
-        train_epoch(model, tensors, order, optimizer, batch_size, precision=precision, masks=masks)
+        train_epoch(model, tensors, order, optimizer, batch_size, precision=precision,
+                    masks=masks, balancer=balancer)  # fmt: skip
 
     counter = FlopCounterMode(display=False)
     with counter:
@@ -81,6 +95,34 @@ def train_step_rate(
     run(steps)
     elapsed = time.perf_counter() - start
     return steps * batch_size / elapsed, float(counter.get_total_flops())
+
+
+def weighting_step_times(
+    name: str, weightings: list[str], batch_size: int, steps: int, seed: int
+) -> None:
+    """Print each weighting's step time relative to ``equal`` at fp32 and at bf16."""
+    print(f"\n{name} step time per loss weighting, relative to equal (batch {batch_size}, "
+          f"{steps} steps; equal timed before and after the others):")  # fmt: skip
+    print(f"{'weighting':<12} {'kind':>9} " + " ".join(f"{p + ' ms':>9} {'x equal':>8}"
+                                                        for p in PRECISIONS))  # fmt: skip
+    times: dict[str, dict[str, float]] = {}
+    for precision in PRECISIONS:
+        masks = TrainConfig(precision=precision).mask_source
+
+        def step_ms(weighting: str, precision: str = precision, masks: str = masks) -> float:
+            rate, _ = train_step_rate(name, batch_size, steps, seed, precision, masks, weighting)
+            return 1000 * batch_size / rate
+
+        first = step_ms("equal")
+        timed = {w: step_ms(w) for w in weightings if w != "equal"}
+        timed["equal"] = (first + step_ms("equal")) / 2
+        for weighting, ms in timed.items():
+            times.setdefault(weighting, {})[precision] = ms
+    for weighting in ["equal", *[w for w in weightings if w != "equal"]]:
+        kind = "jacobian" if weighting in JACOBIAN else "loss" if weighting != "equal" else ""
+        cells = " ".join(f"{times[weighting][p]:>9.1f} {times[weighting][p] / times['equal'][p]:>7.2f}x"
+                         for p in PRECISIONS)  # fmt: skip
+        print(f"{weighting:<12} {kind:>9} {cells}")
 
 
 def test_auc(name: str, precision: str, seed: int, masks: str | None) -> tuple[dict, float]:
@@ -109,6 +151,15 @@ def main() -> None:
     parser.add_argument("--dropout-masks", nargs="+", choices=DROPOUT_MASKS,
                         help="each row with each source (default: the precision's own, "
                         "TrainConfig.mask_source)")  # fmt: skip
+    parser.add_argument(
+        "--weightings",
+        nargs="*",
+        choices=WEIGHTINGS,
+        default=None,
+        help="time a step under each loss weighting (all when given alone)",
+    )
+    parser.add_argument("--weighting-model", default="ple",
+                        help="the model of the --weightings timing")  # fmt: skip
     args = parser.parse_args()
     precisions = ["fp32"] if args.precision == "fp32" else ["fp32", "bf16"]
     peak, best = matmul_peak_gflops()
@@ -135,6 +186,9 @@ def main() -> None:
                     f"{name:<8} {precision:>9} {masks:>9} {params:>10,} {rate:>11,.0f} "
                     f"{flops / 1e9:>11.2f} {achieved:>9.1f} {100 * achieved / peak:>10.1f}%"
                 )
+    if args.weightings is not None:
+        weighting_step_times(args.weighting_model, args.weightings or list(WEIGHTINGS),
+                             args.batch_size, args.steps, args.seed)  # fmt: skip
     if args.precision == "bf16":
         print(f"\n{args.auc_model} pretrained on the small RetailRocket twin, seed {args.seed}:")
         for precision in precisions:

@@ -6,6 +6,8 @@
     python train/benchmark.py --datasets retailrocket kuairand-1k --data-dir retailrocket=~/rr ...
     python train/benchmark.py --report-only                    # table of the finished cells so far
     python train/benchmark.py --workers 2                      # two seeds at once, 1 process each
+    python train/benchmark.py --block balancers --workers 2    # RMTL vs the loss balancers (bf16)
+    python train/benchmark.py --weighting upgrad               # Table 1 with another weighting
 
 Every (dataset, seed, method) cell is one run folder of a ``jobs`` job under ``--out``, run
 in-process; a cell with ``metrics.json`` is finished and skipped, so an interrupted benchmark
@@ -31,8 +33,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+import blocks
 import plots
 import tables
+from agents.weighting import WEIGHTINGS
 from cells import Cells, MissingCell
 from rmtl_env.data.io import atomic_write_bytes
 from run_folder import environment_info, read_json, run_seconds
@@ -49,8 +53,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="raw-file folder per real dataset, e.g. retailrocket=~/data/rr")
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the profile's")
-    p.add_argument("--profile", choices=sorted(PROFILES), default="full")
+    p.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                   help="default: full, or bf16 for --block balancers")
     p.add_argument("--study", choices=["table1", *STUDIES], default="table1")
+    p.add_argument("--block", choices=["balancers"], default=None,
+                   help="balancers: RMTL against every loss weighting, from scratch and as a "
+                   "polish of the same backbone (train/blocks.py)")
+    p.add_argument("--weightings", nargs="+", choices=WEIGHTINGS, default=list(WEIGHTINGS),
+                   help="the block's weightings (RMTL always runs)")
+    p.add_argument("--weighting", choices=WEIGHTINGS, default="equal",
+                   help="Table 1 and the studies with this loss weighting in every training "
+                   "(TrainConfig.weighting); results under <out>/<profile>-<weighting>")
     p.add_argument("--out", type=Path, default=Path("runs/benchmark"), help="benchmark folder")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--progress", action="store_true", help="show the per-cell tqdm bars")
@@ -68,6 +81,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.data_dirs = dict(item.split("=", 1) for item in args.data_dir)
     if args.workers < 1:
         p.error(f"--workers must be at least 1, got {args.workers}")
+    if args.block is not None and (args.study != "table1" or args.weighting != "equal"):
+        p.error("--block runs its own cells: give it without --study and --weighting")
+    if args.profile is None:
+        args.profile = "bf16" if args.block == "balancers" else "full"
+    args.weightings = list(dict.fromkeys(["equal", *args.weightings]))  # the control first
     return args
 
 
@@ -161,11 +179,44 @@ def study_rows(cells: Cells, args: argparse.Namespace, seed: int) -> list[dict]:
     return rows
 
 
+def balancers(cells: Cells, args: argparse.Namespace, seeds: list[int]) -> None:
+    """The balancers block: ``balancers.csv`` (every cell's per-seed metrics),
+    ``balancers_summary.csv``, ``balancers.md`` and ``balancers.png``."""
+    methods = [*args.weightings, blocks.RMTL_METHOD]
+    done = []
+    for seed in seeds:  # whole seeds only, as Table 1
+        try:
+            for panel in blocks.panels(args.datasets):
+                for method in methods:
+                    blocks.cell_metrics(cells, panel, seed, method)
+            done.append(seed)
+        except MissingCell as missing:
+            print(f"seed {seed}: not finished ({missing} has no metrics.json)")
+    if not done:
+        raise SystemExit("no seed has every cell of the block finished; nothing to tabulate")
+    rows = blocks.block_frame(cells, args.datasets, methods, done, run_seconds)
+    summary = blocks.summary_frame(rows, tables.paired_p_value)
+    out = cells.root
+    atomic_write_bytes(out / "balancers.csv", rows.to_csv(index=False).encode())
+    atomic_write_bytes(out / "balancers_summary.csv", summary.to_csv(index=False).encode())
+    folders = {d: [f for f in cells.used if f.parent.parent.name == d] for d in args.datasets}
+    text = (
+        tables.balancers_markdown(summary, done)
+        + "\n"
+        + provenance(cells, {d: fs for d, fs in folders.items() if fs})
+    )
+    atomic_write_bytes(out / "balancers.md", text.encode())
+    plots.plot_balancers(rows, out / "balancers.png")
+    print(text)
+
+
 def run_seed(args: argparse.Namespace, seed: int, torch_threads: int) -> list[float]:
     """Worker process: run every missing cell of one seed; the wall seconds of those it ran."""
     torch.set_num_threads(torch_threads)
     cells = Cells(args)
-    if args.study == "table1":
+    if args.block == "balancers":
+        blocks.run_seed(cells, args.datasets, [*args.weightings, blocks.RMTL_METHOD], seed)
+    elif args.study == "table1":
         for dataset in args.datasets:
             for method in sorted(args.methods, key=RUN_ORDER.index):
                 cells.method(dataset, seed, method)
@@ -193,7 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.workers > 1 and not args.report_only:
             run_seeds_in_parallel(cells, args, seeds)
-        (table1 if args.study == "table1" else study)(cells, args, seeds)
+        if args.block == "balancers":
+            balancers(cells, args, seeds)
+        else:
+            (table1 if args.study == "table1" else study)(cells, args, seeds)
     except MissingCell as missing:
         raise SystemExit(f"--report-only: cell {missing} is not finished") from None
     print(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -28,6 +29,11 @@ class Cells:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args, self.profile = args, PROFILES[args.profile]
         self.root = args.out / args.profile
+        weighting = getattr(args, "weighting", "equal")
+        if weighting != "equal":  # every training with another weighting, in its own folder
+            train = {**self.profile.train, "weighting": weighting}
+            self.profile = replace(self.profile, train=train)
+            self.root = args.out / f"{args.profile}-{weighting}"
         self.ran: list[float] = []  # wall seconds of the cells this invocation ran
         self.reused: set[Path] = set()  # cells finished before this invocation started
         self.used: dict[Path, None] = {}  # every cell read or run, in order (an ordered set)
@@ -87,6 +93,22 @@ class Cells:
         run = partial(jobs.run_baselines, job=job, models=[model], model=p.model_config(),
                       train=p.train_config(seed))  # fmt: skip
         return checkpoint, self.run(folder, run)
+
+    @staticmethod
+    def scratch_name(model: str, weighting: str) -> str:
+        """The cell of ``model`` trained from scratch with ``weighting`` (``equal``: the backbone
+        cell itself)."""
+        return model if weighting == "equal" else f"{model}-scratch-{weighting}"
+
+    def scratch(self, dataset: str, seed: int, model: str, weighting: str) -> dict:
+        """``{task: metrics}`` of ``model`` trained from scratch with loss ``weighting``."""
+        if weighting == "equal":
+            return self.backbone(dataset, seed, model)[1][model]
+        folder, p = self.folder(dataset, seed, self.scratch_name(model, weighting)), self.profile
+        train = replace(p.train_config(seed), weighting=weighting)
+        run = partial(jobs.run_baselines, job=self.job(dataset, seed), models=[model],
+                      model=p.model_config(), train=train)  # fmt: skip
+        return self.run(folder, run)[model]
 
     def rmtl(self, dataset: str, seed: int, variant: Variant) -> dict:
         folder, p = self.folder(dataset, seed, variant.cell), self.profile

@@ -35,6 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--model: unknown {unknown}; expected 'all' or any of {sorted(MODELS)}")
     args.models = models
     cli.common_configs(p, args)
+    cli.check_weightings(p, [args.train.weighting], models)
     return args
 
 

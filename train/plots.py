@@ -186,3 +186,39 @@ def plot_critic_phase(history: list[dict], path: Path) -> None:
            title="D-PLE critic phase (actor frozen)")  # fmt: skip
     ax.grid(alpha=0.3)
     save_figure(fig, path)
+
+
+def plot_balancers(rows: pd.DataFrame, path: Path) -> None:
+    """AUC per method, mean ± std over seeds: one panel per dataset and task (rows) and per
+    protocol and backbone (columns); equal weighting's mean is the dashed line."""
+    rows = rows.assign(panel=rows["backbone"].str.upper() + " " + rows["protocol"])
+    pairs = list(dict.fromkeys(zip(rows["dataset"], rows["task"], strict=True)))
+    columns = list(dict.fromkeys(rows["panel"]))
+    methods = list(dict.fromkeys(rows["method"]))
+    fig, axes = plt.subplots(
+        len(pairs), len(columns), figsize=(4.2 * len(columns), 0.28 * len(methods) * len(pairs)
+                                           + 1.2 * len(pairs)),
+        squeeze=False, layout="constrained",
+    )  # fmt: skip
+    for i, (dataset, task) in enumerate(pairs):
+        for j, panel in enumerate(columns):
+            ax = axes[i, j]
+            data = rows[(rows["dataset"] == dataset) & (rows["task"] == task)
+                        & (rows["panel"] == panel)]  # fmt: skip
+            if data.empty:
+                ax.set_axis_off()
+                continue
+            stats = data.groupby("method", sort=False)["auc"].agg(["mean", "std"])
+            stats = stats.reindex([m for m in methods if m in stats.index])
+            colours = ["tab:red" if m == "rmtl" else "tab:blue" for m in stats.index]
+            ax.errorbar(stats["mean"], range(len(stats)), xerr=stats["std"].fillna(0), fmt="none",
+                        ecolor="grey", capsize=2)  # fmt: skip
+            ax.scatter(stats["mean"], range(len(stats)), c=colours, zorder=3, s=18)
+            if "equal" in stats.index:
+                ax.axvline(stats.loc["equal", "mean"], color="grey", ls="--", lw=0.8)
+            ax.set_yticks(range(len(stats)), stats.index, fontsize=8)
+            ax.invert_yaxis()
+            ax.set_title(f"{dataset} {task}: {panel}", fontsize=9)
+            ax.set_xlabel("test AUC", fontsize=8)
+            ax.tick_params(axis="x", labelsize=7)
+    save_figure(fig, path)

@@ -57,6 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     cli.common_configs(p, args)
     args.rmtl = cli.config_from_flags(p, args, "rmtl", PRESETS[args.preset], seed=args.seed)
+    cli.check_weightings(p, [args.train.weighting, args.rmtl.polish_weighting], [args.backbone])
     return args
 
 

@@ -57,6 +57,8 @@ class Profile:
 PROFILES = {
     # Paper dimensions, early stopping, critics to convergence; small twins.
     "full": Profile(),
+    # The full profile at bf16 (about half the wall time): the balancers block.
+    "bf16": Profile(train={"precision": "bf16"}),
     # Smoke test: tiny twins, small networks, a few epochs and steps.
     "quick": Profile(
         scale="tiny",

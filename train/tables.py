@@ -318,3 +318,46 @@ def provenance_markdown(
             f"{', '.join(map(str, threads[dataset]))}"
         )
     return "\n".join(lines) + "\n"
+
+
+def balancers_markdown(summary: pd.DataFrame, seeds: Sequence[int], alpha: float = 0.05) -> str:
+    """The balancers block as Markdown: per panel, one row per method with AUC, Logloss and
+    s-Logloss per task (mean ± std over ``seeds``), each AUC's difference from ``equal`` and
+    from RMTL (``*``: paired t-test p < ``alpha``), and the mean wall time of a run."""
+
+    def diff(row, metric: str, other: str) -> str:
+        d, p = row.get(f"{metric}_diff_vs_{other}"), row.get(f"{metric}_p_vs_{other}")
+        if d is None or d != d:
+            return "·"
+        return f"{d:+.4f}{'*' if p == p and p < alpha else ''}"
+
+    lines = [
+        "# RMTL against the adaptive loss balancers",
+        "",
+        f"Test split, mean ± std over model seeds {list(seeds)}. `Δ eq` and `Δ RMTL`: the mean "
+        "paired difference in AUC from equal weighting and from RMTL (`*`: two-sided paired "
+        f"t-test p < {alpha}); `s`: mean wall time of one run of the cell.",
+    ]
+    keys = ["dataset", "protocol", "backbone"]
+    for (dataset, protocol, backbone), panel in summary.groupby(keys, sort=False):
+        tasks = list(dict.fromkeys(panel["task"]))
+        lines += ["", f"## {dataset}: {backbone.upper()}, {protocol}", ""]
+        head = ["method"]
+        for t in tasks:
+            head += [f"{t} AUC", "Δ eq", "Δ RMTL", f"{t} Logloss", f"{t} s-Logloss"]
+        lines += ["| " + " | ".join([*head, "s"]) + " |", "|" + "---|" * (len(head) + 1)]
+        for method, rows in panel.groupby("method", sort=False):
+            by_task = {r["task"]: r for r in rows.to_dict("records")}
+            cells = [method]
+            for t in tasks:
+                r = by_task[t]
+                cells += [
+                    f"{r['auc_mean']:.4f} ± {r['auc_std']:.4f}",
+                    diff(r, "auc", "equal"),
+                    diff(r, "auc", "rmtl"),
+                    f"{r['logloss_mean']:.4f} ± {r['logloss_std']:.4f}",
+                    f"{r['s_logloss_mean']:.4f} ± {r['s_logloss_std']:.4f}",
+                ]
+            cells.append(f"{rows['cell_seconds'].iloc[0]:.0f}")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -28,6 +28,14 @@ class AITM(MultiTaskModel):
         self.query = nn.Linear(d, d)
         self.towers = nn.ModuleList(Tower(d, c.tower_dims, c.dropout) for _ in range(num_tasks))
 
+    def task_heads(self) -> list[nn.Module]:
+        """Only the embeddings are shared: the tasks part ways at the per-task bottoms (the
+        transfer between them then links tasks in sequence, not through shared layers)."""
+        return [self.bottoms]
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return list(self.embedding.parameters())
+
     def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
         features = list(self.bottoms(self.embedding(categorical, numerical)))  # K x [B, d]
         scale = features[0].shape[-1] ** -0.5

@@ -69,3 +69,19 @@ class MultiTaskModel(nn.Module):
 
     def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def task_heads(self) -> list[nn.Module]:
+        """The modules where the tasks part ways: their inputs are the representation the tasks
+        share, and every parameter outside them is shared between tasks. The task towers, by
+        default; none for a model without shared layers."""
+        return list(self.towers)
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """The parameters shared between tasks (embeddings, shared bottom or experts, gates):
+        by default those outside ``task_heads``; the ones the Jacobian loss balancers aggregate
+        (``agents.weighting``); empty when the tasks share nothing."""
+        heads = self.task_heads()
+        if not heads:
+            return []
+        own = {id(p) for head in heads for p in head.parameters()}
+        return [p for p in self.parameters() if id(p) not in own]

@@ -28,6 +28,13 @@ class ESMM(MultiTaskModel):
             Tower(self.bottoms.output_dim, c.tower_dims, c.dropout) for _ in range(num_tasks)
         )
 
+    def task_heads(self) -> list[nn.Module]:
+        """Only the embeddings are shared: the tasks part ways at the per-task bottoms."""
+        return [self.bottoms]
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return list(self.embedding.parameters())
+
     def conditional_probs(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
         """``[B, K]`` per-tower probabilities: pCTR, then each task given the previous one."""
         features = self.bottoms(self.embedding(categorical, numerical))  # [K, B, bottom]

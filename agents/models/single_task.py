@@ -29,6 +29,10 @@ class SingleTask(MultiTaskModel):
             Tower(c.bottom_dims[-1], c.tower_dims, c.dropout) for _ in range(num_tasks)
         )
 
+    def task_heads(self) -> list[nn.Module]:
+        """None: every parameter belongs to one task's network."""
+        return []
+
     def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
         logits = [
             tower(bottom(embed(categorical, numerical)))  # [B]

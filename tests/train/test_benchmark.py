@@ -296,3 +296,46 @@ def test_report_only_tabulates_finished_seeds_and_runs_nothing(quick) -> None:
     assert "ran 0 cells" in (root / "table1.md").read_text()
     study = run_benchmark(root.parent, "--report-only", "--study", "lambda")
     assert study.returncode != 0 and "--report-only: cell" in study.stderr
+
+
+def test_balancers_block_runs_resumes_and_tests_against_equal_and_rmtl(tmp_path) -> None:
+    """The quick profile of the block on the RetailRocket twin, two seeds: every panel's cells,
+    the per-seed CSV matching the cells' metrics, paired tests computed with scipy, the plot;
+    a second call reuses every cell."""
+    argv = ["--block", "balancers", "--profile", "quick", "--datasets", "retailrocket-synthetic",
+            "--weightings", "upgrad", "famo", "--seeds", "0", "1", "--out", str(tmp_path),
+            "--no-cell-plots"]  # fmt: skip
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert benchmark.main(argv) == 0
+    root = tmp_path / "quick"
+    rows = pd.read_csv(root / "balancers.csv")
+    panels = set(zip(rows["protocol"], rows["backbone"], strict=True))
+    assert panels == {("polish", "ple"), ("scratch", "ple"), ("polish", "esmm")}
+    assert set(rows["method"]) == {"equal", "upgrad", "famo", "rmtl"}
+    cell = root / "retailrocket-synthetic" / "seed1" / "ple-polish-upgrad"
+    config = read_json(cell / "config.json")
+    assert config["rmtl"]["polish_weighting"] == "upgrad"
+    assert config["rmtl"]["weight_variant"] == "none"
+    scratch = read_json(
+        root / "retailrocket-synthetic" / "seed0" / "ple-scratch-famo" / "config.json"
+    )
+    assert scratch["train"]["weighting"] == "famo"
+    got = rows[(rows.protocol == "polish") & (rows.backbone == "ple") & (rows.seed == 1)
+               & (rows.method == "upgrad") & (rows.task == "ctr")]  # fmt: skip
+    metrics = read_json(cell / "metrics.json")["test"]["rmtl-ple"]["ctr"]
+    assert float(got["auc"].iloc[0]) == pytest.approx(metrics["auc"])
+    summary = pd.read_csv(root / "balancers_summary.csv")
+    one = summary[(summary.protocol == "scratch") & (summary.method == "famo")
+                  & (summary.task == "ctcvr")].iloc[0]  # fmt: skip
+    panel = rows[(rows.protocol == "scratch") & (rows.task == "ctcvr")]
+    famo = panel[panel.method == "famo"].sort_values("seed")["auc"].to_numpy()
+    for other in ("equal", "rmtl"):
+        base = panel[panel.method == other].sort_values("seed")["auc"].to_numpy()
+        assert one[f"auc_p_vs_{other}"] == pytest.approx(stats.ttest_rel(famo, base).pvalue)
+        assert one[f"auc_diff_vs_{other}"] == pytest.approx(np.mean(famo - base))
+    assert (root / "balancers.png").stat().st_size > 0
+    assert "## retailrocket-synthetic: ESMM, polish" in (root / "balancers.md").read_text()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        benchmark.main(argv)
+    assert "(0 cells run," in out.getvalue()

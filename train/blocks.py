@@ -1,0 +1,129 @@
+"""The benchmark's balancers block: RMTL against the adaptive loss balancers, in two protocols.
+
+- ``scratch``: each weighting trains the backbone from scratch, as Table 1 trains its baselines
+  (``equal`` is the plain backbone); RMTL is the whole method (pretrain, critics, polish).
+- ``polish``: each weighting retrains the same pretrained backbone that RMTL polishes, under
+  RMTL's polish schedule, without critic weights (``weight_variant="none"``); the only
+  difference from RMTL is the weighting.
+
+PLE on every dataset in both protocols; ESMM, whose only shared parameters are its embeddings,
+on the RetailRocket data in the polish protocol. One row per (panel, method, seed, task).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from agents.weighting import WEIGHTINGS
+from cells import Cells
+from studies import Variant
+
+RMTL_METHOD = "rmtl"
+BLOCK_METHODS = [*WEIGHTINGS, RMTL_METHOD]
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One comparison: a dataset, a protocol and the backbone every method trains."""
+
+    dataset: str
+    protocol: str  # "scratch" or "polish"
+    backbone: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset} {self.backbone.upper()} {self.protocol}"
+
+
+def panels(datasets: list[str]) -> list[Panel]:
+    """The block's panels for ``datasets``, in run order (the polish panels first: they are the
+    cheaper runs and the direct comparison with RMTL)."""
+    out = []
+    for dataset in datasets:
+        out += [Panel(dataset, "polish", "ple"), Panel(dataset, "scratch", "ple")]
+        if dataset.startswith("retailrocket"):
+            out.append(Panel(dataset, "polish", "esmm"))
+    return out
+
+
+def polish_variant(backbone: str, weighting: str) -> Variant:
+    """The polish-protocol cell of ``weighting``: the pretrained backbone retrained with that
+    weighting and no critic weights (the critics of the RMTL cell are loaded but unused)."""
+    return Variant(
+        {"method": weighting}, backbone, f"{backbone}-polish-{weighting}", backbone,
+        {"weight_variant": "none", "polish_weighting": weighting},
+    )  # fmt: skip
+
+
+def cell_metrics(cells: Cells, panel: Panel, seed: int, method: str) -> dict:
+    """``{task: metrics}`` of one method in one panel and seed, running the cell if needed."""
+    dataset, backbone = panel.dataset, panel.backbone
+    if method == RMTL_METHOD:
+        return cells.rmtl(dataset, seed, Variant({}, backbone, f"rmtl-{backbone}"))
+    if panel.protocol == "polish":
+        return cells.rmtl(dataset, seed, polish_variant(backbone, method))
+    return cells.scratch(dataset, seed, backbone, method)
+
+
+def cell_folder(cells: Cells, panel: Panel, seed: int, method: str) -> Path:
+    if method == RMTL_METHOD:
+        name = f"rmtl-{panel.backbone}"
+    elif panel.protocol == "polish":
+        name = polish_variant(panel.backbone, method).cell
+    else:
+        name = cells.scratch_name(panel.backbone, method)
+    return cells.folder(panel.dataset, seed, name)
+
+
+def run_seed(cells: Cells, datasets: list[str], methods: list[str], seed: int) -> None:
+    """Every missing cell of one seed, panel by panel."""
+    for panel in panels(datasets):
+        for method in methods:
+            cell_metrics(cells, panel, seed, method)
+
+
+def block_frame(
+    cells: Cells, datasets: list[str], methods: list[str], seeds: list[int], seconds
+) -> pd.DataFrame:
+    """The per-seed rows of every panel whose seeds all have every method finished."""
+    rows = []
+    for panel in panels(datasets):
+        for seed in seeds:
+            got = {m: cell_metrics(cells, panel, seed, m) for m in methods}
+            for method, tasks in got.items():
+                cell = seconds(cell_folder(cells, panel, seed, method))
+                for task, metrics in tasks.items():
+                    rows.append({"dataset": panel.dataset, "protocol": panel.protocol,
+                                 "backbone": panel.backbone, "method": method, "seed": seed,
+                                 "task": task, **metrics, "cell_seconds": cell})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def summary_frame(rows: pd.DataFrame, paired_p) -> pd.DataFrame:
+    """Per panel, method and task: mean and std over seeds of each metric, the paired t-test
+    p-values and mean differences against ``equal`` and against RMTL, and the mean cell time."""
+    out = []
+    keys = ["dataset", "protocol", "backbone"]
+    for panel_key, panel in rows.groupby(keys, sort=False):
+        for task, by_task in panel.groupby("task", sort=False):
+            table = {m: g.sort_values("seed") for m, g in by_task.groupby("method", sort=False)}
+            for method, g in table.items():
+                row = dict(zip(keys, panel_key, strict=True)) | {
+                    "method": method, "task": task, "seeds": len(g),
+                    "cell_seconds": float(g["cell_seconds"].mean()),
+                }  # fmt: skip
+                for metric in ("auc", "logloss", "s_logloss"):
+                    values = g[metric].to_numpy()
+                    row[f"{metric}_mean"] = float(values.mean())
+                    row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+                    for other in ("equal", RMTL_METHOD):
+                        if other in table and other != method:
+                            base = table[other][metric].to_numpy()
+                            row[f"{metric}_diff_vs_{other}"] = float(np.mean(values - base))
+                            row[f"{metric}_p_vs_{other}"] = paired_p(values, base)
+                out.append(row)
+    return pd.DataFrame(out)
