@@ -47,7 +47,7 @@ from agents.weighting import check_model
 from rmtl_env.data import SessionDataset, StreamedDataset, load_dataset
 from rmtl_env.data.catalog import ENGINES
 from rmtl_env.data.stream import BUFFER_ROWS
-from rmtl_env.data.synthetic import twin_fraction
+from rmtl_env.data.synthetic import check_knobs, twin_fraction
 from rmtl_env.data.synthetic.common import SCALES
 from rmtl_env.metrics import oracle_metrics, task_metrics
 
@@ -79,6 +79,10 @@ class DataConfig:
             process does.
         refresh: rebuild the processed dataset from the raw files even if it is cached (e.g.
             after a cache file was damaged); not part of a run's configuration.
+        twin_conflict, twin_noise: knobs of the RetailRocket twin's generator
+            (``rmtl_env.data.synthetic.TWIN_KNOBS``): how strongly the click and purchase
+            drivers conflict, and the label noise of one segment of views; 0 is the standard
+            twin.
     """
 
     dataset: str = "retailrocket-synthetic"
@@ -91,6 +95,8 @@ class DataConfig:
     buffer_rows: int = field(default=BUFFER_ROWS, metadata=RECORDED_IF_SET)
     rank_shards: bool = field(default=False, metadata=RECORDED_IF_SET)
     refresh: bool = field(default=False, metadata=NEVER_RECORDED)
+    twin_conflict: float = field(default=0.0, metadata=RECORDED_IF_SET)
+    twin_noise: float = field(default=0.0, metadata=RECORDED_IF_SET)
 
     def __post_init__(self) -> None:
         if "27k" in self.dataset:
@@ -105,6 +111,13 @@ class DataConfig:
             raise ValueError("rank_shards reads a streamed split's blocks: it needs stream=True")
         if self.buffer_rows < 1:
             raise ValueError(f"buffer_rows must be >= 1, got {self.buffer_rows}")
+        knobs = check_knobs(self.twin_knobs)
+        if knobs and self.dataset != "retailrocket-synthetic":
+            raise ValueError(f"twin knobs {sorted(knobs)} exist for retailrocket-synthetic only")
+
+    @property
+    def twin_knobs(self) -> dict[str, float]:
+        return {"conflict": self.twin_conflict, "noise": self.twin_noise}
 
 
 @dataclass(frozen=True)
@@ -140,6 +153,8 @@ def load_splits(config: DataConfig = DataConfig()) -> Splits:
     """Load (preparing and caching on first use) the dataset ``config`` names."""
     synthetic = config.dataset.endswith("synthetic")
     params = {"scale": config.scale, "seed": config.data_seed} if synthetic else {}
+    if synthetic and check_knobs(config.twin_knobs):
+        params["twin"] = check_knobs(config.twin_knobs)
     if config.roles is not None:
         params["roles"] = config.roles
     if config.engine != "pandas":

@@ -56,9 +56,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", choices=sorted(PROFILES), default=None,
                    help="default: full, or bf16 for --block balancers")
     p.add_argument("--study", choices=["table1", *STUDIES], default="table1")
-    p.add_argument("--block", choices=["balancers"], default=None,
+    p.add_argument("--block", choices=["balancers", *blocks.SWEEPS], default=None,
                    help="balancers: RMTL against every loss weighting, from scratch and as a "
-                   "polish of the same backbone (train/blocks.py)")
+                   "polish of the same backbone; conflict or noise: equal, RMTL and "
+                   "--weightings polishing PLE on the RetailRocket twin at three levels of that "
+                   "generator knob (train/blocks.py)")
     p.add_argument("--weightings", nargs="+", choices=WEIGHTINGS, default=list(WEIGHTINGS),
                    help="the block's weightings (RMTL always runs)")
     p.add_argument("--weighting", choices=WEIGHTINGS, default="equal",
@@ -84,7 +86,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.block is not None and (args.study != "table1" or args.weighting != "equal"):
         p.error("--block runs its own cells: give it without --study and --weighting")
     if args.profile is None:
-        args.profile = "bf16" if args.block == "balancers" else "full"
+        args.profile = "bf16" if args.block is not None else "full"
+    if args.block in blocks.SWEEPS and args.weightings == list(WEIGHTINGS):
+        p.error(f"--block {args.block}: name the balancers to sweep with --weightings")
     args.weightings = list(dict.fromkeys(["equal", *args.weightings]))  # the control first
     return args
 
@@ -210,12 +214,34 @@ def balancers(cells: Cells, args: argparse.Namespace, seeds: list[int]) -> None:
     print(text)
 
 
+def sweep(cells: Cells, args: argparse.Namespace, seeds: list[int]) -> None:
+    """A knob sweep: ``sweep_<knob>.csv`` (per seed), ``sweep_<knob>_gains.csv``, ``.md`` and
+    ``.png`` (each method's AUC gain over equal weighting against the knob)."""
+    knob, methods = args.block, [*args.weightings, blocks.RMTL_METHOD]
+    rows = blocks.sweep_frame(cells, knob, methods, seeds, run_seconds)
+    gains = blocks.sweep_gains(rows, tables.paired_p_value)
+    out = cells.root
+    atomic_write_bytes(out / f"sweep_{knob}.csv", rows.to_csv(index=False).encode())
+    atomic_write_bytes(out / f"sweep_{knob}_gains.csv", gains.to_csv(index=False).encode())
+    text = (
+        tables.sweep_markdown(gains, knob, seeds)
+        + "\n"
+        + provenance(cells, {blocks.SWEEP_DATASET: list(cells.used)})
+    )
+    atomic_write_bytes(out / f"sweep_{knob}.md", text.encode())
+    plots.plot_sweep(gains, knob, out / f"sweep_{knob}.png")
+    print(text)
+
+
 def run_seed(args: argparse.Namespace, seed: int, torch_threads: int) -> list[float]:
     """Worker process: run every missing cell of one seed; the wall seconds of those it ran."""
     torch.set_num_threads(torch_threads)
     cells = Cells(args)
     if args.block == "balancers":
         blocks.run_seed(cells, args.datasets, [*args.weightings, blocks.RMTL_METHOD], seed)
+    elif args.block in blocks.SWEEPS:
+        blocks.sweep_frame(cells, args.block, [*args.weightings, blocks.RMTL_METHOD], [seed],
+                           run_seconds)  # fmt: skip
     elif args.study == "table1":
         for dataset in args.datasets:
             for method in sorted(args.methods, key=RUN_ORDER.index):
@@ -246,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
             run_seeds_in_parallel(cells, args, seeds)
         if args.block == "balancers":
             balancers(cells, args, seeds)
+        elif args.block in blocks.SWEEPS:
+            sweep(cells, args, seeds)
         else:
             (table1 if args.study == "table1" else study)(cells, args, seeds)
     except MissingCell as missing:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from agents.weighting import WEIGHTINGS
 from cells import Cells
-from studies import Variant
+from studies import Variant, knob_dataset
 
 RMTL_METHOD = "rmtl"
 BLOCK_METHODS = [*WEIGHTINGS, RMTL_METHOD]
@@ -126,4 +126,51 @@ def summary_frame(rows: pd.DataFrame, paired_p) -> pd.DataFrame:
                             row[f"{metric}_diff_vs_{other}"] = float(np.mean(values - base))
                             row[f"{metric}_p_vs_{other}"] = paired_p(values, base)
                 out.append(row)
+    return pd.DataFrame(out)
+
+
+# --- When does weighting matter? The twin's knobs swept -----------------------------------------
+
+SWEEPS = {"conflict": (0.0, 0.5, 0.9), "noise": (0.0, 0.5, 0.9)}
+"""Each knob's levels (``rmtl_env.data.synthetic.TWIN_KNOBS``); 0 is the standard twin, whose
+cells the balancers block shares."""
+SWEEP_DATASET = "retailrocket-synthetic"
+
+
+def sweep_panels(knob: str) -> list[tuple[float, Panel]]:
+    """``(level, panel)``: PLE polished on the RetailRocket twin at each level of ``knob``."""
+    return [(level, Panel(knob_dataset(SWEEP_DATASET, knob, level), "polish", "ple"))
+            for level in SWEEPS[knob]]  # fmt: skip
+
+
+def sweep_frame(cells: Cells, knob: str, methods: list[str], seeds: list[int], seconds):
+    """Per-seed rows of the sweep of ``knob`` (a ``level`` column), running missing cells."""
+    rows = []
+    for level, panel in sweep_panels(knob):
+        for seed in seeds:
+            for method in methods:
+                folder = cell_folder(cells, panel, seed, method)
+                for task, metrics in cell_metrics(cells, panel, seed, method).items():
+                    rows.append({"knob": knob, "level": level, "method": method, "seed": seed,
+                                 "task": task, **metrics,
+                                 "cell_seconds": seconds(folder)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def sweep_gains(rows: pd.DataFrame, paired_p) -> pd.DataFrame:
+    """Per level, method and task: the mean AUC and its paired gain over equal weighting (mean,
+    std over seeds, p-value)."""
+    out = []
+    for (level, task), group in rows.groupby(["level", "task"], sort=False):
+        equal = group[group.method == "equal"].sort_values("seed")
+        for method, g in group.groupby("method", sort=False):
+            g = g.sort_values("seed")
+            gain = g["auc"].to_numpy() - equal["auc"].to_numpy()
+            out.append({
+                "level": level, "task": task, "method": method, "seeds": len(g),
+                "auc_mean": float(g["auc"].mean()), "gain_mean": float(gain.mean()),
+                "gain_std": float(gain.std(ddof=1)) if len(gain) > 1 else 0.0,
+                "p_value": float("nan") if method == "equal" else paired_p(g["auc"], equal["auc"]),
+                "logloss_mean": float(g["logloss"].mean()),
+            })  # fmt: skip
     return pd.DataFrame(out)

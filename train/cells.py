@@ -14,9 +14,8 @@ from pathlib import Path
 
 import jobs
 from agents.checkpoint import load_critic, load_model
-from agents.pipeline import DataConfig
 from run_folder import DifferentConfig, read_json
-from studies import PROFILES, RMTL, SUPERVISED, Profile, Variant
+from studies import PROFILES, RMTL, SUPERVISED, Profile, Variant, dataset_config
 
 
 class MissingCell(Exception):
@@ -41,7 +40,7 @@ class Cells:
 
     def job(self, dataset: str, seed: int) -> jobs.Job:
         profile: Profile = self.profile
-        data = DataConfig(dataset, profile.scale, data_dir=self.args.data_dirs.get(dataset))
+        data = dataset_config(dataset, profile.scale, self.args.data_dirs.get(dataset))
         return jobs.Job(data, seed, self.args.device, self.args.progress, self.args.cell_plots)
 
     def folder(self, dataset: str, seed: int, name: str) -> Path:

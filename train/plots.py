@@ -222,3 +222,22 @@ def plot_balancers(rows: pd.DataFrame, path: Path) -> None:
             ax.set_xlabel("test AUC", fontsize=8)
             ax.tick_params(axis="x", labelsize=7)
     save_figure(fig, path)
+
+
+def plot_sweep(gains: pd.DataFrame, knob: str, path: Path) -> None:
+    """Each method's AUC gain over equal weighting against the knob, mean ± std of the paired
+    gain over seeds; one panel per task."""
+    tasks = list(dict.fromkeys(gains["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False,
+                             layout="constrained")  # fmt: skip
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for method, rows in gains[gains["task"] == task].groupby("method", sort=False):
+            rows = rows.sort_values("level")
+            ax.errorbar(rows["level"], rows["gain_mean"], yerr=rows["gain_std"], marker="o",
+                        capsize=3, label=method, ls="--" if method == "equal" else "-")  # fmt: skip
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xlabel(f"twin knob: {knob}")
+        ax.set_ylabel("test AUC gain over equal")
+        ax.set_title(task)
+        ax.legend(fontsize=8)
+    save_figure(fig, path)

@@ -14,6 +14,7 @@ import plots
 from agents.critic import CriticConfig
 from agents.dple import DPLEConfig
 from agents.models import ModelConfig
+from agents.pipeline import DataConfig
 from agents.rmtl import PRESETS, RMTLConfig
 from agents.trainer import TrainConfig
 
@@ -70,6 +71,24 @@ PROFILES = {
         dple={"actor_steps": 200, "actor_batch_size": 32, "critic_batch_size": 256},
     ),
 }
+
+
+KNOB_SEPARATOR = "+"
+
+
+def dataset_config(spec: str, scale: str, data_dir: str | None = None) -> DataConfig:
+    """The data of a benchmark dataset name: a catalog name, or a twin with one generator knob
+    set, ``retailrocket-synthetic+conflict0.5`` (the knob sweeps' datasets)."""
+    name, _, knob = spec.partition(KNOB_SEPARATOR)
+    if not knob:
+        return DataConfig(name, scale, data_dir=data_dir)
+    key = knob.rstrip("0123456789.")
+    return DataConfig(name, scale, data_dir=data_dir, **{f"twin_{key}": float(knob[len(key) :])})
+
+
+def knob_dataset(dataset: str, knob: str, level: float) -> str:
+    """The benchmark name of ``dataset`` with ``knob`` at ``level`` (``dataset`` itself at 0)."""
+    return dataset if level == 0 else f"{dataset}{KNOB_SEPARATOR}{knob}{level:g}"
 
 
 @dataclass(frozen=True)

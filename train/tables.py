@@ -361,3 +361,36 @@ def balancers_markdown(summary: pd.DataFrame, seeds: Sequence[int], alpha: float
             cells.append(f"{rows['cell_seconds'].iloc[0]:.0f}")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def sweep_markdown(
+    gains: pd.DataFrame, knob: str, seeds: Sequence[int], alpha: float = 0.05
+) -> str:
+    """A knob sweep as Markdown: per task, one row per method and one column per level with the
+    mean test AUC and its paired gain over equal weighting (``*``: p < ``alpha``)."""
+    levels = sorted(set(gains["level"]))
+    lines = [
+        f"# When does weighting matter? The `{knob}` knob of the RetailRocket twin",
+        "",
+        f"PLE polished from the same pretrained backbone, test split, model seeds {list(seeds)}. "
+        "Each cell: mean AUC, then its mean paired gain over equal weighting "
+        f"(`*`: two-sided paired t-test p < {alpha}).",
+    ]
+    for task, by_task in gains.groupby("task", sort=False):
+        lines += ["", f"## {task}", "", "| method | " + " | ".join(
+            f"{knob} = {level:g}" for level in levels) + " |",
+            "|---|" + "---|" * len(levels)]  # fmt: skip
+        for method, rows in by_task.groupby("method", sort=False):
+            by_level = {r["level"]: r for r in rows.to_dict("records")}
+            cells = []
+            for level in levels:
+                r = by_level.get(level)
+                if r is None:
+                    cells.append("·")
+                    continue
+                p = r["p_value"]
+                mark = "*" if p == p and p < alpha else ""
+                gain = "" if method == "equal" else f" ({r['gain_mean']:+.4f}{mark})"
+                cells.append(f"{r['auc_mean']:.4f}{gain}")
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -33,7 +33,7 @@ from rmtl_env.data.dataset import META_FILE, SessionDataset
 from rmtl_env.data.io import atomic_directory
 from rmtl_env.data.processing import ProcessingConfig, build_processed
 from rmtl_env.data.stream import StreamedDataset
-from rmtl_env.data.synthetic import twin_fraction
+from rmtl_env.data.synthetic import check_knobs, twin_fraction
 from rmtl_env.data.synthetic.common import check_scale
 
 GENERATOR_VERSION = 2
@@ -73,14 +73,17 @@ def _reject(rest: dict, name: str, accepted: list[str]) -> None:
         )
 
 
-def synthetic_raw_dir(name: str, scale: str, seed: int) -> Path:
-    """Folder of a twin's raw files, generated atomically on first use."""
+def synthetic_raw_dir(name: str, scale: str, seed: int, knobs: dict | None = None) -> Path:
+    """Folder of a twin's raw files, generated atomically on first use (``knobs``: the
+    generator's ``TWIN_KNOBS`` that are set, part of the folder's name)."""
     from rmtl_env.data.synthetic import write_twin
 
-    folder = cache_root() / "raw" / f"{name}-{scale}-seed{seed}-v{GENERATOR_VERSION}"
+    knobs = knobs or {}
+    tag = "".join(f"-{k}{v:g}" for k, v in sorted(knobs.items()))
+    folder = cache_root() / "raw" / f"{name}-{scale}-seed{seed}{tag}-v{GENERATOR_VERSION}"
     if not folder.is_dir():
         with atomic_directory(folder) as staging:
-            write_twin(name, staging, scale=scale, seed=seed)
+            write_twin(name, staging, scale=scale, seed=seed, **knobs)
     return folder
 
 
@@ -100,6 +103,7 @@ def load_dataset(
     memory_limit: str = "4GB",
     threads: int = 2,
     stream: bool = False,
+    twin: dict[str, float] | None = None,
     **params,
 ) -> SessionDataset | StreamedDataset:
     """Load (building and caching on first use) a processed session dataset.
@@ -115,6 +119,8 @@ def load_dataset(
             ``memory_limit`` and ``threads`` are DuckDB's).
         stream: return a ``StreamedDataset`` (its splits read from Parquet block by block,
             ``rmtl_env.data.stream``) instead of loading the impressions into memory.
+        twin: knobs of the RetailRocket twin's generator (``conflict``, ``noise``:
+            ``rmtl_env.data.synthetic.TWIN_KNOBS``); unset or 0 is the standard twin.
         **params: loader parameters (``RetailRocketConfig`` or ``KuaiRandConfig`` fields) and
             processing parameters (``split_ratios``, ``min_count``, ``share_threshold``).
     """
@@ -126,6 +132,8 @@ def load_dataset(
             f"engine='duckdb' prepares the catalog's RetailRocket and KuaiRand datasets; "
             f"{str(name)!r} is loaded with engine='pandas'"
         )
+    if twin and not str(name).endswith("-synthetic"):
+        raise ValueError(f"twin= sets a synthetic twin's generator; {str(name)!r} is not one")
     if str(name) not in CATALOG:
         if (path / META_FILE).is_file():
             _reject(params, str(name), [])
@@ -150,8 +158,12 @@ def load_dataset(
     if name.endswith("-synthetic"):
         # The 27K twin's scale is a fraction of full size (named in its canonical form).
         scale = f"{twin_fraction(scale):g}" if "27k" in name else check_scale(scale)
-        raw_dir = synthetic_raw_dir(name, scale, int(seed))
+        knobs = check_knobs(twin or {})
+        if knobs and name != "retailrocket-synthetic":
+            raise ValueError(f"twin knobs {sorted(knobs)} exist for retailrocket-synthetic only")
+        raw_dir = synthetic_raw_dir(name, scale, int(seed), knobs)
         identity = {"scale": scale, "seed": int(seed), "generator": GENERATOR_VERSION}
+        identity |= {"knobs": knobs} if knobs else {}
     else:
         raw_dir = Path(data_dir) if data_dir is not None else cache_root() / "raw" / name
         identity = None

@@ -120,3 +120,70 @@ def test_logistic_regression_learns_but_stays_below_oracle(request, fixture):
         oracle = roc_auc_score(test.labels[:, k], test.true_probs[:, k])
         assert auc > 0.6, f"{task}: logistic regression AUC {auc:.3f} shows no signal"
         assert auc < oracle - 0.01, f"{task}: AUC {auc:.3f} not below oracle {oracle:.3f}"
+
+
+# The tiny RetailRocket twin (seed 3) as written before the generator had knobs: at their
+# defaults the knobs must leave every committed result's data byte for byte as it was.
+RR_TINY_SEED3 = {
+    "category_tree.csv": "69083b076446ca99797b4e86022feba5",
+    "events.csv": "17090961ec5e80e3ccaba5aaa6dbdd68",
+    "item_properties_part1.csv": "944c91f91f610b548bb83b17bbfe2565",
+    "item_properties_part2.csv": "f67387264b82110a2d36e553e4869478",
+    "synthetic_truth.csv": "88e1d667ab38f5baeb3890eff156bca8",
+}
+
+
+def _truth(folder) -> pd.DataFrame:
+    return pd.read_csv(folder / "synthetic_truth.csv")
+
+
+def test_knobs_at_their_defaults_write_the_same_bytes(tmp_path, rr_tiny_raw):
+    assert _digest(rr_tiny_raw) == RR_TINY_SEED3
+    knobs = write_twin("retailrocket-synthetic", tmp_path, "tiny", 3, conflict=0.0, noise=0.0)
+    assert _digest(knobs) == RR_TINY_SEED3
+
+
+def test_conflict_turns_the_click_and_purchase_drivers_against_each_other(tmp_path, rr_tiny_raw):
+    def driver_correlation(folder) -> float:
+        truth = _truth(folder)
+        logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+        cvr = (truth["p_ctcvr"] / truth["p_ctr"]).clip(1e-6, 1 - 1e-6)
+        return float(np.corrcoef(logit(truth["p_ctr"].clip(1e-6, 1 - 1e-6)), logit(cvr))[0, 1])
+
+    conflicting = write_twin("retailrocket-synthetic", tmp_path, "tiny", 3, conflict=0.9)
+    assert _truth(conflicting)[["visitorid", "itemid", "timestamp"]].equals(
+        _truth(rr_tiny_raw)[["visitorid", "itemid", "timestamp"]]
+    )  # the same views; only the purchase model changed
+    before, after = driver_correlation(rr_tiny_raw), driver_correlation(conflicting)
+    assert after < before - 0.3 and after < 0, (before, after)
+
+
+def test_noise_mixes_one_segment_towards_the_base_rates(tmp_path, rr_tiny_raw):
+    noisy = write_twin("retailrocket-synthetic", tmp_path, "tiny", 3, noise=0.9)
+    p, q = _truth(rr_tiny_raw)["p_ctr"].to_numpy(), _truth(noisy)["p_ctr"].to_numpy()
+    changed = np.abs(p - q) > 1e-5
+    assert 0.15 < changed.mean() < 0.5  # the segment: a third of the categories' views
+    base = (q[changed] - 0.1 * p[changed]) / 0.9  # q = 0.1 p + 0.9 r for one base rate r
+    assert base.std() < 1e-4 and 0.01 < base.mean() < 0.06
+
+
+def test_knobs_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="unknown twin knob 'conflit'"):
+        write_twin("retailrocket-synthetic", tmp_path, "tiny", 0, conflit=0.5)
+    with pytest.raises(ValueError, match=r"conflict must be in \[0.0, 0.99\]"):
+        write_twin("retailrocket-synthetic", tmp_path, "tiny", 0, conflict=1.5)
+    with pytest.raises(ValueError, match="retailrocket-synthetic only"):
+        write_twin("kuairand-synthetic", tmp_path, "tiny", 0, noise=0.5)
+
+
+def test_a_twin_with_knobs_is_its_own_cached_dataset():
+    from agents.pipeline import DataConfig, load_splits
+
+    plain = load_splits(DataConfig("retailrocket-synthetic", "tiny"))
+    noisy = load_splits(DataConfig("retailrocket-synthetic", "tiny", twin_noise=0.5))
+    assert noisy.dataset.meta["params"]["synthetic"]["knobs"] == {"noise": 0.5}
+    assert "knobs" not in plain.dataset.meta["params"]["synthetic"]
+    assert len(noisy.train) == len(plain.train)  # the same views, other labels
+    assert not np.array_equal(noisy.train.labels, plain.train.labels)
+    with pytest.raises(ValueError, match="retailrocket-synthetic only"):
+        DataConfig("kuairand-synthetic", twin_conflict=0.5)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rmtl_env.data.synthetic.common import SCALES
 from rmtl_env.data.synthetic.kuairand import write_kuairand_27k_twin, write_kuairand_twin
-from rmtl_env.data.synthetic.retailrocket import write_retailrocket_twin
+from rmtl_env.data.synthetic.retailrocket import TWIN_KNOBS, check_knobs, write_retailrocket_twin
 
 # The 27K twin's named scales as fractions of the real KuaiRand-27K.
 FRACTIONS_27K = {"tiny": 0.0005, "small": 0.005, "full": 1.0}
@@ -44,10 +44,17 @@ TWINS = {
 }
 
 
-def write_twin(name: str, out_dir: str | Path, scale: str = "small", seed: int = 0) -> Path:
-    """Write the raw files of twin ``name`` (``retailrocket-synthetic`` or ``kuairand-synthetic``)."""
+def write_twin(
+    name: str, out_dir: str | Path, scale: str = "small", seed: int = 0, **knobs: float
+) -> Path:
+    """Write the raw files of twin ``name`` (``retailrocket-synthetic`` or ``kuairand-synthetic``);
+    ``knobs``: the RetailRocket twin's ``TWIN_KNOBS`` (``conflict``, ``noise``)."""
     if name not in TWINS:
         raise ValueError(f"unknown synthetic dataset {name!r}; expected one of {list(TWINS)}")
+    if check_knobs(knobs):
+        if name != "retailrocket-synthetic":
+            raise ValueError(f"twin knobs {sorted(knobs)} exist for retailrocket-synthetic only")
+        return TWINS[name](out_dir, scale=scale, seed=seed, **knobs)
     return TWINS[name](out_dir, scale=scale, seed=seed)
 
 
@@ -55,6 +62,8 @@ __all__ = [
     "FRACTIONS_27K",
     "SCALES",
     "TWINS",
+    "TWIN_KNOBS",
+    "check_knobs",
     "twin_fraction",
     "write_kuairand_27k_twin",
     "write_kuairand_twin",

@@ -97,8 +97,37 @@ TARGET_CLICK_RATE = 0.027
 TARGET_PAY_GIVEN_CLICK = 0.3
 
 
-def write_retailrocket_twin(out_dir: str | Path, scale: str = "small", seed: int = 0) -> Path:
-    """Write the twin's raw files into ``out_dir`` and return it."""
+TWIN_KNOBS = {"conflict": (0.0, 0.99), "noise": (0.0, 1.0)}
+"""The generator's knobs and their ranges; 0 (the default) is the twin of every earlier result.
+
+- ``conflict``: the correlation ``-conflict`` between the click effect and the pay effect of
+  each feature value (category, key property values, the hidden item effect). At 0 they are
+  independent; towards 1, what raises the click lowers the purchase given a click, so the two
+  tasks' gradients on shared layers point apart: what per-task balancers exploit.
+- ``noise``: in one segment, the views of a third of the categories, each logged (click, pay)
+  is with probability ``noise`` replaced by a draw at the base rates (the true probabilities in
+  ``synthetic_truth.csv`` are the mixture). The segment is visible through the category, so a
+  per-sample weighting (RMTL's critics read the state) could learn how hard each view is."""
+
+
+def check_knobs(knobs: dict[str, float]) -> dict[str, float]:
+    """The knobs that are set (non-zero), checked against ``TWIN_KNOBS``."""
+    for name, value in knobs.items():
+        if name not in TWIN_KNOBS:
+            raise ValueError(f"unknown twin knob {name!r}; expected one of {list(TWIN_KNOBS)}")
+        low, high = TWIN_KNOBS[name]
+        if not low <= float(value) <= high:
+            raise ValueError(f"twin knob {name} must be in [{low}, {high}], got {value!r}")
+    return {name: float(value) for name, value in knobs.items() if float(value) != 0.0}
+
+
+def write_retailrocket_twin(
+    out_dir: str | Path, scale: str = "small", seed: int = 0, conflict: float = 0.0,
+    noise: float = 0.0,
+) -> Path:  # fmt: skip
+    """Write the twin's raw files into ``out_dir`` and return it (``conflict``, ``noise``: the
+    knobs of ``TWIN_KNOBS``; at 0 the files are those of earlier versions, byte for byte)."""
+    check_knobs({"conflict": conflict, "noise": noise})
     size = SCALE_SIZES[check_scale(scale)]
     rng = np.random.default_rng([seed, 2015])
     out = Path(out_dir)
@@ -114,7 +143,11 @@ def write_retailrocket_twin(out_dir: str | Path, scale: str = "small", seed: int
         out / CATEGORY_TREE_FILE,
     )
     catalog = _item_property_log(rng, size, tree_ids)
+    if conflict:
+        _correlate_pay_with_click(catalog, -conflict)
     views = _views(rng, size, catalog)
+    if noise:
+        _noisy_segment(rng, views, noise)
     _write_events(rng, views, out / EVENTS_FILE)
     _write_properties(rng, catalog, out)
     truth = pa.table(
@@ -307,7 +340,36 @@ def _views(rng: np.random.Generator, size: _Scale, catalog: dict) -> dict:
         "p_pay": p_click * p_pay_given_click,
         "click": click,
         "pay": pay,
+        "category": features["categoryid"],
     }
+
+
+def _correlate_pay_with_click(catalog: dict, rho: float) -> None:
+    """Each pay effect becomes ``sd_pay (rho z_click + sqrt(1 - rho^2) z_pay)`` of the standard
+    scores of its own draw and of the click effect of the same value (no new draws)."""
+    effects = catalog["effects"]
+    pairs = [(effects, f"{name}_click", f"{name}_pay") for name in (*KEY_PROPERTIES, "categoryid")]
+    pairs.append((catalog, "item_click", "item_pay"))
+    for holder, click_key, pay_key in pairs:
+        click, pay = holder[click_key], holder[pay_key]
+        z_click, z_pay = click / click.std(), pay / pay.std()
+        holder[pay_key] = pay.std() * (rho * z_click + np.sqrt(1 - rho**2) * z_pay)
+
+
+def _noisy_segment(rng: np.random.Generator, views: dict, noise: float) -> None:
+    """Replace, with probability ``noise``, the (click, pay) of each view in the noisy segment
+    (items whose category code is a multiple of 3) by a draw at the base rates."""
+    segment = views["category"] % 3 == 0
+    click_rate = float(views["click"].mean())
+    pay_rate = float(views["pay"].sum() / max(views["click"].sum(), 1))
+    replaced = segment & (rng.random(len(segment)) < noise)
+    click = rng.random(len(segment)) < click_rate
+    pay = click & (rng.random(len(segment)) < pay_rate)
+    views["click"] = np.where(replaced, click, views["click"])
+    views["pay"] = np.where(replaced, pay, views["pay"])
+    mix = np.where(segment, noise, 0.0)
+    views["p_click"] = (1 - mix) * views["p_click"] + mix * click_rate
+    views["p_pay"] = (1 - mix) * views["p_pay"] + mix * click_rate * pay_rate
 
 
 def _distinct_items_per_visitor(
@@ -404,4 +466,4 @@ def _write_properties(rng: np.random.Generator, catalog: dict, out: Path) -> Non
     write_csv(table.slice(cut), out / PROPERTY_FILES[1])
 
 
-__all__ = ["OFFICIAL_PROPERTIES", "SCALE_SIZES", "write_retailrocket_twin"]
+__all__ = ["OFFICIAL_PROPERTIES", "SCALE_SIZES", "TWIN_KNOBS", "write_retailrocket_twin"]
