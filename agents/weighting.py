@@ -32,10 +32,6 @@ from typing import Literal, get_args
 
 import torch
 from torch import nn
-from torchjd import aggregation as A
-from torchjd import scalarization
-from torchjd.autojac import jac_to_grad, mtl_backward
-from torchjd.linalg import QuadprogProjector
 
 from agents.models import MultiTaskModel, build_model
 
@@ -234,6 +230,9 @@ class Jacobian(Balancer):
         self.aggregator, self.shared = aggregator, shared
 
     def backward(self, losses, features):
+        from torchjd import aggregation as A
+        from torchjd.autojac import jac_to_grad, mtl_backward
+
         # The task losses share their last nodes (one [B, K] BCE), which each task's own
         # backward pass crosses: the graph is kept until the step ends. One task's row at a
         # time (parallel_chunk_size=1) and the Gramian summed over parameters instead of
@@ -252,6 +251,11 @@ class Jacobian(Balancer):
 
 def aggregator(name: str, num_tasks: int):
     """TorchJD's aggregator ``name`` with its paper's hyper-parameters."""
+    # TorchJD is imported where a balancer is built: with the balancers extra it imports cvxpy,
+    # and the two cost 1.2 s at every start of a process that trains with equal weights.
+    from torchjd import aggregation as A
+    from torchjd.linalg import QuadprogProjector
+
     makers = {
         "upgrad": lambda: A.UPGrad(projector=QuadprogProjector(norm_eps=GRAMIAN_EPS)),
         "mgda": A.MGDA, "pcgrad": A.PCGrad, "imtl_g": A.IMTLG, "aligned_mtl": A.AlignedMTL,
@@ -271,10 +275,12 @@ def make_balancer(name: str, model: MultiTaskModel) -> Balancer:
     """The balancer ``name`` (one of ``WEIGHTINGS``) for training ``model``; checks that the
     model has what it needs."""
     check_model(name, model)
-    k = model.num_tasks
-    device = next(model.parameters()).device
     if name == "equal":
         return Balancer()
+    from torchjd import scalarization  # see aggregator(): not imported for equal weights
+
+    k = model.num_tasks
+    device = next(model.parameters()).device
     if name == "uncertainty":
         return Uncertainty(scalarization.UW(k).to(device))
     if name == "dwa":
