@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -69,6 +70,23 @@ class MultiTaskModel(nn.Module):
 
     def forward(self, categorical: torch.Tensor, numerical: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def as_policy(self):
+        """A policy for ``rmtl_env.evaluate_policy``: the env's batched Dict observations to
+        ``[n, K]`` float32 probabilities (NumPy), in eval mode, without gradients."""
+
+        @torch.no_grad()
+        def act(observations: dict) -> np.ndarray:
+            was_training = self.training
+            self.eval()
+            device = next(self.parameters()).device
+            categorical = torch.as_tensor(np.array(observations["categorical"]), device=device)
+            numerical = torch.as_tensor(np.array(observations["numerical"]), device=device)
+            probs = self(categorical, numerical).float().cpu().numpy()
+            self.train(was_training)
+            return probs
+
+        return act
 
     def task_heads(self) -> list[nn.Module]:
         """The modules where the tasks part ways: their inputs are the representation the tasks

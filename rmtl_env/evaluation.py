@@ -1,0 +1,212 @@
+"""``evaluate_policy``: the one evaluation protocol of SessionRecEnv, with a normalised score.
+
+A policy is rolled over every session of a split in one vectorised pass: the environment's
+transitions do not depend on the actions, so an episode's return is the sum of the rewards of the
+policy's actions on its rows, and the whole split is one batched call per ``batch_size`` rows.
+
+The normalised score puts a return between two fixed policies of the same split::
+
+    score = 100 * (R - R_const) / (R_ref - R_const)
+
+``R_const`` is the return of the best policy that ignores the state: each task's base rate on the
+training split, always. ``R_ref`` is the return of the twin's true probabilities (the oracle); on
+data without them, a reference return you pass (``reference_return``), such as the default
+supervised PLE's. The uniform random policy is not the zero point, as it is in D4RL's scores for
+control: with BCE rewards its return is about -1 per task and step, so every sensible policy would
+score 98-100; it scores far below 0 here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from rmtl_env.data import SessionDataset, SplitData
+from rmtl_env.env import ACTION_TOLERANCE, resolve_dataset
+from rmtl_env.metrics import task_metrics
+from rmtl_env.rewards import DEFAULT_PROB_CLIP, reward_weight_vector, task_rewards
+
+Observation = dict[str, np.ndarray] | np.ndarray
+Policy = Callable[[Observation], np.ndarray]
+
+
+@dataclass
+class PolicyScore:
+    """What ``evaluate_policy`` measured on one split.
+
+    Attributes:
+        metrics: ``{task: {"auc", "logloss", "s_logloss"}}`` of the policy's actions.
+        mean_return: the mean over sessions of the episode return (the env's scalar reward
+            summed over the session's steps).
+        score: the normalised score (None when there is no reference return).
+        const_return, reference_return: ``R_const`` and ``R_ref`` of the score.
+        reference: what ``R_ref`` is (``oracle`` or ``given``).
+        episodes, steps: sessions and impressions of the split.
+    """
+
+    metrics: dict[str, dict[str, float]]
+    mean_return: float
+    score: float | None
+    const_return: float
+    reference_return: float | None
+    reference: str | None
+    episodes: int
+    steps: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def observations(data: SplitData, mode: str = "dict", rows: slice = slice(None)) -> Observation:
+    """The env's observations of ``data``'s ``rows``, batched: a Dict of ``categorical`` and
+    ``numerical`` arrays, or the flat float32 ``[n, F + N]`` array."""
+    categorical, numerical = data.categorical[rows], data.numerical[rows]
+    if mode == "flat":
+        return np.concatenate([categorical, numerical], axis=1, dtype=np.float32)
+    return {"categorical": np.ascontiguousarray(categorical),
+            "numerical": np.ascontiguousarray(numerical)}  # fmt: skip
+
+
+def as_batch_policy(policy: Any, observation_mode: str | None = None) -> tuple[Policy, str]:
+    """``(callable on batched observations -> [n, K] actions, its observation mode)`` for a
+    callable, a stable-baselines3 model, a d3rlpy algorithm, or anything with ``as_policy()``
+    (``agents.models.MultiTaskModel``: its probabilities, in eval mode)."""
+    if hasattr(policy, "as_policy"):
+        return policy.as_policy(), "dict"
+    module = type(policy).__module__
+    if module.startswith("stable_baselines3") or module.startswith("sb3_contrib"):
+        mode = "dict" if isinstance(policy.observation_space, spaces.Dict) else "flat"
+        return (lambda obs: policy.predict(obs, deterministic=True)[0]), mode
+    if module.startswith("d3rlpy"):
+        return policy.predict, "flat"
+    if callable(policy):
+        return policy, observation_mode or "dict"
+    raise TypeError(
+        f"policy must be a callable on batched observations, a stable-baselines3 model, a d3rlpy "
+        f"algorithm or have as_policy(); got {type(policy).__name__}"
+    )
+
+
+def policy_actions(
+    policy: Any,
+    data: SplitData,
+    observation_mode: str | None = None,
+    batch_size: int = 16384,
+) -> np.ndarray:
+    """``[n, K]`` float64 actions of ``policy`` on every row of ``data``, checked: the right
+    shape, finite, in [0, 1] (values within 1e-6 of it, as the env, are clipped)."""
+    call, mode = as_batch_policy(policy, observation_mode)
+    k, parts = len(data.tasks), []
+    for start in range(0, len(data), batch_size):
+        rows = slice(start, start + batch_size)
+        batch = observations(data, mode, rows)
+        got = np.asarray(_numpy(call(batch)), dtype=np.float64)
+        expected = (min(batch_size, len(data) - start), k)
+        if got.shape != expected:
+            raise ValueError(
+                f"the policy returned actions of shape {got.shape} for {expected[0]} "
+                f"observations; expected {expected}: one probability per task {list(data.tasks)}"
+            )
+        inside = (got >= -ACTION_TOLERANCE) & (got <= 1 + ACTION_TOLERANCE)  # NaN: False
+        if not inside.all():
+            bad = got[~inside.all(axis=1)][0]
+            raise ValueError(
+                f"the policy's actions must be finite probabilities in [0, 1], got {bad} (a "
+                "policy that emits logits needs a sigmoid; an SB3 model rescales to the env's "
+                "action space itself)"
+            )
+        parts.append(np.clip(got, 0.0, 1.0))
+    return np.concatenate(parts) if parts else np.zeros((0, k))
+
+
+def _numpy(actions: Any) -> Any:
+    """A torch tensor's values as a NumPy array (the env side imports no torch)."""
+    if hasattr(actions, "detach"):
+        return actions.detach().float().cpu().numpy()
+    return actions
+
+
+def session_returns(
+    data: SplitData,
+    actions: np.ndarray,
+    reward_weights: np.ndarray,
+    prob_clip: float = DEFAULT_PROB_CLIP,
+) -> np.ndarray:
+    """``[S]``: each session's return under ``actions``, the env's scalar rewards summed."""
+    rewards = task_rewards(data.labels, actions, prob_clip) @ reward_weights  # [n]
+    return np.add.reduceat(rewards, data.session_starts[:-1]) if len(rewards) else rewards
+
+
+def evaluate_policy(
+    policy: Any,
+    dataset: str | SessionDataset = "retailrocket-synthetic",
+    split: str = "test",
+    *,
+    observation_mode: str | None = None,
+    reward_weights: list[float] | None = None,
+    prob_clip: float = DEFAULT_PROB_CLIP,
+    reference_return: float | None = None,
+    batch_size: int = 16384,
+    **dataset_kwargs: Any,
+) -> PolicyScore:
+    """Score ``policy`` on every session of ``split`` of ``dataset`` (a catalog name with
+    ``load_dataset`` options such as ``scale``, or a loaded dataset).
+
+    ``policy``: a callable on a batch of observations (the env's Dict, or flat with
+    ``observation_mode="flat"``) returning ``[n, K]`` probabilities; a stable-baselines3 model; a
+    d3rlpy algorithm (flat observations); or a model with ``as_policy()``
+    (``agents.models.MultiTaskModel``). ``reward_weights`` and ``prob_clip``: the env's.
+    ``reference_return``: ``R_ref`` where the data has no true probabilities (ignored where it
+    has them: the oracle is the reference)."""
+    data_set = resolve_dataset(dataset, **dataset_kwargs)
+    data = data_set.split(split)
+    weights = reward_weight_vector(reward_weights, data.tasks)
+    actions = policy_actions(policy, data, observation_mode, batch_size)
+    mean_return = float(session_returns(data, actions, weights, prob_clip).mean())
+    base_rates = data_set.split("train").labels.mean(axis=0, dtype=np.float64)
+    constant = np.broadcast_to(base_rates, actions.shape)
+    const_return = float(session_returns(data, constant, weights, prob_clip).mean())
+    reference: str | None = None
+    if data.true_probs is not None:
+        truth = data.true_probs.astype(np.float64)
+        reference_return, reference = float(session_returns(data, truth, weights, prob_clip).mean()), "oracle"  # fmt: skip
+    elif reference_return is not None:
+        reference = "given"
+    score = None
+    if reference_return is not None:
+        score = 100.0 * (mean_return - const_return) / (reference_return - const_return)
+    return PolicyScore(
+        metrics=task_metrics(data.labels, actions, data.session_id, data.tasks),
+        mean_return=mean_return, score=score, const_return=const_return,
+        reference_return=reference_return, reference=reference,
+        episodes=data.num_sessions, steps=len(data),
+    )  # fmt: skip
+
+
+def constant_policy(rates: Mapping[str, float] | np.ndarray) -> Policy:
+    """The policy that answers every observation with the same K probabilities (e.g. each
+    task's base rate on the training split, the score's zero point)."""
+    values = np.asarray(list(rates.values()) if isinstance(rates, Mapping) else rates, np.float64)
+
+    def act(obs: Observation) -> np.ndarray:
+        n = len(obs["categorical"]) if isinstance(obs, dict) else len(obs)
+        return np.broadcast_to(values, (n, len(values))).copy()
+
+    return act
+
+
+def uniform_policy(num_tasks: int, seed: int = 0) -> Policy:
+    """The uniform random policy: i.i.d. U(0, 1) actions (a row of the reference table, far
+    below 0 in normalised score)."""
+    rng = np.random.default_rng(seed)
+
+    def act(obs: Observation) -> np.ndarray:
+        n = len(obs["categorical"]) if isinstance(obs, dict) else len(obs)
+        return rng.random((n, num_tasks))
+
+    return act
