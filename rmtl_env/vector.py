@@ -4,10 +4,19 @@
                         dataset="retailrocket-synthetic")
 
 The same MDP as ``SessionRecEnv`` (spaces, rewards, info keys), stepped for all N sub-envs with
-array operations instead of N Python env objects. Autoreset follows Gymnasium 1.x's default
-(``AutoresetMode.NEXT_STEP``): the step after a sub-env returned ``terminated`` resets it: that
-step returns the new session's first observation, reward 0, ``terminated`` False, and ignores its
-action. Sessions are drawn uniformly with ``self.np_random``.
+array operations instead of N Python env objects. Sessions are drawn uniformly with
+``self.np_random``. ``autoreset_mode`` is Gymnasium 1.x's (``gymnasium.vector.AutoresetMode``),
+and each mode behaves as ``SyncVectorEnv`` does with N ``SessionRecEnv``:
+
+- ``next_step`` (the default): the step after a sub-env returned ``terminated`` resets it; that
+  step returns the new session's first observation, reward 0, ``terminated`` False, the reset's
+  info, and ignores its action.
+- ``same_step``: a sub-env that terminates is reset within the same step: the step returns the
+  new session's first observation and the reset's info, with the finished episode's last
+  observation and info in ``info["final_obs"]`` and ``info["final_info"]`` (and the masks
+  ``info["_final_obs"]``, ``info["_final_info"]``).
+- ``disabled``: no autoreset; reset the finished sub-envs with
+  ``reset(options={"reset_mask": mask})``. Stepping a finished sub-env raises ``RuntimeError``.
 """
 
 from __future__ import annotations
@@ -26,18 +35,36 @@ class SessionRecVectorEnv(VectorEnv):
     """N sub-environments of ``SessionRecEnv`` advanced together (see the module docstring).
 
     Arguments are ``SessionRecEnv``'s (but ``session_order``, always random here), plus
-    ``num_envs``. Observations, rewards and infos are batched along a first axis of size N; the
-    info arrays are ``session_id``, ``session_length``, ``step`` [N] and ``task_rewards``,
-    ``labels`` [N, K].
+    ``num_envs`` and ``autoreset_mode`` (an ``AutoresetMode`` or its value: ``next_step``,
+    ``same_step``, ``disabled``). Observations, rewards and infos are batched along a first axis of
+    size N; the info arrays are ``session_id``, ``session_length``, ``step`` [N] and
+    ``task_rewards``, ``labels`` [N, K]. ``reward_space`` is the single env's (shape (K,) with
+    ``reward_mode="vector"``, as MO-Gymnasium's vector wrappers read it).
     """
 
-    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+    metadata = {
+        "render_modes": [],
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+        "autoreset_modes": tuple(AutoresetMode),
+    }
 
     def __init__(
-        self, num_envs: int, prob_clip: float = DEFAULT_PROB_CLIP, **env_kwargs: Any
+        self,
+        num_envs: int,
+        prob_clip: float = DEFAULT_PROB_CLIP,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        **env_kwargs: Any,
     ) -> None:
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        try:
+            mode = AutoresetMode(autoreset_mode)
+        except ValueError:
+            raise ValueError(
+                f"autoreset_mode must be one of {[m.value for m in AutoresetMode]}, got "
+                f"{autoreset_mode!r}"
+            ) from None
+        self.metadata = {**self.metadata, "autoreset_mode": mode}
         single = SessionRecEnv(prob_clip=prob_clip, **env_kwargs)  # validates every argument
         self.single, self.render_mode = single, None
         self.num_envs = int(num_envs)
@@ -45,6 +72,7 @@ class SessionRecVectorEnv(VectorEnv):
         self.single_action_space = single.action_space
         self.observation_space = batch_space(single.observation_space, self.num_envs)
         self.action_space = batch_space(single.action_space, self.num_envs)
+        self.reward_space = single.reward_space
         data = single.data
         self._starts = data.session_starts[:-1].astype(np.int64)
         self._ends = data.session_starts[1:].astype(np.int64)
@@ -62,64 +90,116 @@ class SessionRecVectorEnv(VectorEnv):
         self._end = np.zeros(self.num_envs, dtype=np.int64)
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
 
-    def _draw(self, count: int) -> np.ndarray:
-        return self.np_random.integers(len(self._starts), size=count)
+    @property
+    def autoreset_mode(self) -> AutoresetMode:
+        return self.metadata["autoreset_mode"]
 
-    def _start_sessions(self, which: np.ndarray | slice) -> None:
-        """Draw new sessions for the sub-envs ``which`` (indices, or a slice) and put them at
-        their first row."""
-        count = self.num_envs if isinstance(which, slice) else len(which)
-        session = self._draw(count)
+    def _draw(self, envs: np.ndarray) -> np.ndarray:
+        """The sessions (indices into the split's sessions) that sub-envs ``envs`` start next."""
+        return self.np_random.integers(len(self._starts), size=len(envs))
+
+    def _start_sessions(self, envs: np.ndarray) -> None:
+        """Draw new sessions for the sub-envs ``envs`` and put them at their first row."""
+        session = self._draw(envs)
         start = self._starts[session]
-        self._session[which] = session
-        self._start[which] = start
-        self._end[which] = self._ends[session]
-        self._row[which] = start
+        self._session[envs] = session
+        self._start[envs] = start
+        self._end[envs] = self._ends[session]
+        self._row[envs] = start
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        options = dict(options or {})
+        mask = options.pop("reset_mask", None)
         if options:
-            raise ValueError(f"reset options are not supported by the vector env, got {options}")
-        self._start_sessions(slice(None))
-        self._needs_reset[:] = False
+            raise ValueError(
+                f"reset options: unknown key(s) {sorted(options)}; the vector env takes only "
+                "'reset_mask'"
+            )
+        if mask is None:
+            envs = np.arange(self.num_envs)
+        else:
+            mask = np.asarray(mask)
+            if mask.shape != (self.num_envs,) or mask.dtype != np.bool_ or not mask.any():
+                raise ValueError(
+                    f"options['reset_mask'] must be a bool array of shape ({self.num_envs},) with "
+                    f"at least one True, got {mask.dtype} {mask.shape}"
+                )
+            envs = np.flatnonzero(mask)
+        self._start_sessions(envs)
+        self._needs_reset[envs] = False
         zeros = np.zeros((self.num_envs, len(self._weights)))
-        return self._observation(self._row), self._info(self._row - self._start, zeros, zeros)
+        info = self._info(self._row - self._start, zeros, zeros)
+        if mask is not None:  # as SyncVectorEnv: the info of the sub-envs that were reset
+            info = _masked(info, mask)
+        return self._observation(self._row), info
 
     def step(self, actions):
         if (self._row < 0).any():
             raise RuntimeError("call reset() before step()")
-        probs = np.asarray(actions, dtype=np.float64).reshape(self.num_envs, -1)
-        if probs.shape[1] != len(self._weights):
+        probs = np.asarray(actions, dtype=np.float64)
+        if probs.shape != (self.num_envs, len(self._weights)):
             raise ValueError(
-                f"actions must be [{self.num_envs}, {len(self._weights)}], got {np.shape(actions)}"
+                f"actions must have shape ({self.num_envs}, {len(self._weights)}) (one "
+                f"probability per sub-env and task), got {np.shape(actions)}"
             )
-        restart = self._needs_reset
-        restarting = np.flatnonzero(restart)  # autoreset steps: their actions are ignored
+        mode = self.autoreset_mode
+        restart = self._needs_reset if mode == AutoresetMode.NEXT_STEP else None
+        if mode == AutoresetMode.DISABLED and self._needs_reset.any():
+            raise RuntimeError(
+                f"sub-env(s) {np.flatnonzero(self._needs_reset).tolist()[:8]} have terminated "
+                "and autoreset_mode is 'disabled': call reset(options={'reset_mask': ...}) first"
+            )
         inside = (probs >= -ACTION_TOLERANCE) & (probs <= 1 + ACTION_TOLERANCE)  # NaN: False
-        if not inside.all() and not (inside.all(axis=1) | restart).all():
-            raise ValueError("actions must be finite probabilities in [0, 1]")
+        if not inside.all():
+            ignored = restart if restart is not None else np.zeros(self.num_envs, dtype=bool)
+            if not (inside.all(axis=1) | ignored).all():
+                raise ValueError("actions must be finite probabilities in [0, 1]")
         row = self._row
         labels = np.take(self._labels, row, axis=0)
         a = np.clip(probs, self._low, self._high)
         # log(a) where the label is 1, log(1 - a) where it is 0: one log per entry.
         task_rewards = np.log(np.where(labels > 0, a, 1.0 - a))
+        terminated = row + 1 >= self._end
+        step = row - self._start
+        restarting = np.flatnonzero(restart) if restart is not None else ()
         if len(restarting):  # autoreset steps score nothing
             task_rewards[restarting] = 0.0
             labels[restarting] = 0.0
+            terminated[restarting] = False
         weighted = task_rewards * self._weights
         reward = weighted if self.single.reward_mode == "vector" else weighted.sum(1)
-        terminated = row + 1 >= self._end
-        terminated[restarting] = False
-        step = row - self._start
-        # Advance; a sub-env that ended on the previous step starts a new session (autoreset).
+        # Advance; a terminated sub-env keeps its last row (the env returns that observation).
         self._row = row + ~terminated
         if len(restarting):
             self._start_sessions(restarting)
             step[restarting] = 0  # its info is the new session's, as after reset()
         info = self._info(step, task_rewards, labels)
-        self._needs_reset = terminated
+        observation = self._observation(self._row)
+        if mode == AutoresetMode.SAME_STEP and terminated.any():
+            ended = np.flatnonzero(terminated)
+            final_obs = [_row_of(observation, i) for i in range(self.num_envs)]
+            final_info = _masked(info, terminated)
+            self._start_sessions(ended)  # reset in this step: the new sessions' first rows
+            observation = self._observation(self._row)
+            step = step.copy()
+            step[ended] = 0
+            zeros = np.zeros_like(task_rewards)
+            fresh = self._info(step, task_rewards.copy(), labels)
+            for key in ("task_rewards", "labels"):
+                fresh[key][ended] = zeros[ended].astype(fresh[key].dtype)
+            info = fresh
+            info["final_obs"] = np.array(
+                [final_obs[i] if terminated[i] else None for i in range(self.num_envs)],
+                dtype=object,
+            )
+            info["_final_obs"] = terminated.copy()
+            info["final_info"], info["_final_info"] = final_info, terminated.copy()
+            self._needs_reset[:] = False
+        else:
+            self._needs_reset = terminated.copy()  # the caller owns the returned array
         truncated = np.zeros(self.num_envs, dtype=bool)
-        return self._observation(self._row), reward, terminated, truncated, info
+        return observation, reward, terminated, truncated, info
 
     def _observation(self, rows: np.ndarray) -> dict[str, np.ndarray] | np.ndarray:
         # np.take gathers rows several times faster than fancy indexing
@@ -137,3 +217,19 @@ class SessionRecVectorEnv(VectorEnv):
             "task_rewards": task_rewards,
             "labels": labels.astype(np.float32),
         }
+
+
+def _row_of(observation: dict[str, np.ndarray] | np.ndarray, i: int):
+    """Sub-env ``i``'s observation out of a batched one."""
+    if isinstance(observation, dict):
+        return {key: value[i].copy() for key, value in observation.items()}
+    return observation[i].copy()
+
+
+def _masked(info: dict, mask: np.ndarray) -> dict:
+    """``info`` with Gymnasium's ``_key`` masks: the entries of the sub-envs in ``mask``."""
+    out = {}
+    for key, value in info.items():
+        out[key] = value
+        out[f"_{key}"] = mask.copy()
+    return out
