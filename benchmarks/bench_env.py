@@ -1,11 +1,14 @@
 """Benchmark: SessionRecEnv steps per second, vectorised env-steps per second and batched
 transitions per second.
 
-On the small RetailRocket twin (train split): a single env stepped with random actions
-(target >= 50,000 steps/s); the native vector env (``vectorization_mode="vector_entry_point"``)
-and ``make_vec`` sync at N = 1, 16, 256 and 4096 (target for the native env at N = 4096:
->= 5,000,000 env-steps/s); ``build_transitions`` with given actions, no policy calls (target
->= 5,000,000 transitions/s).
+On the small RetailRocket twin (train split), each figure printed as soon as it is measured: a
+single env stepped with random actions (target >= 50,000 steps/s); the native vector env
+(``vectorization_mode="vector_entry_point"``) beside a plain NumPy replay of the same step
+(the same outputs and next-step autoreset, written directly with ``np.take`` gathers) at N = 1,
+16, 256 and 4096, with their ratio (target at N = 4096: at least
+1x); ``make_vec`` sync at N = 16, 256 and 4096 with the resident memory each sub-env adds (they
+share one read-only copy of the dataset; target <= 0.5 MB); ``build_transitions`` with given
+actions, no policy calls (target >= 5,000,000 transitions/s).
 
     python benchmarks/bench_env.py [--dataset retailrocket-synthetic] [--scale small] [--seed 0]
 """
@@ -13,6 +16,8 @@ and ``make_vec`` sync at N = 1, 16, 256 and 4096 (target for the native env at N
 from __future__ import annotations
 
 import argparse
+import gc
+import os
 import time
 
 import gymnasium as gym
@@ -33,6 +38,9 @@ def main() -> None:
     args = parser.parse_args()
     dataset = load_dataset(args.dataset, scale=args.scale, seed=args.seed)
     env = SessionRecEnv(dataset, split="train")
+    data = env.data
+    say(f"dataset: {dataset.name} ({args.scale}), train split: {len(data):,} impressions, "
+        f"{data.num_sessions:,} sessions")  # fmt: skip
     rng = np.random.default_rng(args.seed)
     actions = rng.random((args.steps, len(env.tasks)), dtype=np.float32)
     env.reset(seed=args.seed)
@@ -41,15 +49,20 @@ def main() -> None:
         _, _, terminated, _, _ = env.step(action)
         if terminated:
             env.reset()
-    env_rate = args.steps / (time.perf_counter() - start)
+    say(f"single env, random actions: {args.steps / (time.perf_counter() - start):,.0f} steps/s "
+        "(target >= 50,000)")  # fmt: skip
 
-    vector_rates = {
-        (mode, n): vector_rate(dataset, mode, n, args.seed)
-        for n in (1, 16, 256, 4096)
-        for mode in ("vector_entry_point", "sync")  # sync: N env objects sharing one split
-    }
+    for n in (1, 16, 256, 4096):
+        native = vector_rate(dataset, "vector_entry_point", n, args.seed)
+        replay = numpy_replay_rate(data, n, args.seed)
+        target = " (target: >= the NumPy replay)" if n == 4096 else ""
+        say(f"N = {n:>4}: native vector env {native:>13,.0f} env-steps/s, NumPy replay with "
+            f"np.take {replay:>13,.0f}: native {native / replay:.2f}x{target}")  # fmt: skip
+    for n in (16, 256, 4096):
+        rate, megabytes = sync_rate_and_memory(dataset, n, args.seed)
+        say(f"make_vec sync, N = {n:>4}: {rate:>11,.0f} env-steps/s, {megabytes:.3f} MB per env "
+            "(target <= 0.5)")  # fmt: skip
 
-    data = env.data
     given = rng.random((len(data), len(env.tasks)), dtype=np.float32)
     build_transitions(data, actions=given)  # warm-up
     repeats = 5
@@ -57,20 +70,85 @@ def main() -> None:
     for _ in range(repeats):
         build_transitions(data, actions=given)
     builder_rate = repeats * len(data) / (time.perf_counter() - start)
-    print(
-        f"dataset: {dataset.name} ({args.scale}), train split: {len(data):,} impressions, {data.num_sessions:,} sessions"
-    )
-    print(f"single env, random actions: {env_rate:,.0f} steps/s (target >= 50,000)")
-    for (mode, n), rate in vector_rates.items():
-        target = " (target >= 5,000,000)" if (mode, n) == ("vector_entry_point", 4096) else ""
-        print(f"make_vec {mode:>18}, N = {n:>4}: {rate:>13,.0f} env-steps/s{target}")
-    print(
-        f"build_transitions, given actions: {builder_rate:,.0f} transitions/s (target >= 5,000,000)"
-    )
+    say(f"build_transitions, given actions: {builder_rate:,.0f} transitions/s "
+        "(target >= 5,000,000)")  # fmt: skip
 
 
-def vector_rate(dataset, mode: str, num_envs: int, seed: int, seconds: float = 1.5) -> float:
-    """Env-steps per second of ``gym.make_vec`` in ``mode`` with ``num_envs`` sub-envs."""
+def say(line: str) -> None:
+    """Print a figure as soon as it is measured."""
+    print(line, flush=True)
+
+
+def resident_mb() -> float:
+    """This process's resident set size in MB (Linux)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def sync_rate_and_memory(dataset, num_envs: int, seed: int) -> tuple[float, float]:
+    """Env-steps per second of ``make_vec`` sync with ``num_envs`` sub-envs on one loaded
+    dataset, and the resident memory each sub-env adds (MB)."""
+    gc.collect()
+    before = resident_mb()
+    rate = vector_rate(dataset, "sync", num_envs, seed, seconds=1.0, keep=True)
+    added = resident_mb() - before
+    gc.collect()
+    return rate, added / num_envs
+
+
+def numpy_replay_rate(data, num_envs: int, seed: int, seconds: float = 1.5) -> float:
+    """Env-steps per second of a plain NumPy replay of the vector env's step, written directly
+    with ``np.take`` gathers: the same outputs (observations, scalar rewards, terminations, the
+    five info arrays) and the same next-step autoreset (a sub-env that terminated starts a new
+    session on the next step, which scores nothing). The vector env's yardstick."""
+    categorical = np.ascontiguousarray(data.categorical)
+    numerical = np.ascontiguousarray(data.numerical)
+    labels = np.ascontiguousarray(data.labels, dtype=np.float32)
+    starts, ends = data.session_starts[:-1], data.session_starts[1:]
+    session_ids = data.session_id[starts]
+    rng = np.random.default_rng(seed)
+    session = rng.integers(len(starts), size=num_envs)
+    row, start, end = starts[session].copy(), starts[session].copy(), ends[session].copy()
+    restart = np.zeros(num_envs, dtype=bool)
+    actions = rng.random((64, num_envs, labels.shape[1]), dtype=np.float32)  # as vector_rate
+    weights = np.ones(labels.shape[1])
+
+    def step(action):
+        nonlocal row, restart
+        y = np.take(labels, row, axis=0)
+        a = np.clip(action, 1e-7, 1 - 1e-7)
+        task_rewards = np.log(np.where(y > 0, a, 1.0 - a))
+        terminated = row + 1 >= end
+        steps = row - start
+        again = np.flatnonzero(restart)
+        task_rewards[again], y[again], terminated[again], steps[again] = 0.0, 0.0, False, 0
+        reward = task_rewards @ weights
+        row = row + ~terminated
+        if len(again):
+            fresh = rng.integers(len(starts), size=len(again))
+            session[again], row[again] = fresh, starts[fresh]
+            start[again], end[again] = starts[fresh], ends[fresh]
+        info = {"session_id": session_ids[session], "session_length": end - start,
+                "step": steps, "task_rewards": task_rewards, "labels": y}  # fmt: skip
+        obs = {"categorical": np.take(categorical, row, axis=0),
+               "numerical": np.take(numerical, row, axis=0)}  # fmt: skip
+        restart = terminated
+        return obs, reward, terminated, np.zeros(num_envs, dtype=bool), info
+
+    step(actions[0])
+    steps, began = 0, time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        for action in actions:
+            step(action)
+        steps += len(actions)
+    return steps * num_envs / (time.perf_counter() - began)
+
+
+def vector_rate(
+    dataset, mode: str, num_envs: int, seed: int, seconds: float = 1.5, keep: bool = False
+) -> float:
+    """Env-steps per second of ``gym.make_vec`` in ``mode`` with ``num_envs`` sub-envs
+    (``keep``: leave the envs alive, for the caller's memory reading)."""
     envs = gym.make_vec("SessionRecEnv-v0", num_envs=num_envs, vectorization_mode=mode,
                         dataset=dataset)  # fmt: skip
     rng = np.random.default_rng(seed)
@@ -83,8 +161,14 @@ def vector_rate(dataset, mode: str, num_envs: int, seed: int, seconds: float = 1
             envs.step(action)
         steps += len(actions)
     rate = steps * num_envs / (time.perf_counter() - start)
-    envs.close()
+    if keep:
+        _KEPT.append(envs)
+    else:
+        envs.close()
     return rate
+
+
+_KEPT: list = []  # envs whose memory is being measured
 
 
 if __name__ == "__main__":
