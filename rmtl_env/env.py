@@ -164,7 +164,10 @@ class SessionRecEnv(gym.Env):
     Gymnasium 1.x vector envs reset on the step *after* the one that returned ``terminated``
     (``AutoresetMode.NEXT_STEP``). That step's transition is not part of any episode; a loop
     written for gymnasium 0.29 that stores it stores a bogus transition per episode. Skip the
-    transitions of the envs that were done on the previous step.
+    transitions of the envs that were done on the previous step, or ask the native vector env
+    (``vectorization_mode="vector_entry_point"``) for ``autoreset_mode="same_step"`` or
+    ``"disabled"`` (``rmtl_env.vector``). Envs made with the same dataset name and options in one
+    process share one read-only copy of the data.
 
     ## Arguments
     - ``dataset``: catalog name (``retailrocket``, ``kuairand-1k``, ``retailrocket-synthetic``,

@@ -159,3 +159,15 @@ def test_flat_id_runs_a_cleanrl_shaped_loop_with_no_wrapper() -> None:
     single = gym.make("rmtl_env:SessionRecEnvFlat-v0", dataset="retailrocket-synthetic",
                       scale="tiny")  # fmt: skip
     assert single.observation_space.shape == (obs_dim,)
+
+
+def test_envs_made_by_name_share_one_copy_of_the_data() -> None:
+    kwargs = {"dataset": "retailrocket-synthetic", "scale": "tiny"}
+    first, second = gym.make("SessionRecEnv-v0", **kwargs), gym.make("SessionRecEnv-v0", **kwargs)
+    assert first.unwrapped.dataset is second.unwrapped.dataset
+    assert first.unwrapped.data is second.unwrapped.data
+    assert first.unwrapped._labels is second.unwrapped._labels  # the per-step label rows too
+    other = gym.make("SessionRecEnv-v0", dataset="retailrocket-synthetic", scale="tiny",
+                     split="test")  # fmt: skip
+    assert other.unwrapped.dataset is first.unwrapped.dataset
+    assert other.unwrapped.data is not first.unwrapped.data
