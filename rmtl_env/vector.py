@@ -35,8 +35,8 @@ class SessionRecVectorEnv(VectorEnv):
     """N sub-environments of ``SessionRecEnv`` advanced together (see the module docstring).
 
     Arguments are ``SessionRecEnv``'s (but ``session_order``, always random here), plus
-    ``num_envs`` and ``autoreset_mode`` (an ``AutoresetMode`` or its value: ``next_step``,
-    ``same_step``, ``disabled``). Observations, rewards and infos are batched along a first axis of
+    ``num_envs`` and ``autoreset_mode`` (an ``AutoresetMode``, its value or its name:
+    ``next_step``, ``same_step``, ``disabled``). Observations, rewards and infos are batched along a first axis of
     size N; the info arrays are ``session_id``, ``session_length``, ``step`` [N] and
     ``task_rewards``, ``labels`` [N, K]. ``reward_space`` is the single env's (shape (K,) with
     ``reward_mode="vector"``, as MO-Gymnasium's vector wrappers read it).
@@ -57,8 +57,13 @@ class SessionRecVectorEnv(VectorEnv):
     ) -> None:
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        try:
-            mode = AutoresetMode(autoreset_mode)
+        try:  # the enum, its value ("SameStep") or its name in any case ("same_step")
+            mode = (
+                AutoresetMode[autoreset_mode.upper()]
+                if isinstance(autoreset_mode, str)
+                and autoreset_mode.upper() in AutoresetMode.__members__
+                else AutoresetMode(autoreset_mode)
+            )
         except ValueError:
             raise ValueError(
                 f"autoreset_mode must be one of {[m.value for m in AutoresetMode]}, got "

@@ -119,8 +119,12 @@ def test_an_unknown_autoreset_mode_and_a_wrong_action_shape_are_refused(tiny) ->
 def test_make_vec_passes_the_autoreset_mode_and_the_reward_space(tiny) -> None:
     envs = gym.make_vec("SessionRecEnv-v0", num_envs=3, vectorization_mode="vector_entry_point",
                         dataset=tiny, reward_mode="vector",
-                        autoreset_mode="SameStep")  # fmt: skip
+                        autoreset_mode="same_step")  # fmt: skip
     assert envs.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+    assert (
+        SessionRecVectorEnv(num_envs=1, dataset=tiny, autoreset_mode="Disabled").autoreset_mode
+        == AutoresetMode.DISABLED
+    )
     assert envs.unwrapped.reward_space.shape == (2,)
 
 
