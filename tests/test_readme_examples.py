@@ -111,3 +111,15 @@ def test_client_modes_example_runs() -> None:
     multi.reset(seed=0)
     _, reward, *_ = multi.step(multi.action_space.sample())
     assert reward.shape == multi.unwrapped.reward_space.shape
+
+
+def test_evaluate_policy_example_runs(run_readme, capsys) -> None:
+    from rmtl_env.data import load_dataset
+
+    namespace = run_readme("### Scoring a policy: one call, one protocol",
+                           {'"retailrocket-synthetic", split="test"':
+                            '"retailrocket-synthetic", split="test", scale="tiny"'})  # fmt: skip
+    score = namespace["score"]
+    printed = capsys.readouterr().out.split()
+    assert printed[0] == f"{score.score:.1f}" and score.score < 0  # a constant far from the rates
+    assert score.steps == len(load_dataset("retailrocket-synthetic", scale="tiny").split("test"))

@@ -77,6 +77,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "cells per hour)")
     p.add_argument("--report-only", action="store_true",
                    help="run nothing; tabulate the seeds whose cells are all finished")
+    p.add_argument("--export-cells", type=Path, metavar="DIR",
+                   help="run nothing; copy every finished cell's summaries (JSON and CSV, no "
+                   "checkpoints or figures) from <out>/<profile> to DIR/<profile>, to commit "
+                   "them or resume elsewhere")
     # fmt: on
     args = p.parse_args(argv)
     args.command = "python train/benchmark.py " + shlex.join(sys.argv[1:] if argv is None else argv)
@@ -262,9 +266,32 @@ def run_seeds_in_parallel(cells: Cells, args: argparse.Namespace, seeds: list[in
             cells.ran += ran
 
 
+def export_cells(root: Path, target: Path) -> int:
+    """Copy the summaries of every finished cell under ``root`` (one with ``metrics.json``) to
+    ``target``, keeping the layout; returns the number of cells. A benchmark run on ``target``
+    reuses them and retrains a backbone whose checkpoint a remaining cell needs."""
+    count = 0
+    for metrics in sorted(root.glob("*/seed*/*/metrics.json")):
+        cell = metrics.parent
+        for path in cell.rglob("*"):
+            if (
+                path.is_file()
+                and path.suffix in (".json", ".csv")
+                and "checkpoints" not in path.parts
+            ):
+                out = target / cell.relative_to(root) / path.relative_to(cell)
+                atomic_write_bytes(out, path.read_bytes())
+        count += 1
+    return count
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cells = Cells(args)
+    if args.export_cells is not None:
+        count = export_cells(cells.root, args.export_cells / cells.root.name)
+        print(f"{count} finished cells exported to {args.export_cells / cells.root.name}")
+        return 0
     seeds = args.seeds if args.seeds is not None else list(PROFILES[args.profile].seeds)
     cells.root.mkdir(parents=True, exist_ok=True)
     try:

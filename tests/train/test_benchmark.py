@@ -339,3 +339,13 @@ def test_balancers_block_runs_resumes_and_tests_against_equal_and_rmtl(tmp_path)
     with contextlib.redirect_stdout(out):
         benchmark.main(argv)
     assert "(0 cells run," in out.getvalue()
+    # The finished cells' summaries carried elsewhere tabulate the same block there.
+    carried = tmp_path / "carried"
+    with contextlib.redirect_stdout(io.StringIO()):
+        benchmark.main([*argv, "--export-cells", str(carried)])
+        assert not list(carried.rglob("*.pt")) and not list(carried.rglob("*.png"))
+        moved = [a if a != str(tmp_path) else str(carried) for a in argv]
+        assert benchmark.main([*moved, "--report-only"]) == 0
+    again = pd.read_csv(carried / "quick" / "balancers.csv")
+    pd.testing.assert_frame_equal(again.drop(columns="cell_seconds"),
+                                  rows.drop(columns="cell_seconds"))  # fmt: skip
