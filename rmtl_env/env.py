@@ -12,9 +12,7 @@ from gymnasium import spaces
 
 from rmtl_env.data import SessionDataset, SplitData, load_dataset
 from rmtl_env.rewards import DEFAULT_PROB_CLIP, reward_weight_vector
-
-ACTION_TOLERANCE = 1e-6
-
+from rmtl_env.transitions import ACTION_TOLERANCE
 
 OBSERVATION_MODES = ("dict", "flat")
 REWARD_MODES = ("scalar", "vector")

@@ -18,20 +18,17 @@ score 98-100; it scores far below 0 here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from gymnasium import spaces
 
 from rmtl_env.data import SessionDataset, SplitData
-from rmtl_env.env import ACTION_TOLERANCE, resolve_dataset
+from rmtl_env.env import resolve_dataset
 from rmtl_env.metrics import task_metrics
 from rmtl_env.rewards import DEFAULT_PROB_CLIP, reward_weight_vector, task_rewards
-
-Observation = dict[str, np.ndarray] | np.ndarray
-Policy = Callable[[Observation], np.ndarray]
+from rmtl_env.transitions import Observation, Policy, policy_actions
 
 
 @dataclass
@@ -60,75 +57,6 @@ class PolicyScore:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def observations(data: SplitData, mode: str = "dict", rows: slice = slice(None)) -> Observation:
-    """The env's observations of ``data``'s ``rows``, batched: a Dict of ``categorical`` and
-    ``numerical`` arrays, or the flat float32 ``[n, F + N]`` array."""
-    categorical, numerical = data.categorical[rows], data.numerical[rows]
-    if mode == "flat":
-        return np.concatenate([categorical, numerical], axis=1, dtype=np.float32)
-    return {"categorical": np.ascontiguousarray(categorical),
-            "numerical": np.ascontiguousarray(numerical)}  # fmt: skip
-
-
-def as_batch_policy(policy: Any, observation_mode: str | None = None) -> tuple[Policy, str]:
-    """``(callable on batched observations -> [n, K] actions, its observation mode)`` for a
-    callable, a stable-baselines3 model, a d3rlpy algorithm, or anything with ``as_policy()``
-    (``agents.models.MultiTaskModel``: its probabilities, in eval mode)."""
-    if hasattr(policy, "as_policy"):
-        return policy.as_policy(), "dict"
-    module = type(policy).__module__
-    if module.startswith("stable_baselines3") or module.startswith("sb3_contrib"):
-        mode = "dict" if isinstance(policy.observation_space, spaces.Dict) else "flat"
-        return (lambda obs: policy.predict(obs, deterministic=True)[0]), mode
-    if module.startswith("d3rlpy"):
-        return policy.predict, "flat"
-    if callable(policy):
-        return policy, observation_mode or "dict"
-    raise TypeError(
-        f"policy must be a callable on batched observations, a stable-baselines3 model, a d3rlpy "
-        f"algorithm or have as_policy(); got {type(policy).__name__}"
-    )
-
-
-def policy_actions(
-    policy: Any,
-    data: SplitData,
-    observation_mode: str | None = None,
-    batch_size: int = 16384,
-) -> np.ndarray:
-    """``[n, K]`` float64 actions of ``policy`` on every row of ``data``, checked: the right
-    shape, finite, in [0, 1] (values within 1e-6 of it, as the env, are clipped)."""
-    call, mode = as_batch_policy(policy, observation_mode)
-    k, parts = len(data.tasks), []
-    for start in range(0, len(data), batch_size):
-        rows = slice(start, start + batch_size)
-        batch = observations(data, mode, rows)
-        got = np.asarray(_numpy(call(batch)), dtype=np.float64)
-        expected = (min(batch_size, len(data) - start), k)
-        if got.shape != expected:
-            raise ValueError(
-                f"the policy returned actions of shape {got.shape} for {expected[0]} "
-                f"observations; expected {expected}: one probability per task {list(data.tasks)}"
-            )
-        inside = (got >= -ACTION_TOLERANCE) & (got <= 1 + ACTION_TOLERANCE)  # NaN: False
-        if not inside.all():
-            bad = got[~inside.all(axis=1)][0]
-            raise ValueError(
-                f"the policy's actions must be finite probabilities in [0, 1], got {bad} (a "
-                "policy that emits logits needs a sigmoid; an SB3 model rescales to the env's "
-                "action space itself)"
-            )
-        parts.append(np.clip(got, 0.0, 1.0))
-    return np.concatenate(parts) if parts else np.zeros((0, k))
-
-
-def _numpy(actions: Any) -> Any:
-    """A torch tensor's values as a NumPy array (the env side imports no torch)."""
-    if hasattr(actions, "detach"):
-        return actions.detach().float().cpu().numpy()
-    return actions
 
 
 def session_returns(
@@ -166,7 +94,7 @@ def evaluate_policy(
     data_set = resolve_dataset(dataset, **dataset_kwargs)
     data = data_set.split(split)
     weights = reward_weight_vector(reward_weights, data.tasks)
-    actions = policy_actions(policy, data, observation_mode, batch_size)
+    actions = policy_actions(data, policy, batch_size, observation_mode)
     mean_return = float(session_returns(data, actions, weights, prob_clip).mean())
     base_rates = data_set.split("train").labels.mean(axis=0, dtype=np.float64)
     constant = np.broadcast_to(base_rates, actions.shape)

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from gymnasium import spaces
 
 from rmtl_env.data import SplitData
 from rmtl_env.rewards import DEFAULT_PROB_CLIP, task_rewards
 
-Policy = Callable[[dict[str, np.ndarray]], np.ndarray]
+ACTION_TOLERANCE = 1e-6  # how far outside [0, 1] an action may stray (rounding) before refusal
+Observation = dict[str, np.ndarray] | np.ndarray
+Policy = Callable[[Observation], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -58,23 +62,73 @@ def next_rows(data: SplitData) -> tuple[np.ndarray, np.ndarray]:
     return next_index, terminated
 
 
-def policy_actions(data: SplitData, policy: Policy, batch_size: int = 65_536) -> np.ndarray:
-    """Call ``policy`` on observation batches of the split; returns ``[n, K]`` float32."""
-    k = len(data.tasks)
-    out = np.empty((len(data), k), dtype=np.float32)
+def observations(data: SplitData, mode: str = "dict", rows: slice = slice(None)) -> Observation:
+    """The env's observations of ``data``'s ``rows``, batched: a Dict of ``categorical`` and
+    ``numerical`` arrays, or the flat float32 ``[n, F + N]`` array."""
+    categorical, numerical = data.categorical[rows], data.numerical[rows]
+    if mode == "flat":
+        return np.concatenate([categorical, numerical], axis=1, dtype=np.float32)
+    return {"categorical": np.ascontiguousarray(categorical),
+            "numerical": np.ascontiguousarray(numerical)}  # fmt: skip
+
+
+def as_batch_policy(policy: Any, observation_mode: str | None = None) -> tuple[Policy, str]:
+    """``(callable on batched observations -> [n, K] actions, its observation mode)`` for a
+    callable, a stable-baselines3 model, a d3rlpy algorithm, or anything with ``as_policy()``
+    (``agents.models.MultiTaskModel``: its probabilities, in eval mode)."""
+    if hasattr(policy, "as_policy"):
+        return policy.as_policy(), "dict"
+    module = type(policy).__module__
+    if module.startswith("stable_baselines3") or module.startswith("sb3_contrib"):
+        mode = "dict" if isinstance(policy.observation_space, spaces.Dict) else "flat"
+        return (lambda obs: policy.predict(obs, deterministic=True)[0]), mode
+    if module.startswith("d3rlpy"):
+        return policy.predict, "flat"
+    if callable(policy):
+        return policy, observation_mode or "dict"
+    raise TypeError(
+        f"policy must be a callable on batched observations, a stable-baselines3 model, a d3rlpy "
+        f"algorithm or have as_policy(); got {type(policy).__name__}"
+    )
+
+
+def policy_actions(
+    data: SplitData,
+    policy: Any,
+    batch_size: int = 16384,
+    observation_mode: str | None = None,
+) -> np.ndarray:
+    """``[n, K]`` float64 actions of ``policy`` on every row of ``data``, checked: the right
+    shape, finite, in [0, 1] (values within 1e-6 of it, as the env, are clipped)."""
+    call, mode = as_batch_policy(policy, observation_mode)
+    k, parts = len(data.tasks), []
     for start in range(0, len(data), batch_size):
-        stop = min(start + batch_size, len(data))
-        batch = {
-            "categorical": data.categorical[start:stop],
-            "numerical": data.numerical[start:stop],
-        }
-        actions = np.asarray(policy(batch), dtype=np.float32)
-        if actions.shape != (stop - start, k):
+        rows = slice(start, start + batch_size)
+        batch = observations(data, mode, rows)
+        got = np.asarray(_numpy(call(batch)), dtype=np.float64)
+        expected = (min(batch_size, len(data) - start), k)
+        if got.shape != expected:
             raise ValueError(
-                f"policy must return [{stop - start}, {k}] probabilities, got {actions.shape}"
+                f"the policy returned actions of shape {got.shape} for {expected[0]} "
+                f"observations; expected {expected}: one probability per task {list(data.tasks)}"
             )
-        out[start:stop] = actions
-    return out
+        inside = (got >= -ACTION_TOLERANCE) & (got <= 1 + ACTION_TOLERANCE)  # NaN: False
+        if not inside.all():
+            bad = got[~inside.all(axis=1)][0]
+            raise ValueError(
+                f"the policy's actions must be finite probabilities in [0, 1], got {bad} (a "
+                "policy that emits logits needs a sigmoid; an SB3 model rescales to the env's "
+                "action space itself)"
+            )
+        parts.append(np.clip(got, 0.0, 1.0))
+    return np.concatenate(parts) if parts else np.zeros((0, k))
+
+
+def _numpy(actions: Any) -> Any:
+    """A torch tensor's values as a NumPy array (the env side imports no torch)."""
+    if hasattr(actions, "detach"):
+        return actions.detach().float().cpu().numpy()
+    return actions
 
 
 def build_transitions(

@@ -95,7 +95,7 @@ def test_an_sb3_model_is_scored_with_its_own_observations(tiny) -> None:
         model = TD3(policy, env, seed=0, policy_kwargs={"net_arch": [8]})
         score = rmtl_env.evaluate_policy(model, tiny)
         assert np.isfinite(score.mean_return)
-        obs = rmtl_env.evaluation.observations(tiny.split("test"),
+        obs = rmtl_env.transitions.observations(tiny.split("test"),
                                                "dict" if "Multi" in policy else "flat")  # fmt: skip
         actions = model.predict(obs, deterministic=True)[0]
         assert ((actions >= 0) & (actions <= 1)).all()
