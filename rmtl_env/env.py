@@ -62,6 +62,22 @@ def flat_observation_space(dataset: SessionDataset) -> spaces.Box:
     return spaces.Box(low=low, high=high, dtype=np.float32)
 
 
+class SessionObservationSpace(spaces.Dict):
+    """The env's Dict observation space. A client that reads ``.n`` (the size of a Discrete
+    space) from whatever space it is given, as Tianshou does with a Dict, gets an error that
+    names flat mode instead of ``'Dict' object has no attribute 'n'``."""
+
+    def __getattr__(self, name: str):
+        if name == "n":
+            raise AttributeError(
+                "SessionRecEnv's observation space is a Dict (categorical ids and numerical "
+                "features) and has no 'n': a client that takes only Box or Discrete "
+                "observations needs the flat mode, gym.make('rmtl_env:SessionRecEnvFlat-v0') "
+                "or observation_mode='flat'"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
 def observation_space(dataset: SessionDataset) -> spaces.Dict:
     """``Dict(categorical=Box(0, vocab - 1, (F,), int64), numerical=Box(low, high, (N,), float32))``.
 
@@ -72,7 +88,7 @@ def observation_space(dataset: SessionDataset) -> spaces.Dict:
     stats = dataset.meta.get("numerical_stats", {})
     low = [stats.get(f, {}).get("min", -np.inf) for f in dataset.numerical_fields]
     high = [stats.get(f, {}).get("max", np.inf) for f in dataset.numerical_fields]
-    return spaces.Dict(
+    return SessionObservationSpace(
         {
             "categorical": spaces.Box(low=np.zeros_like(dims), high=dims - 1, dtype=np.int64),
             "numerical": spaces.Box(

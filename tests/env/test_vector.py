@@ -175,3 +175,14 @@ def test_envs_made_by_name_share_one_copy_of_the_data() -> None:
                      split="test")  # fmt: skip
     assert other.unwrapped.dataset is first.unwrapped.dataset
     assert other.unwrapped.data is not first.unwrapped.data
+
+
+def test_a_client_reading_n_from_the_dict_space_is_pointed_to_flat_mode(tiny) -> None:
+    import copy
+    import pickle
+
+    space = SessionRecEnv(tiny).observation_space
+    with pytest.raises(AttributeError, match="SessionRecEnvFlat-v0"):
+        space.n  # noqa: B018 -- what Tianshou reads from a Dict observation space
+    assert isinstance(space, gym.spaces.Dict) and space.contains(space.sample())
+    assert pickle.loads(pickle.dumps(space)) == space and copy.deepcopy(space) == space
