@@ -96,13 +96,10 @@ def evaluate_policy(
     weights = reward_weight_vector(reward_weights, data.tasks)
     actions = policy_actions(data, policy, batch_size, observation_mode)
     mean_return = float(session_returns(data, actions, weights, prob_clip).mean())
-    base_rates = data_set.split("train").labels.mean(axis=0, dtype=np.float64)
-    constant = np.broadcast_to(base_rates, actions.shape)
-    const_return = float(session_returns(data, constant, weights, prob_clip).mean())
+    const_return, oracle_return = score_anchors(data_set, split, weights, prob_clip)
     reference: str | None = None
-    if data.true_probs is not None:
-        truth = data.true_probs.astype(np.float64)
-        reference_return, reference = float(session_returns(data, truth, weights, prob_clip).mean()), "oracle"  # fmt: skip
+    if oracle_return is not None:
+        reference_return, reference = oracle_return, "oracle"
     elif reference_return is not None:
         reference = "given"
     score = None
@@ -114,6 +111,25 @@ def evaluate_policy(
         reference_return=reference_return, reference=reference,
         episodes=data.num_sessions, steps=len(data),
     )  # fmt: skip
+
+
+def score_anchors(
+    dataset: SessionDataset,
+    split: str = "test",
+    reward_weights: np.ndarray | None = None,
+    prob_clip: float = DEFAULT_PROB_CLIP,
+) -> tuple[float, float | None]:
+    """``(R_const, R_oracle)``: the mean session return on ``split`` of each task's base rate on
+    the training split, and of the true probabilities (None without them)."""
+    data = dataset.split(split)
+    weights = reward_weight_vector(reward_weights, data.tasks)
+    base_rates = dataset.split("train").labels.mean(axis=0, dtype=np.float64)
+    constant = np.broadcast_to(base_rates, data.labels.shape)
+    const_return = float(session_returns(data, constant, weights, prob_clip).mean())
+    if data.true_probs is None:
+        return const_return, None
+    truth = data.true_probs.astype(np.float64)
+    return const_return, float(session_returns(data, truth, weights, prob_clip).mean())
 
 
 def constant_policy(rates: Mapping[str, float] | np.ndarray) -> Policy:

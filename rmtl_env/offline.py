@@ -16,7 +16,9 @@ line's ``--checkpoint``.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import numpy as np
 
 from rmtl_env.data import SplitData
 from rmtl_env.env import SessionRecEnv
+from rmtl_env.evaluation import score_anchors
 from rmtl_env.rewards import DEFAULT_PROB_CLIP, reward_weight_vector, task_rewards
 from rmtl_env.transitions import Policy, Transitions, build_transitions, policy_actions
 
@@ -163,6 +166,10 @@ def export_minari(
     description: str | None = None,
     data_format: str = "hdf5",
     max_sessions: int | None = None,
+    eval_split: str = "test",
+    author: str = "rmtl-env",
+    author_email: str | None = None,
+    code_permalink: str | None = None,
     **env_kwargs: Any,
 ):
     """Write the sessions of ``gym.make("SessionRecEnv-v0", **env_kwargs)`` as the Minari
@@ -175,6 +182,12 @@ def export_minari(
     a loaded ``SessionDataset``), so that the dataset's recorded environment spec is JSON and
     ``recover_environment()`` replays the same sessions. ``dataset_id`` must be new: Minari
     never overwrites. ``max_sessions``: only the split's first sessions (in start-time order).
+
+    The dataset's metadata: ``eval_env`` is the same env spec on ``eval_split`` (the held-out
+    sessions), and on a twin ``ref_min_score`` / ``ref_max_score`` are the returns of the base-rate
+    constant and of the true probabilities there, so Minari's ``get_normalized_score`` is
+    ``rmtl_env.evaluate_policy``'s score divided by 100. ``author``, ``author_email`` and
+    ``code_permalink`` (default: this package's name and version) are recorded as given.
 
     Cost: Minari stores every episode separately, and sessions are short, so a session costs
     about 30 KB and a few milliseconds in HDF5 (the small RetailRocket twin's 35,603 training
@@ -210,10 +223,18 @@ def export_minari(
     buffers = minari_buffers(
         data, actions, core.reward_weights, core.prob_clip, core.observation_mode, max_sessions
     )
+    eval_env = dataclasses.replace(env.spec, kwargs={**env.spec.kwargs, "split": eval_split})
+    low, high = score_anchors(core.dataset, eval_split, core.reward_weights, core.prob_clip)
     return minari.create_dataset_from_buffers(
         dataset_id,
         buffers,
         env=env.spec,
+        eval_env=eval_env,
+        ref_min_score=low if high is not None else None,
+        ref_max_score=high,
+        author=author,
+        author_email=author_email,
+        code_permalink=code_permalink or f"rmtl-env {version('rmtl-env')}: rmtl_env.offline",
         algorithm_name=algorithm_name,
         description=description
         or (

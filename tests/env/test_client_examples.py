@@ -337,3 +337,23 @@ def test_export_minari_without_minari_names_the_extra(monkeypatch, capsys) -> No
     args = ["export-minari", "retailrocket-synthetic", "--scale", "tiny"]
     assert main(args) == 2
     assert 'export-minari needs Minari: pip install "rmtl-env[minari]"' in capsys.readouterr().err
+
+
+def test_minari_metadata_evaluates_on_the_test_split_with_our_score(minari_home) -> None:
+    import minari
+
+    import rmtl_env
+    from rmtl_env.evaluation import constant_policy
+    from rmtl_env.offline import export_minari
+
+    exported = export_minari("rmtl/meta-uniform-v0", "uniform", max_sessions=10,
+                             dataset="retailrocket-synthetic", scale="tiny", split="train",
+                             algorithm_name="uniform", author_email="me@example.org")  # fmt: skip
+    metadata = exported.storage.metadata
+    assert metadata["algorithm_name"] == "uniform" and metadata["description"]
+    assert metadata["code_permalink"].startswith("rmtl-env ") and metadata["author"]
+    assert exported.recover_environment(eval_env=True).unwrapped.data.name == "test"
+    score = rmtl_env.evaluate_policy(constant_policy([0.1, 0.05]), "retailrocket-synthetic",
+                                     scale="tiny")  # fmt: skip
+    normalised = minari.get_normalized_score(exported, np.array([score.mean_return]))
+    assert 100 * float(normalised[0]) == pytest.approx(score.score)
