@@ -357,3 +357,14 @@ def test_minari_metadata_evaluates_on_the_test_split_with_our_score(minari_home)
                                      scale="tiny")  # fmt: skip
     normalised = minari.get_normalized_score(exported, np.array([score.mean_return]))
     assert 100 * float(normalised[0]) == pytest.approx(score.score)
+
+
+def test_tianshou_on_the_dict_observation_is_pointed_to_flat_mode() -> None:
+    pytest.importorskip("tianshou", reason="Tianshou is in the clients extra")
+    from tianshou.highlevel.env import EnvFactoryRegistered, VectorEnvType
+
+    factory = EnvFactoryRegistered(task="SessionRecEnv-v0", venv_type=VectorEnvType.DUMMY,
+                                   render_mode_watch="ansi", dataset="retailrocket-synthetic",
+                                   scale="tiny")  # fmt: skip
+    with pytest.raises(AttributeError, match="SessionRecEnvFlat-v0"):
+        factory.create_envs(num_training_envs=2, num_test_envs=1).get_observation_shape()
