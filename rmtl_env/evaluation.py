@@ -132,6 +132,25 @@ def score_anchors(
     return const_return, float(session_returns(data, truth, weights, prob_clip).mean())
 
 
+def normalised_scores(
+    dataset: SessionDataset, predictions: Mapping[str, np.ndarray], split: str = "test"
+) -> dict[str, dict[str, float | None]]:
+    """``{name: {"mean_return", "score"}}`` of each model's ``[n, K]`` predictions on ``split``
+    (what ``evaluate_policy`` reports, from predictions already made; the score is None on data
+    without true probabilities)."""
+    data = dataset.split(split)
+    weights = reward_weight_vector(None, data.tasks)
+    const_return, oracle_return = score_anchors(dataset, split, weights)
+    out = {}
+    for name, probs in predictions.items():
+        mean = float(session_returns(data, np.asarray(probs, np.float64), weights).mean())
+        score = None
+        if oracle_return is not None:
+            score = 100.0 * (mean - const_return) / (oracle_return - const_return)
+        out[name] = {"mean_return": mean, "score": score}
+    return out
+
+
 def constant_policy(rates: Mapping[str, float] | np.ndarray) -> Policy:
     """The policy that answers every observation with the same K probabilities (e.g. each
     task's base rate on the training split, the score's zero point)."""

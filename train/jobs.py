@@ -29,6 +29,7 @@ from agents.rmtl import PRESETS, RMTLConfig, loss_weights_on, polish_critics
 from agents.runtime import config_record, flush_denormals, resolve_device
 from agents.trainer import TrainConfig, predict
 from agents.weighting import check_backbone, check_world_size
+from rmtl_env.evaluation import normalised_scores
 from run_folder import RunFolder
 
 
@@ -74,6 +75,14 @@ def _plain(configs: dict[str, object]) -> dict[str, object]:
     return {k: config_record(v) if dataclasses.is_dataclass(v) else v for k, v in configs.items()}
 
 
+def _scores(splits: Splits, predictions: dict) -> dict | None:
+    """Each model's mean episode return and normalised score on test (``evaluate_policy``'s),
+    from its test predictions; None for a streamed dataset (its splits are not in memory)."""
+    if splits.streamed:
+        return None
+    return normalised_scores(splits.dataset, predictions)
+
+
 def _weight_summary(weights: np.ndarray, tasks: list[str]) -> dict[str, dict[str, float]]:
     return {
         t: {stat: float(getattr(weights[:, k], stat)()) for stat in ("mean", "std", "min", "max")}
@@ -92,7 +101,7 @@ def run_baselines(
     for name in models:  # a balancer a model cannot take: refused before the first one trains
         check_backbone(train.weighting, name)
     run, splits, device = job.open(folder, "baselines", models=models, model=model, train=train)
-    results, histories, summary = {}, {}, {}
+    results, histories, summary, predictions = {}, {}, {}, {}
     for name in models:
         path = run.checkpoint(f"{name}.pt")
 
@@ -109,14 +118,15 @@ def run_baselines(
         histories[name] = record.pop("history")
         summary[name] = {k: v for k, v in record.items() if k != "seconds"}
         results.update(pipeline.evaluate(
-            {name: backbone.eval()}, splits.test, oracle=False, precision=train.precision
+            {name: backbone.eval()}, splits.test, oracle=False, predictions=predictions,
+            precision=train.precision,
         ))  # fmt: skip
     results.update(pipeline.evaluate({}, splits.test))  # the oracle row, where there is one
     rows = [{"model": name, **h} for name, hist in histories.items() for h in hist]
     run.write_file("history.csv", pd.DataFrame(rows).to_csv(index=False).encode())
     if job.plots and run.writer:
         plots.plot_learning_curves(histories, run.path / "learning_curves.png")
-    run.write_metrics(results, training=summary)
+    run.write_metrics(results, training=summary, policy_scores=_scores(splits, predictions))
     return results
 
 
@@ -143,8 +153,9 @@ def run_rmtl(
     critics, critic = stages.critics(actor, rmtl, train, critics_from)
     polish, polished, weights = stages.polish(actor, critic, rmtl, train)
     started = time.perf_counter()
+    predictions = {}
     results = pipeline.evaluate({backbone: actor, f"rmtl-{backbone}": polished}, splits.test,
-                                precision=train.precision)  # fmt: skip
+                                predictions=predictions, precision=train.precision)  # fmt: skip
     run.stage_seconds["evaluate"] = time.perf_counter() - started
     print("Stage wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in run.stage_seconds.items()))
     if critics.get("history"):
@@ -156,6 +167,7 @@ def run_rmtl(
         results, stage_seconds=run.stage_seconds,
         loss_weights_train=_weight_summary(weights, splits.tasks),
         critic_epochs=critics.get("epochs"), critic_converged=critics.get("converged"),
+        policy_scores=_scores(splits, predictions),
     )  # fmt: skip
     return results
 
@@ -301,6 +313,7 @@ def run_dple(
     run.write_metrics(
         results, dple=outcome, actor_lr=dple.actor_lr, mean_abs_prediction_change_test=moved,
         env_steps_per_second=outcome["env_steps_per_second"],
+        policy_scores=_scores(splits, predictions),
         evaluate_seconds=time.perf_counter() - started,
     )  # fmt: skip
     return results

@@ -114,3 +114,14 @@ def test_an_sb3_model_is_scored_with_its_own_observations(tiny) -> None:
 def test_bad_policies_get_a_clear_error(tiny, policy, message) -> None:
     with pytest.raises((ValueError, TypeError), match=message):
         rmtl_env.evaluate_policy(policy, tiny)
+
+
+def test_scores_from_predictions_equal_evaluate_policy(tiny) -> None:
+    from rmtl_env.evaluation import normalised_scores
+    from rmtl_env.transitions import policy_actions
+
+    probs = policy_actions(tiny.split("test"), linear_policy)
+    from_predictions = normalised_scores(tiny, {"linear": probs})["linear"]
+    direct = rmtl_env.evaluate_policy(linear_policy, tiny)
+    assert from_predictions["mean_return"] == pytest.approx(direct.mean_return, rel=1e-12)
+    assert from_predictions["score"] == pytest.approx(direct.score, rel=1e-9)

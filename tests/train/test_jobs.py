@@ -63,6 +63,9 @@ def test_rmtl_writes_the_run_folder(finished) -> None:
     assert set(summary["stage_seconds"]) == {"pretrain", "critics", "polish", "evaluate"}
     assert summary["loss_weights_train"]["is_click"]["min"] >= 1.0 and summary["seconds"] > 0
     assert len(pd.read_csv(folder / "critic_history.csv")) == 3
+    scores = summary["policy_scores"]  # evaluate_policy's, from the test predictions
+    assert set(scores) == {"esmm", "rmtl-esmm"}
+    assert all(s["mean_return"] < 0 and s["score"] is not None for s in scores.values())
 
 
 def test_rerun_resumes_every_stage(finished) -> None:
