@@ -31,6 +31,7 @@ from agents.weighting import (
     check_world_size,
     head_inputs,
     make_balancer,
+    parameter_groups,
 )
 from rmtl_env.data.dataset import SplitData
 from rmtl_env.data.stream import StreamedSplit, epoch_shares, pooled
@@ -460,11 +461,9 @@ def train_model(
     device = model_device(model)
     check_world_size(config.weighting, distributed.world_size())
     balancer = make_balancer(config.weighting, model)
-    params = list(model.parameters())
-    if balancer.parameters():  # a balancer's own weights: no weight decay
-        params = [{"params": params},
-                  {"params": balancer.parameters(), "weight_decay": 0.0}]  # fmt: skip
-    optimizer = adam(params, config.lr, config.precision, config.weight_decay)
+    optimizer = adam(
+        parameter_groups(model, balancer), config.lr, config.precision, config.weight_decay
+    )
     best_auc, best_epoch, best_state, bad_epochs = -np.inf, 0, None, 0
     history: list[dict[str, float]] = []
     if config.keep_initial:

@@ -27,7 +27,7 @@ take per-task gradients that DistributedDataParallel's averaging does not cover.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Literal, get_args
 
 import torch
@@ -81,6 +81,17 @@ def check_backbone(name: str, backbone: str) -> None:
     one-unit instance of it)."""
     tiny = {"embed_dim": 1, "bottom_dims": (1,), "tower_dims": (1,), "num_experts": 2}
     check_model(name, build_model(backbone, [2], 1, 2, **tiny))
+
+
+def check_training(
+    weightings: Iterable[str | None], backbones: Iterable[str], world_size: int
+) -> None:
+    """Refuse, before anything is trained, a weighting (None: unset) that one of the named
+    ``backbones`` cannot take or that cannot run with ``world_size`` processes."""
+    for weighting in filter(None, weightings):
+        check_world_size(weighting, world_size)
+        for backbone in backbones:
+            check_backbone(weighting, backbone)
 
 
 def check_world_size(name: str, world_size: int) -> None:
@@ -183,8 +194,10 @@ class GradNorm(Balancer):
 
     needs_features = True
 
-    def __init__(self, num_tasks: int, alpha: float = GRADNORM_ALPHA) -> None:
-        self.weights = nn.Parameter(torch.ones(num_tasks))
+    def __init__(
+        self, num_tasks: int, alpha: float = GRADNORM_ALPHA, device: torch.device | str = "cpu"
+    ) -> None:
+        self.weights = nn.Parameter(torch.ones(num_tasks, device=device))
         self.alpha = alpha
         self.initial: torch.Tensor | None = None
 
@@ -201,14 +214,13 @@ class GradNorm(Balancer):
             )]).norm()
             for loss in losses
         ])  # fmt: skip
-        weights = self.weights.to(losses.device)
-        weighted_norms = weights * norms  # differentiable in the weights only
+        weighted_norms = self.weights * norms  # differentiable in the weights only
         ratios = losses_now / self.initial
         target = (weighted_norms.mean() * (ratios / ratios.mean()) ** self.alpha).detach()
         self.weights.grad = torch.autograd.grad(
             (weighted_norms - target).abs().sum(), self.weights
         )[0]
-        (weights.detach() * losses).sum().backward()
+        (self.weights.detach() * losses).sum().backward()
         return losses_now.mean()
 
     def after_step(self, recompute):
@@ -227,10 +239,14 @@ class Jacobian(Balancer):
     needs_features = True
 
     def __init__(self, aggregator, shared: list[nn.Parameter]) -> None:
+        from torchjd import aggregation as A
+
         self.aggregator, self.shared = aggregator, shared
+        # Nash-MTL weighs the Jacobian itself; the others read only its Gramian, which can be
+        # summed over parameters instead of concatenating the Jacobians.
+        self.gramian_only = isinstance(aggregator, A.GramianWeightedAggregator)
 
     def backward(self, losses, features):
-        from torchjd import aggregation as A
         from torchjd.autojac import jac_to_grad, mtl_backward
 
         # The task losses share their last nodes (one [B, K] BCE), which each task's own
@@ -242,9 +258,9 @@ class Jacobian(Balancer):
             list(losses), features=list(features), shared_params=self.shared,
             retain_graph=True, parallel_chunk_size=1,
         )  # fmt: skip
-        if isinstance(self.aggregator, A.GramianWeightedAggregator):
+        if self.gramian_only:
             jac_to_grad(self.shared, self.aggregator, optimize_gramian_computation=True)
-        else:  # Nash-MTL weighs the Jacobian itself
+        else:
             jac_to_grad(self.shared, self.aggregator)
         return losses.detach().mean()
 
@@ -288,10 +304,17 @@ def make_balancer(name: str, model: MultiTaskModel) -> Balancer:
     if name == "famo":
         return FAMO(scalarization.FAMO(k, lr=FAMO_LR, weight_decay=FAMO_WEIGHT_DECAY).to(device))
     if name == "gradnorm":
-        balancer = GradNorm(k)
-        balancer.weights.data = balancer.weights.data.to(device)
-        return balancer
+        return GradNorm(k, device=device)
     return Jacobian(aggregator(name, k), model.shared_parameters())
+
+
+def parameter_groups(model: MultiTaskModel, balancer: Balancer) -> list:
+    """The optimiser's parameters for ``model`` trained with ``balancer``: the model's, then a
+    group of the balancer's own weights, without weight decay, when it has any."""
+    params = list(model.parameters())
+    if not balancer.parameters():
+        return params
+    return [{"params": params}, {"params": balancer.parameters(), "weight_decay": 0.0}]
 
 
 @contextlib.contextmanager

@@ -36,7 +36,7 @@ from agents.models import build_model
 from agents.models.layers import DROPOUT_MASKS
 from agents.runtime import seed_everything
 from agents.trainer import PRECISIONS, TrainConfig, adam, train_epoch
-from agents.weighting import JACOBIAN, WEIGHTINGS, make_balancer
+from agents.weighting import JACOBIAN, WEIGHTINGS, make_balancer, parameter_groups
 
 RETAILROCKET_FIELD_DIMS = [41, 26, 61, 3, 1091, 286, 635]
 
@@ -73,10 +73,7 @@ def train_step_rate(
     seed_everything(seed)
     model = build_model(name, RETAILROCKET_FIELD_DIMS, 1, 2)
     balancer = make_balancer(weighting, model)
-    params = [{"params": list(model.parameters())}]
-    if balancer.parameters():
-        params.append({"params": balancer.parameters(), "weight_decay": 0.0})
-    optimizer = adam(params, 1e-3, precision, weight_decay=1e-6)
+    optimizer = adam(parameter_groups(model, balancer), 1e-3, precision, weight_decay=1e-6)
     categorical = torch.stack(
         [torch.randint(0, d, (batch_size,)) for d in RETAILROCKET_FIELD_DIMS], dim=1
     )

@@ -32,7 +32,7 @@ from agents.checkpoint import CheckpointError
 from agents.models import ModelConfig
 from agents.pipeline import DataConfig
 from agents.trainer import TrainConfig
-from agents.weighting import check_backbone, check_world_size
+from agents.weighting import check_training
 from rmtl_env.data.errors import DataFormatError
 from run_folder import DifferentConfig, default_run_dir
 from tables import format_table
@@ -197,14 +197,11 @@ def check_weightings(
     parser: argparse.ArgumentParser, weightings: Sequence[str | None], backbones: Sequence[str]
 ) -> None:
     """A parser error, before any work, when a loss weighting cannot train one of the
-    ``backbones`` (``agents.weighting.check_model``) or cannot run under torchrun."""
-    for weighting in filter(None, weightings):
-        try:
-            check_world_size(weighting, distributed.launched_world_size())
-            for backbone in backbones:
-                check_backbone(weighting, backbone)
-        except ValueError as exc:
-            parser.error(str(exc))
+    ``backbones`` or cannot run under torchrun (``agents.weighting.check_training``)."""
+    try:
+        check_training(weightings, backbones, distributed.launched_world_size())
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
 def run_job(script: str, args: argparse.Namespace, job: Callable[[Path, Any], Mapping]) -> int:

@@ -28,7 +28,7 @@ from agents.pipeline import DataConfig, Splits
 from agents.rmtl import PRESETS, RMTLConfig, loss_weights_on, polish_critics
 from agents.runtime import config_record, flush_denormals, resolve_device
 from agents.trainer import TrainConfig, predict
-from agents.weighting import check_backbone, check_world_size
+from agents.weighting import check_training
 from rmtl_env.evaluation import normalised_scores
 from run_folder import RunFolder
 
@@ -50,12 +50,6 @@ class Job:
         ``critics_from``) is readable and fits the data. Under ``torchrun`` this starts the
         process group; rank 0 prepares (and caches) the data before the other ranks load it."""
         flush_denormals()  # saturated outputs would otherwise slow CPU math up to ~190x
-        for config in configs.values():  # a balancer refused under torchrun: before any work
-            weighting = getattr(config, "weighting", None) or getattr(
-                config, "polish_weighting", None
-            )
-            if weighting is not None:
-                check_world_size(weighting, distributed.launched_world_size())
         device = distributed.local_device(resolve_device(self.device))
         distributed.init_from_env(device)
         device = str(device)
@@ -98,8 +92,8 @@ def run_baselines(
     train: TrainConfig = TrainConfig(),
 ) -> dict:
     """Pretrain and evaluate each backbone in ``models``; checkpoints ``<name>.pt``."""
-    for name in models:  # a balancer a model cannot take: refused before the first one trains
-        check_backbone(train.weighting, name)
+    # A weighting that a model or torchrun cannot take: refused before the first one trains.
+    check_training([train.weighting], models, distributed.launched_world_size())
     run, splits, device = job.open(folder, "baselines", models=models, model=model, train=train)
     results, histories, summary, predictions = {}, {}, {}, {}
     for name in models:
@@ -142,8 +136,8 @@ def run_rmtl(
 ) -> dict:
     """RMTL's stages into one run folder: pretrain (or load ``backbone_checkpoint``), critics
     (or load ``critics_from``), polish, evaluate the backbone, RMTL-backbone and the oracle."""
-    check_backbone(train.weighting, backbone)
-    check_backbone(rmtl.polish_weighting or train.weighting, backbone)
+    check_training([train.weighting, rmtl.polish_weighting], [backbone],
+                   distributed.launched_world_size())  # fmt: skip
     run, splits, device = job.open(
         folder, "rmtl", backbone=backbone, backbone_checkpoint=backbone_checkpoint,
         critics_from=critics_from, model=model, train=train, rmtl=rmtl,
