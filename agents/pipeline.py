@@ -47,7 +47,7 @@ from agents.weighting import check_model
 from rmtl_env.data import SessionDataset, StreamedDataset, load_dataset
 from rmtl_env.data.catalog import ENGINES
 from rmtl_env.data.stream import BUFFER_ROWS
-from rmtl_env.data.synthetic import check_knobs, twin_fraction
+from rmtl_env.data.synthetic import twin_fraction, twin_knobs
 from rmtl_env.data.synthetic.common import SCALES
 from rmtl_env.metrics import oracle_metrics, task_metrics
 
@@ -111,12 +111,11 @@ class DataConfig:
             raise ValueError("rank_shards reads a streamed split's blocks: it needs stream=True")
         if self.buffer_rows < 1:
             raise ValueError(f"buffer_rows must be >= 1, got {self.buffer_rows}")
-        knobs = check_knobs(self.twin_knobs)
-        if knobs and self.dataset != "retailrocket-synthetic":
-            raise ValueError(f"twin knobs {sorted(knobs)} exist for retailrocket-synthetic only")
+        twin_knobs(self.dataset, self.knobs)
 
     @property
-    def twin_knobs(self) -> dict[str, float]:
+    def knobs(self) -> dict[str, float]:
+        """The twin's generator knobs, as ``load_dataset(twin=...)`` takes them."""
         return {"conflict": self.twin_conflict, "noise": self.twin_noise}
 
 
@@ -153,8 +152,8 @@ def load_splits(config: DataConfig = DataConfig()) -> Splits:
     """Load (preparing and caching on first use) the dataset ``config`` names."""
     synthetic = config.dataset.endswith("synthetic")
     params = {"scale": config.scale, "seed": config.data_seed} if synthetic else {}
-    if synthetic and check_knobs(config.twin_knobs):
-        params["twin"] = check_knobs(config.twin_knobs)
+    if synthetic and twin_knobs(config.dataset, config.knobs):
+        params["twin"] = config.knobs
     if config.roles is not None:
         params["roles"] = config.roles
     if config.engine != "pandas":

@@ -33,7 +33,7 @@ from rmtl_env.data.dataset import META_FILE, SessionDataset
 from rmtl_env.data.io import atomic_directory
 from rmtl_env.data.processing import ProcessingConfig, build_processed
 from rmtl_env.data.stream import StreamedDataset
-from rmtl_env.data.synthetic import check_knobs, twin_fraction
+from rmtl_env.data.synthetic import twin_fraction, twin_knobs
 from rmtl_env.data.synthetic.common import check_scale
 
 GENERATOR_VERSION = 2
@@ -132,8 +132,7 @@ def load_dataset(
             f"engine='duckdb' prepares the catalog's RetailRocket and KuaiRand datasets; "
             f"{str(name)!r} is loaded with engine='pandas'"
         )
-    if twin and not str(name).endswith("-synthetic"):
-        raise ValueError(f"twin= sets a synthetic twin's generator; {str(name)!r} is not one")
+    knobs = twin_knobs(str(name), twin or {})  # checked before anything is read or written
     if str(name) not in CATALOG:
         if (path / META_FILE).is_file():
             _reject(params, str(name), [])
@@ -158,9 +157,6 @@ def load_dataset(
     if name.endswith("-synthetic"):
         # The 27K twin's scale is a fraction of full size (named in its canonical form).
         scale = f"{twin_fraction(scale):g}" if "27k" in name else check_scale(scale)
-        knobs = check_knobs(twin or {})
-        if knobs and name != "retailrocket-synthetic":
-            raise ValueError(f"twin knobs {sorted(knobs)} exist for retailrocket-synthetic only")
         raw_dir = synthetic_raw_dir(name, scale, int(seed), knobs)
         identity = {"scale": scale, "seed": int(seed), "generator": GENERATOR_VERSION}
         identity |= {"knobs": knobs} if knobs else {}

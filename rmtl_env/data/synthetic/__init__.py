@@ -44,6 +44,19 @@ TWINS = {
 }
 
 
+KNOB_TWIN = "retailrocket-synthetic"
+"""The one twin whose generator has knobs (``TWIN_KNOBS``)."""
+
+
+def twin_knobs(name: str, knobs: dict[str, float]) -> dict[str, float]:
+    """The knobs of twin ``name`` that are set (non-zero), checked: known, in range, and only on
+    the twin that has them."""
+    set_knobs = check_knobs(knobs)
+    if set_knobs and name != KNOB_TWIN:
+        raise ValueError(f"twin knobs {sorted(set_knobs)} exist for {KNOB_TWIN} only")
+    return set_knobs
+
+
 def write_twin(
     name: str, out_dir: str | Path, scale: str = "small", seed: int = 0, **knobs: float
 ) -> Path:
@@ -51,9 +64,7 @@ def write_twin(
     ``knobs``: the RetailRocket twin's ``TWIN_KNOBS`` (``conflict``, ``noise``)."""
     if name not in TWINS:
         raise ValueError(f"unknown synthetic dataset {name!r}; expected one of {list(TWINS)}")
-    if check_knobs(knobs):
-        if name != "retailrocket-synthetic":
-            raise ValueError(f"twin knobs {sorted(knobs)} exist for retailrocket-synthetic only")
+    if twin_knobs(name, knobs):
         return TWINS[name](out_dir, scale=scale, seed=seed, **knobs)
     return TWINS[name](out_dir, scale=scale, seed=seed)
 
@@ -62,8 +73,10 @@ __all__ = [
     "FRACTIONS_27K",
     "SCALES",
     "TWINS",
+    "KNOB_TWIN",
     "TWIN_KNOBS",
     "check_knobs",
+    "twin_knobs",
     "twin_fraction",
     "write_kuairand_27k_twin",
     "write_kuairand_twin",
