@@ -102,15 +102,20 @@ def evaluate_policy(
         reference_return, reference = oracle_return, "oracle"
     elif reference_return is not None:
         reference = "given"
-    score = None
-    if reference_return is not None:
-        score = 100.0 * (mean_return - const_return) / (reference_return - const_return)
     return PolicyScore(
         metrics=task_metrics(data.labels, actions, data.session_id, data.tasks),
-        mean_return=mean_return, score=score, const_return=const_return,
+        mean_return=mean_return, score=normalised(mean_return, const_return, reference_return),
+        const_return=const_return,
         reference_return=reference_return, reference=reference,
         episodes=data.num_sessions, steps=len(data),
     )  # fmt: skip
+
+
+def normalised(mean_return: float, const_return: float, reference: float | None) -> float | None:
+    """``100 * (R - R_const) / (R_ref - R_const)``; None without a reference return."""
+    if reference is None:
+        return None
+    return 100.0 * (mean_return - const_return) / (reference - const_return)
 
 
 def score_anchors(
@@ -144,10 +149,7 @@ def normalised_scores(
     out = {}
     for name, probs in predictions.items():
         mean = float(session_returns(data, np.asarray(probs, np.float64), weights).mean())
-        score = None
-        if oracle_return is not None:
-            score = 100.0 * (mean - const_return) / (oracle_return - const_return)
-        out[name] = {"mean_return": mean, "score": score}
+        out[name] = {"mean_return": mean, "score": normalised(mean, const_return, oracle_return)}
     return out
 
 
