@@ -191,18 +191,21 @@ def balancers(cells: Cells, args: argparse.Namespace, seeds: list[int]) -> None:
     """The balancers block: ``balancers.csv`` (every cell's per-seed metrics),
     ``balancers_summary.csv``, ``balancers.md`` and ``balancers.png``."""
     methods = [*args.weightings, blocks.RMTL_METHOD]
-    done = []
+    done, parts = [], []
     for seed in seeds:  # whole seeds only, as Table 1
         try:
-            for panel in blocks.panels(args.datasets):
-                for method in methods:
-                    blocks.cell_metrics(cells, panel, seed, method)
+            parts.append(blocks.block_frame(cells, args.datasets, methods, [seed], run_seconds))
             done.append(seed)
         except MissingCell as missing:
             print(f"seed {seed}: not finished ({missing} has no metrics.json)")
     if not done:
         raise SystemExit("no seed has every cell of the block finished; nothing to tabulate")
-    rows = blocks.block_frame(cells, args.datasets, methods, done, run_seconds)
+    rows = pd.concat(parts, ignore_index=True)
+    order = {
+        (p.dataset, p.protocol, p.backbone): i for i, p in enumerate(blocks.panels(args.datasets))
+    }
+    panel = rows[["dataset", "protocol", "backbone"]].apply(tuple, axis=1).map(order)
+    rows = rows.iloc[panel.argsort(kind="stable")].reset_index(drop=True)  # panel by panel
     summary = blocks.summary_frame(rows, tables.paired_p_value)
     out = cells.root
     atomic_write_bytes(out / "balancers.csv", rows.to_csv(index=False).encode())
@@ -242,7 +245,8 @@ def run_seed(args: argparse.Namespace, seed: int, torch_threads: int) -> list[fl
     torch.set_num_threads(torch_threads)
     cells = Cells(args)
     if args.block == "balancers":
-        blocks.run_seed(cells, args.datasets, [*args.weightings, blocks.RMTL_METHOD], seed)
+        blocks.block_frame(cells, args.datasets, [*args.weightings, blocks.RMTL_METHOD], [seed],
+                           run_seconds)  # fmt: skip
     elif args.block in blocks.SWEEPS:
         blocks.sweep_frame(cells, args.block, [*args.weightings, blocks.RMTL_METHOD], [seed],
                            run_seconds)  # fmt: skip

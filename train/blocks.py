@@ -59,6 +59,17 @@ def polish_variant(backbone: str, weighting: str) -> Variant:
     )  # fmt: skip
 
 
+def cell_folder(cells: Cells, panel: Panel, seed: int, method: str) -> Path:
+    """The run folder of one method in one panel and seed."""
+    if method == RMTL_METHOD:
+        name = f"rmtl-{panel.backbone}"
+    elif panel.protocol == "polish":
+        name = polish_variant(panel.backbone, method).cell
+    else:
+        name = cells.scratch_name(panel.backbone, method)
+    return cells.folder(panel.dataset, seed, name)
+
+
 def cell_metrics(cells: Cells, panel: Panel, seed: int, method: str) -> dict:
     """``{task: metrics}`` of one method in one panel and seed, running the cell if needed."""
     dataset, backbone = panel.dataset, panel.backbone
@@ -69,37 +80,30 @@ def cell_metrics(cells: Cells, panel: Panel, seed: int, method: str) -> dict:
     return cells.scratch(dataset, seed, backbone, method)
 
 
-def cell_folder(cells: Cells, panel: Panel, seed: int, method: str) -> Path:
-    if method == RMTL_METHOD:
-        name = f"rmtl-{panel.backbone}"
-    elif panel.protocol == "polish":
-        name = polish_variant(panel.backbone, method).cell
-    else:
-        name = cells.scratch_name(panel.backbone, method)
-    return cells.folder(panel.dataset, seed, name)
-
-
-def run_seed(cells: Cells, datasets: list[str], methods: list[str], seed: int) -> None:
-    """Every missing cell of one seed, panel by panel."""
-    for panel in panels(datasets):
-        for method in methods:
-            cell_metrics(cells, panel, seed, method)
+def panel_rows(
+    cells: Cells, panel: Panel, seed: int, methods: list[str], seconds, **labels
+) -> list[dict]:
+    """One row per method and task of a panel's seed (running missing cells): ``labels``, the
+    method, seed, task, the test metrics and the cell's wall time (``seconds(folder)``)."""
+    return [
+        {**labels, "method": method, "seed": seed, "task": task, **metrics,
+         "cell_seconds": seconds(cell_folder(cells, panel, seed, method))}
+        for method in methods
+        for task, metrics in cell_metrics(cells, panel, seed, method).items()
+    ]  # fmt: skip
 
 
 def block_frame(
     cells: Cells, datasets: list[str], methods: list[str], seeds: list[int], seconds
 ) -> pd.DataFrame:
-    """The per-seed rows of every panel whose seeds all have every method finished."""
+    """The per-seed rows of every panel (running missing cells; under ``--report-only`` a
+    missing one raises ``MissingCell``)."""
     rows = []
-    for panel in panels(datasets):
-        for seed in seeds:
-            got = {m: cell_metrics(cells, panel, seed, m) for m in methods}
-            for method, tasks in got.items():
-                cell = seconds(cell_folder(cells, panel, seed, method))
-                for task, metrics in tasks.items():
-                    rows.append({"dataset": panel.dataset, "protocol": panel.protocol,
-                                 "backbone": panel.backbone, "method": method, "seed": seed,
-                                 "task": task, **metrics, "cell_seconds": cell})  # fmt: skip
+    for seed in seeds:
+        for panel in panels(datasets):
+            labels = {"dataset": panel.dataset, "protocol": panel.protocol,
+                      "backbone": panel.backbone}  # fmt: skip
+            rows += panel_rows(cells, panel, seed, methods, seconds, **labels)
     return pd.DataFrame(rows)
 
 
@@ -148,12 +152,7 @@ def sweep_frame(cells: Cells, knob: str, methods: list[str], seeds: list[int], s
     rows = []
     for level, panel in sweep_panels(knob):
         for seed in seeds:
-            for method in methods:
-                folder = cell_folder(cells, panel, seed, method)
-                for task, metrics in cell_metrics(cells, panel, seed, method).items():
-                    rows.append({"knob": knob, "level": level, "method": method, "seed": seed,
-                                 "task": task, **metrics,
-                                 "cell_seconds": seconds(folder)})  # fmt: skip
+            rows += panel_rows(cells, panel, seed, methods, seconds, knob=knob, level=level)
     return pd.DataFrame(rows)
 
 
