@@ -97,6 +97,9 @@ class SessionRecVectorEnv(VectorEnv):
         # Per sub-env state: its session (an index into the split's sessions) and current row.
         self._session = np.zeros(self.num_envs, dtype=np.int64)
         self._row = np.full(self.num_envs, -1, dtype=np.int64)
+        # Its session's first and last rows, kept rather than gathered at every step.
+        self._first = np.zeros(self.num_envs, dtype=np.int64)
+        self._last = np.zeros(self.num_envs, dtype=np.int64)
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
         self._restarting = False  # self._needs_reset.any(), kept
 
@@ -112,7 +115,10 @@ class SessionRecVectorEnv(VectorEnv):
         """Draw new sessions for the sub-envs ``envs`` and put them at their first row."""
         session = self._draw(envs)
         self._session[envs] = session
-        self._row[envs] = np.take(self._starts, session)
+        first = np.take(self._starts, session)
+        self._row[envs] = first
+        self._first[envs] = first
+        self._last[envs] = np.take(self._lasts, session)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -138,8 +144,7 @@ class SessionRecVectorEnv(VectorEnv):
         self._restarting = bool(self._needs_reset.any())
         k = len(self._weights)
         zeros = np.zeros((self.num_envs, k))
-        start = np.take(self._starts, self._session)
-        info = self._info(self._row - start, zeros, np.zeros((self.num_envs, k), np.float32))
+        info = self._info(self._row - self._first, zeros, np.zeros((self.num_envs, k), np.float32))
         if mask is not None:  # as SyncVectorEnv: the info of the sub-envs that were reset
             info = _masked(info, mask)
         return self._observation(self._row), info
@@ -148,7 +153,7 @@ class SessionRecVectorEnv(VectorEnv):
         if self._row[0] < 0:  # every sub-env starts at the first reset()
             raise RuntimeError("call reset() before step()")
         probs = np.asarray(actions)
-        if probs.dtype.kind != "f":  # float32 from a policy stays float32 until the clip
+        if probs.dtype.kind != "f":
             probs = probs.astype(np.float64)
         if probs.shape != (self.num_envs, len(self._weights)):
             raise ValueError(
@@ -168,19 +173,25 @@ class SessionRecVectorEnv(VectorEnv):
             inside = (probs >= -ACTION_TOLERANCE) & (probs <= 1 + ACTION_TOLERANCE)
             if not (inside.all(axis=1) | restart).all():  # a restarting sub-env's is ignored
                 raise ValueError("actions must be finite probabilities in [0, 1]")
-        row, session = self._row, self._session
+        row = self._row
         labels = np.take(self._labels, row, axis=1)  # [K, N], also the info's copy
-        a = np.clip(probs.T, self._low, self._high, out=np.empty(labels.shape))  # [K, N] f64
-        # log(a) where the label is 1, log(1 - a) where it is 0: one log per entry.
-        task_rewards = np.log(np.where(labels > 0, a, 1.0 - a))
-        terminated = row >= np.take(self._lasts, session)
-        step = row - np.take(self._starts, session)
-        if restarting:  # next-step autoreset steps score nothing
-            keep = ~restart
-            task_rewards = np.where(keep, task_rewards, 0.0)  # its action may be NaN
+        # Clipped in float64, as SessionRecEnv does (a float32 clip would move 1 - 1e-7 to
+        # 1 - 1.19e-7). fmax/fmin clip as np.clip does, but turn NaN (a restarting sub-env's
+        # ignored action) into a number.
+        a = np.array(probs.T, dtype=np.float64, order="C")  # [K, N]
+        np.fmin(np.fmax(a, self._low, out=a), self._high, out=a)
+        terminated = row >= self._last
+        step = row - self._first
+        if restarting:  # next-step autoreset steps score nothing: label 0 and action 0 give
+            keep = ~restart  # log(1 - 0) = 0 exactly. Products: masked copies are ~8x slower.
             labels *= keep
+            a *= keep
             terminated &= keep
             step *= keep  # its info is the new session's (step 0), as after reset()
+        # log(a) where the label is 1, log(1 - a) where it is 0: one log per entry, in place.
+        task_rewards = np.subtract(1.0, a)
+        np.copyto(task_rewards, a, where=labels > 0)
+        np.log(task_rewards, out=task_rewards)
         if self.single.reward_mode == "vector":
             reward = task_rewards.T if self._unit_weights else task_rewards.T * self._weights
         else:

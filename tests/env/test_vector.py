@@ -186,3 +186,24 @@ def test_a_client_reading_n_from_the_dict_space_is_pointed_to_flat_mode(tiny) ->
         space.n  # noqa: B018 -- what Tianshou reads from a Dict observation space
     assert isinstance(space, gym.spaces.Dict) and space.contains(space.sample())
     assert pickle.loads(pickle.dumps(space)) == space and copy.deepcopy(space) == space
+
+
+def test_float32_edge_actions_score_as_the_single_env_and_a_restarting_actions_is_ignored(
+    tiny,
+) -> None:
+    # float32 0 and 1 are clipped in float64 as SessionRecEnv does (a float32 clip once cost
+    # a confident wrong action 15.94 instead of 16.12), and a NaN action of a sub-env that
+    # restarts in this step is ignored, as SyncVectorEnv ignores it.
+    native, sync = both(tiny, AutoresetMode.NEXT_STEP)
+    native.reset(seed=0), sync.reset(seed=0)
+    rng = np.random.default_rng(2)
+    restarting = np.zeros(N, dtype=bool)
+    for _ in range(30):
+        actions = rng.choice(np.float32([0.0, 1.0, 1e-9, 0.5]), size=(N, 2))
+        actions[restarting] = np.nan
+        ours, theirs = native.step(actions), sync.step(actions)
+        np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-9)  # log(1 - a) vs log1p(-a)
+        assert_same(ours[4], theirs[4], INFO)
+        assert not np.signbit(ours[4]["task_rewards"][restarting]).any()  # 0.0, not -0.0
+        restarting = ours[2]
+    assert restarting.any() or native._needs_reset.any()
