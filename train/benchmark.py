@@ -8,6 +8,7 @@
     python train/benchmark.py --workers 2                      # two seeds at once, 1 process each
     python train/benchmark.py --block balancers --workers 2    # RMTL vs the loss balancers (bf16)
     python train/benchmark.py --weighting upgrad               # Table 1 with another weighting
+    python train/benchmark.py --block rl                       # standard RL algorithms' scores
 
 Every (dataset, seed, method) cell is one run folder of a ``jobs`` job under ``--out``, run
 in-process; a cell with ``metrics.json`` is finished and skipped, so an interrupted benchmark
@@ -35,6 +36,7 @@ import torch
 
 import blocks
 import plots
+import rl_block
 import tables
 from agents.weighting import WEIGHTINGS
 from cells import Cells, MissingCell
@@ -56,11 +58,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", choices=sorted(PROFILES), default=None,
                    help="default: full, or bf16 for --block balancers")
     p.add_argument("--study", choices=["table1", *STUDIES], default="table1")
-    p.add_argument("--block", choices=["balancers", *blocks.SWEEPS], default=None,
+    p.add_argument("--block", choices=["balancers", *blocks.SWEEPS, "rl"], default=None,
                    help="balancers: RMTL against every loss weighting, from scratch and as a "
                    "polish of the same backbone; conflict or noise: equal, RMTL and "
                    "--weightings polishing PLE on the RetailRocket twin at three levels of that "
-                   "generator knob (train/blocks.py)")
+                   "generator knob (train/blocks.py); rl: reference scores of standard online "
+                   "and offline RL algorithms beside the supervised models (train/rl_block.py)")
+    p.add_argument("--rl-methods", nargs="+", choices=rl_block.METHODS,
+                   default=list(rl_block.METHODS), help="the rows of --block rl")
     p.add_argument("--weightings", nargs="+", choices=WEIGHTINGS, default=list(WEIGHTINGS),
                    help="the block's weightings (RMTL always runs)")
     p.add_argument("--weighting", choices=WEIGHTINGS, default="equal",
@@ -90,7 +95,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.block is not None and (args.study != "table1" or args.weighting != "equal"):
         p.error("--block runs its own cells: give it without --study and --weighting")
     if args.profile is None:
-        args.profile = "bf16" if args.block is not None else "full"
+        args.profile = "bf16" if args.block not in (None, "rl") else "full"
+    if args.block == "rl" and args.workers > 1:
+        p.error("--block rl runs one cell at a time (--workers 1)")
     if args.block in blocks.SWEEPS and args.weightings == list(WEIGHTINGS):
         p.error(f"--block {args.block}: name the balancers to sweep with --weightings")
     args.weightings = list(dict.fromkeys(["equal", *args.weightings]))  # the control first
@@ -298,6 +305,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     seeds = args.seeds if args.seeds is not None else list(PROFILES[args.profile].seeds)
     cells.root.mkdir(parents=True, exist_ok=True)
+    if args.block == "rl":
+        torch.set_num_threads(1)  # small networks: a second thread costs more than it gives
+        rl_block.rl_block(args, seeds)
+        return 0
     try:
         if args.workers > 1 and not args.report_only:
             run_seeds_in_parallel(cells, args, seeds)

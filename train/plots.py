@@ -241,3 +241,26 @@ def plot_sweep(gains: pd.DataFrame, knob: str, path: Path) -> None:
         ax.set_title(task)
         ax.legend(fontsize=8)
     save_figure(fig, path)
+
+
+def plot_rl_curves(curves: pd.DataFrame, dataset: str, path: Path) -> None:
+    """The validation score along training, mean and seed range per method, one panel per
+    ``family`` (online agents against env steps, offline ones against gradient steps; symlog:
+    early scores reach thousands below 0)."""
+    families = list(dict.fromkeys(curves["family"]))
+    fig, axes = plt.subplots(1, len(families), figsize=(6.5 * len(families), 4.2), squeeze=False)
+    for ax, family in zip(axes[0], families, strict=True):
+        frame = curves[curves["family"] == family]
+        for method, m in frame.groupby("method", sort=False):
+            by_step = m.groupby("steps")["score"]
+            mean = by_step.mean()
+            ax.plot(mean.index, mean.values, label=method)
+            ax.fill_between(mean.index, by_step.min().values, by_step.max().values, alpha=0.2)
+        ax.axhline(0, color="grey", lw=0.8, ls="--")
+        ax.axhline(100, color="black", lw=0.8, ls=":")
+        ax.set_yscale("symlog", linthresh=100)
+        ax.set_xlabel("gradient steps" if "offline" in family else "env steps")
+        ax.set_ylabel("normalised score (validation)")
+        ax.set_title(f"{dataset}: {family}")
+        ax.legend(fontsize=8)
+    save_figure(fig, path)

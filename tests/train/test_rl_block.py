@@ -1,0 +1,88 @@
+"""The RL reference block (``train/benchmark.py --block rl``) and its online and offline
+runners: one quick run of every kind of row, resumed without rerunning, and the refusals."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "train"))
+
+import benchmark  # noqa: E402
+from agents.offline_rl import OfflineConfig, split_method  # noqa: E402
+from agents.rl_reference import OnlineConfig, make_online  # noqa: E402
+from rmtl_env.data import load_dataset  # noqa: E402
+
+
+def test_unknown_methods_budgets_and_checkpoints_are_refused() -> None:
+    tiny = load_dataset("retailrocket-synthetic", scale="tiny", seed=0)
+    with pytest.raises(ValueError, match="unknown online method 'a2c'; valid: ddpg, td3"):
+        make_online("a2c", tiny, OnlineConfig(), seed=0)
+    with pytest.raises(ValueError, match="needed by td3-ple and only by it"):
+        make_online("td3-ple", tiny, OnlineConfig(), seed=0)
+    with pytest.raises(ValueError, match="multiple of n_envs"):
+        OnlineConfig(eval_every=100, n_envs=8)
+    with pytest.raises(ValueError, match="gradient_steps must be >= 1"):
+        OfflineConfig(gradient_steps=0)
+    assert split_method("td3+bc-labels") == ("td3+bc", "labels")
+    assert split_method("iql") == ("iql", "uniform")
+    with pytest.raises(ValueError, match="unknown offline method 'awac'"):
+        split_method("awac")
+
+
+def test_online_agents_learn_the_given_budget_and_keep_a_curve() -> None:
+    from agents.rl_reference import train_online
+
+    tiny = load_dataset("retailrocket-synthetic", scale="tiny", seed=0)
+    config = OnlineConfig(env_steps=128, eval_every=64, learning_starts=32, batch_size=16,
+                          net_arch=(16,), ppo_n_steps=16)  # fmt: skip
+    for method in ("td3-flat", "ppo"):
+        run = train_online(method, tiny, config, seed=0, progress=False)
+        assert run.model.num_timesteps == 128
+        assert [p["steps"] for p in run.curve] == [0, 64, 128]
+        assert run.test.score is not None and run.test.steps == len(tiny.split("test"))
+
+
+def quick_block(out: Path, methods: list[str]) -> int:
+    return benchmark.main(["--block", "rl", "--profile", "quick", "--datasets",
+                           "retailrocket-synthetic", "--seeds", "0", "--out", str(out),
+                           "--rl-methods", *methods])  # fmt: skip
+
+
+@pytest.mark.slow
+def test_quick_block_tabulates_every_kind_of_row_and_resumes(tmp_path, capsys) -> None:
+    methods = ["uniform", "constant", "ple", "td3", "td3-ple"]
+    offline = bool(os.environ.get("RMTL_D3RLPY_PYTHON"))
+    if offline:  # CI builds d3rlpy's own virtual environment
+        methods.append("bc-labels")
+    assert quick_block(tmp_path, methods) == 0
+    out = tmp_path / "rl-quick"
+    rows = pd.read_csv(out / "rl_algorithms.csv")
+    assert list(dict.fromkeys(rows["method"])) == methods
+    score = rows.groupby("method")["score"].first()
+    assert score["constant"] == pytest.approx(0.0, abs=1e-9)
+    assert score["uniform"] < -1000  # far below the state-blind base rates
+    assert (out / "rl_curves_retailrocket-synthetic.png").stat().st_size > 0
+    table = (out / "rl_algorithms.md").read_text()
+    assert "| td3-ple | online RL (SB3) |" in table and "51,200" not in table
+    curve = pd.read_csv(out / "retailrocket-synthetic" / "seed0" / "td3" / "curve.csv")
+    assert list(curve["steps"]) == [0, 128, 256]
+    capsys.readouterr()
+    assert quick_block(tmp_path, methods) == 0  # everything finished: nothing runs again
+    assert "--- " not in capsys.readouterr().out
+
+
+def test_the_block_refuses_workers_and_names_the_missing_d3rlpy(tmp_path, monkeypatch) -> None:
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--block", "rl", "--workers", "2"])
+    monkeypatch.delenv("RMTL_D3RLPY_PYTHON", raising=False)
+    try:
+        import d3rlpy  # noqa: F401
+    except ImportError:
+        with pytest.raises(SystemExit, match="RMTL_D3RLPY_PYTHON"):
+            quick_block(tmp_path, ["bc"])

@@ -1,0 +1,262 @@
+"""The RL reference block (``python train/benchmark.py --block rl``): what standard RL algorithms
+reach on SessionRecEnv, next to the supervised models, in one normalised score.
+
+Rows, per twin and seed (every row scored by ``rmtl_env.evaluate_policy`` on the test split):
+
+- ``uniform`` and ``constant`` (each task's training base rate, the score's 0);
+- ``ple``, ``rmtl-ple``, ``d-ple``: the Table 1 cells of the same profile (shared with Table 1's
+  runs under ``<out>/<profile>``);
+- the online SB3 agents of ``agents.rl_reference`` at one budget of env steps;
+- the offline d3rlpy algorithms of ``agents.offline_rl`` at one budget of gradient steps, run in
+  d3rlpy's own virtual environment (``RMTL_D3RLPY_PYTHON``, or this Python if it has d3rlpy).
+
+Each RL cell is a folder ``<out>/rl-<profile>/<dataset>/seed<k>/<method>/`` with ``config.json``,
+``metrics.json`` (test metrics, score, return, wall time) and ``curve.csv`` (the validation
+score along training); a cell with ``metrics.json`` is finished and skipped, so the block resumes.
+Results: ``rl_algorithms.md``/``.csv`` (per seed) and ``rl_curves_<dataset>.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import plots
+from agents import pipeline
+from agents.offline_rl import OFFLINE_METHODS, OfflineConfig
+from agents.rl_reference import ONLINE_METHODS, OnlineConfig
+from cells import Cells, MissingCell
+from rmtl_env.data.io import atomic_write_bytes
+from rmtl_env.evaluation import constant_policy, evaluate_policy, uniform_policy
+from run_folder import environment_info, read_json, write_json
+
+FIXED = ("uniform", "constant")
+SUPERVISED_ROWS = ("ple", "rmtl-ple", "d-ple")
+METHODS = (*FIXED, *SUPERVISED_ROWS, *ONLINE_METHODS, *OFFLINE_METHODS)
+FAMILY = {
+    **dict.fromkeys(FIXED, "fixed"), **dict.fromkeys(SUPERVISED_ROWS, "supervised / RMTL"),
+    **dict.fromkeys(ONLINE_METHODS, "online RL (SB3)"),
+    **dict.fromkeys(OFFLINE_METHODS, "offline RL (d3rlpy)"),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The block's budgets: every online agent's and every offline algorithm's."""
+
+    online: OnlineConfig
+    offline: OfflineConfig
+
+
+BUDGETS = {
+    "full": Budget(OnlineConfig(), OfflineConfig()),
+    "quick": Budget(
+        OnlineConfig(
+            env_steps=256,
+            eval_every=128,
+            learning_starts=64,
+            ppo_n_steps=16,
+            batch_size=32,
+            net_arch=(32,),
+        ),  # fmt: skip
+        OfflineConfig(gradient_steps=40, eval_every=20, batch_size=32),
+    ),
+}
+BUDGETS["bf16"] = BUDGETS["full"]
+
+
+def rl_folder(cells: Cells, dataset: str, seed: int, method: str) -> Path:
+    return cells.args.out / f"rl-{cells.args.profile}" / dataset / f"seed{seed}" / method
+
+
+def write_cell(folder: Path, config: dict, score, curve: list[dict], seconds: float) -> None:
+    """A finished RL cell: ``config.json``, ``curve.csv`` and, last, ``metrics.json``."""
+    write_json(folder / "config.json", {**config, "environment": environment_info()})
+    atomic_write_bytes(folder / "curve.csv", pd.DataFrame(curve).to_csv(index=False).encode())
+    write_json(folder / "metrics.json", {
+        "test": score.metrics, "score": score.score, "mean_return": score.mean_return,
+        "seconds": seconds,
+    })  # fmt: skip
+
+
+def d3rlpy_python() -> str:
+    """The Python that has d3rlpy: ``RMTL_D3RLPY_PYTHON``, else this one if it imports d3rlpy."""
+    given = os.environ.get("RMTL_D3RLPY_PYTHON")
+    if given:
+        return given
+    try:
+        import d3rlpy  # noqa: F401
+    except ImportError:
+        raise SystemExit(
+            "--block rl: the offline rows need d3rlpy, which pins gymnasium==1.0.0; build its "
+            "virtual environment (python3 -m venv .venv-d3rlpy && .venv-d3rlpy/bin/pip install "
+            "torch==2.13.0 -e '.[d3rlpy]') and set RMTL_D3RLPY_PYTHON=.venv-d3rlpy/bin/python, or "
+            "leave the offline methods out with --rl-methods"
+        ) from None
+    return sys.executable
+
+
+def run_cell(cells: Cells, dataset: str, seed: int, method: str) -> dict:
+    """The cell's ``metrics.json``, running it first unless it finished before."""
+    if method in SUPERVISED_ROWS:
+        folder = cells.folder(dataset, seed, method)
+        cells.method(dataset, seed, method)
+        metrics = read_json(folder / "metrics.json")
+        scores = metrics.get("policy_scores") or {}
+        if method not in scores:
+            raise SystemExit(f"{folder}: metrics.json has no policy score (a cell of an older "
+                             "version of the package); delete the folder to rerun it")  # fmt: skip
+        return {"test": metrics["test"][method], **scores[method], "seconds": metrics["seconds"]}
+    folder = rl_folder(cells, dataset, seed, method)
+    if not (folder / "metrics.json").is_file():
+        if cells.args.report_only:
+            raise MissingCell(str(folder))
+        print(f"--- rl/{dataset}/seed{seed}/{method}", flush=True)
+        run_rl_cell(cells, dataset, seed, method, folder)
+    return read_json(folder / "metrics.json")
+
+
+def run_rl_cell(cells: Cells, dataset: str, seed: int, method: str, folder: Path) -> None:
+    budget = BUDGETS[cells.args.profile]
+    data = pipeline.load_splits(cells.job(dataset, seed).data).dataset
+    base = {"dataset": dataset, "seed": seed, "method": method, "command": cells.args.command}
+    if method in FIXED:
+        started = time.perf_counter()
+        if method == "uniform":
+            policy = uniform_policy(len(data.tasks), seed)
+        else:
+            policy = constant_policy(data.split("train").labels.mean(axis=0, dtype=np.float64))
+        score = evaluate_policy(policy, data, "test")
+        write_cell(folder, base, score, [], time.perf_counter() - started)
+    elif method in ONLINE_METHODS:
+        from agents.rl_reference import train_online
+
+        checkpoint = cells.backbone(dataset, seed, "ple")[0] if method == "td3-ple" else None
+        run = train_online(method, data, budget.online, seed, checkpoint,
+                           progress=cells.args.progress)  # fmt: skip
+        config = {**base, "budget": budget.online.to_dict(), "env_steps_per_second":
+                  run.env_steps_per_second}  # fmt: skip
+        write_cell(folder, config, run.test, run.curve, run.seconds)
+    else:
+        command = [
+            d3rlpy_python(), str(Path(__file__).with_name("offline_d3rlpy.py")), method,
+            "--dataset", dataset, "--scale", cells.profile.scale, "--seed", str(seed),
+            "--command", cells.args.command,
+            "--out", str(folder), "--gradient-steps", str(budget.offline.gradient_steps),
+            "--eval-every", str(budget.offline.eval_every),
+            "--batch-size", str(budget.offline.batch_size),
+        ]  # fmt: skip
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "d3rlpy.log", "w") as log:  # d3rlpy logs every epoch's losses
+            done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+        tail = (folder / "d3rlpy.log").read_text().splitlines()[-15:]
+        if done.returncode != 0:
+            raise SystemExit(f"{folder}: the d3rlpy run failed:\n" + "\n".join(tail))
+        print(tail[-1] if tail else "", flush=True)
+
+
+def rl_frame(cells: Cells, datasets: list[str], methods: list[str], seeds: list[int]):
+    """Per (dataset, seed, method, task): the test metrics, the score, the return, wall time."""
+    rows = []
+    for dataset in datasets:
+        for seed in seeds:
+            for method in methods:
+                cell = run_cell(cells, dataset, seed, method)
+                for task, values in cell["test"].items():
+                    rows.append({
+                        "dataset": dataset, "seed": seed, "method": method,
+                        "family": FAMILY[method], "task": task, **values,
+                        "score": cell["score"], "mean_return": cell["mean_return"],
+                        "cell_seconds": cell["seconds"],
+                    })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def curves_frame(cells: Cells, datasets: list[str], methods: list[str], seeds: list[int]):
+    parts = []
+    for dataset in datasets:
+        for seed in seeds:
+            for method in methods:
+                path = rl_folder(cells, dataset, seed, method) / "curve.csv"
+                if method in (*ONLINE_METHODS, *OFFLINE_METHODS) and path.is_file():
+                    curve = pd.read_csv(path).assign(
+                        dataset=dataset, seed=seed, method=method, family=FAMILY[method]
+                    )
+                    parts.append(curve)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def rl_markdown(rows: pd.DataFrame, budget: Budget, seeds: list[int]) -> str:
+    """One table per twin: the score, the return and each task's metrics, mean ± std."""
+    lines = [
+        "# Reference scores of standard RL algorithms on SessionRecEnv", "",
+        f"Test split, mean ± std over seeds {seeds}. Score = 100 (R - R_const) / (R_oracle - "
+        "R_const): 0 is the best state-blind policy (each task's training base rate), 100 the "
+        "twin's true probabilities. Online agents: "
+        f"{budget.online.env_steps:,} env steps each ({budget.online.n_envs} envs, "
+        f"{budget.online.gradient_steps} gradient steps per vector step); offline algorithms: "
+        f"{budget.offline.gradient_steps:,} gradient steps each.", "",
+    ]  # fmt: skip
+    for dataset, d in rows.groupby("dataset", sort=False):
+        tasks = list(dict.fromkeys(d["task"]))
+        lines += [f"## {dataset}", "",
+                  "| method | family | score | return | " + " | ".join(
+                      f"{t} AUC | {t} Logloss | {t} s-Logloss" for t in tasks) + " | wall s |",
+                  "|---" * (5 + 3 * len(tasks)) + "|"]  # fmt: skip
+        for method, m in d.groupby("method", sort=False):
+            first = m[m["task"] == tasks[0]]
+            cells_ = [method, FAMILY[method], _ms(first["score"]), _ms(first["mean_return"], 3)]
+            for task in tasks:
+                t = m[m["task"] == task]
+                cells_ += [_ms(t["auc"], 4), _ms(t["logloss"], 4), _ms(t["s_logloss"], 4)]
+            cells_.append(f"{first['cell_seconds'].mean():.0f}")
+            lines.append("| " + " | ".join(cells_) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _ms(values: pd.Series, digits: int = 1) -> str:
+    values = values.astype(float)
+    if values.isna().all():
+        return "-"
+    std = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():.{digits}f} ± {std:.{digits}f}"
+
+
+def rl_block(args: argparse.Namespace, seeds: list[int]) -> Path:
+    """Run the missing cells, then write the tables and the learning curves; the results folder."""
+    cells = Cells(args)
+    methods = list(args.rl_methods)
+    done, parts = [], []
+    for seed in seeds:  # whole seeds only, as Table 1
+        try:
+            parts.append(rl_frame(cells, args.datasets, methods, [seed]))
+            done.append(seed)
+        except MissingCell as missing:
+            print(f"seed {seed}: not finished ({missing} has no metrics.json)")
+    if not done:
+        raise SystemExit("no seed has every cell of the RL block finished; nothing to tabulate")
+    rows = pd.concat(parts, ignore_index=True)
+    out = args.out / f"rl-{args.profile}"
+    budget = BUDGETS[args.profile]
+    atomic_write_bytes(out / "rl_algorithms.csv", rows.to_csv(index=False).encode())
+    text = rl_markdown(rows, budget, done) + "\n" + (
+        f"Command: `{args.command}`; {environment_info()['cpu']}, "
+        f"{time.strftime('%Y-%m-%d', time.gmtime())}.\n"
+    )  # fmt: skip
+    atomic_write_bytes(out / "rl_algorithms.md", text.encode())
+    curves = curves_frame(cells, args.datasets, methods, done)
+    for dataset in args.datasets:
+        if len(curves) and (curves["dataset"] == dataset).any():
+            plots.plot_rl_curves(curves[curves["dataset"] == dataset], dataset,
+                                 out / f"rl_curves_{dataset}.png")  # fmt: skip
+    print(text)
+    return out
