@@ -34,7 +34,7 @@ from agents.pipeline import DataConfig
 from agents.trainer import TrainConfig
 from agents.weighting import check_training
 from rmtl_env.data.errors import DataFormatError
-from run_folder import DifferentConfig, default_run_dir
+from run_folder import DifferentConfig, default_run_dir, read_json
 from tables import format_table
 
 Parser = argparse.ArgumentParser | argparse._ArgumentGroup
@@ -171,8 +171,22 @@ def report(run: Callable[[], Mapping], folder: Path, title: str) -> int:
     tasks = list(next(iter(results.values())))
     print(f"\nTest split of {title}:")
     print(format_table(results, tasks))
+    scores = _policy_scores(folder)
+    if scores:
+        print("Normalised score (rmtl_env.evaluate_policy; 0 = each task's base rate, 100 = the "
+              "twin's true probabilities): " + ", ".join(scores))  # fmt: skip
     print(f"\nRun folder: {folder}")
     return 0
+
+
+def _policy_scores(folder: Path) -> list[str]:
+    """``"<model> <score>"`` of each model the run scored (none on data without true
+    probabilities, or where this process did not write the folder)."""
+    path = Path(folder) / "metrics.json"
+    if not path.is_file():
+        return []
+    scores = read_json(path).get("policy_scores") or {}
+    return [f"{m} {s['score']:.1f}" for m, s in scores.items() if s.get("score") is not None]
 
 
 def add_common_flags(parser: argparse.ArgumentParser, script: str, title: str) -> Parser:

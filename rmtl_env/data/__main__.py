@@ -93,6 +93,9 @@ def _export_minari(args: argparse.Namespace, dataset) -> int:
             algorithm_name=behaviour,
             data_format=args.data_format,
             max_sessions=args.max_sessions,
+            author=args.author,
+            author_email=args.author_email,
+            code_permalink=args.code_permalink,
             **env_kwargs,
         )
     except (FileExistsError, FileNotFoundError, ValueError) as exc:
@@ -165,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     minari.add_argument(
         "--dataset-id", help="Minari id (default rmtl/<name>-<split>-<behaviour>-v0)"
+    )
+    minari.add_argument("--author", default="rmtl-env", help="the dataset's author (metadata)")
+    minari.add_argument("--author-email", help="the author's e-mail (metadata)")
+    minari.add_argument(
+        "--code-permalink", help="permalink to the code that made the dataset (metadata)"
     )
     args = parser.parse_args(argv)
 

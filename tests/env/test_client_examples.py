@@ -150,11 +150,13 @@ def test_export_minari_command(minari_home, tmp_path, capsys) -> None:
     )
     checkpoint = save_model(model, tmp_path / "backbone.pt")
     args = ["export-minari", "retailrocket-synthetic", "--scale", "tiny", "--split", "test"]
-    assert main([*args, "--checkpoint", str(checkpoint), "--noise", "0.3"]) == 0
+    author = ["--author", "A. Researcher", "--author-email", "a@example.org"]
+    assert main([*args, "--checkpoint", str(checkpoint), "--noise", "0.3", *author]) == 0
     assert "'rmtl/retailrocket-synthetic-test-checkpoint-v0'" in capsys.readouterr().out
-    episode = next(
-        minari.load_dataset("rmtl/retailrocket-synthetic-test-checkpoint-v0").iterate_episodes()
-    )
+    exported = minari.load_dataset("rmtl/retailrocket-synthetic-test-checkpoint-v0")
+    assert exported.storage.metadata["author"] == {"A. Researcher"}
+    assert exported.storage.metadata["author_email"] == {"a@example.org"}
+    episode = next(exported.iterate_episodes())
     assert ((episode.actions > 0) & (episode.actions < 1)).all()  # noisy predictions
     assert main([*args, "--checkpoint", str(checkpoint)]) == 2  # the id exists: never overwritten
     assert "already exists" in capsys.readouterr().err
