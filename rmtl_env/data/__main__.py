@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from rmtl_env.data.catalog import CATALOG, ENGINES, load_dataset
+from rmtl_env.data.catalog import CATALOG, ENGINES, check_engine_settings, load_dataset
 from rmtl_env.data.errors import DataFormatError
 from rmtl_env.data.official import export_official
 from rmtl_env.data.stats import format_statistics
@@ -108,6 +108,27 @@ def _export_minari(args: argparse.Namespace, dataset) -> int:
     return 0
 
 
+def _memory_limit(text: str) -> str:
+    try:
+        check_engine_settings(text, 1)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            str(exc).replace("memory_limit", "--memory-limit")
+        ) from None
+    return text
+
+
+def _threads(text: str) -> int:
+    try:
+        threads = int(text)
+        check_engine_settings("1GB", threads)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--threads must be an integer >= 1, got {text!r}"
+        ) from None
+    return threads
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rmtl_env.data", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -119,8 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         choices=ENGINES,
         help="duckdb: out of core (RetailRocket and KuaiRand; needs the scale extra), the same rows",
     )
-    prepare.add_argument("--memory-limit", default="4GB", help="DuckDB memory limit, e.g. 4GB")
-    prepare.add_argument("--threads", type=int, default=2, help="DuckDB threads")
+    prepare.add_argument(
+        "--memory-limit", default="4GB", type=_memory_limit,
+        help="DuckDB memory limit, a positive size such as 4GB or 500MB",
+    )  # fmt: skip
+    prepare.add_argument("--threads", type=_threads, default=2, help="DuckDB threads (>= 1)")
     stats = commands.add_parser("stats", help="print per-split statistics")
     _dataset_args(stats)
     stats.add_argument("--json", action="store_true", help="print meta.json's statistics as JSON")

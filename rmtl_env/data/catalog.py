@@ -91,6 +91,22 @@ def _file_identity(paths: list[Path]) -> list:
     return [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in paths]
 
 
+MEMORY_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", re.I)
+
+
+def check_engine_settings(memory_limit: str, threads: int) -> None:
+    """DuckDB's ``memory_limit`` (a positive size: ``"4GB"``, ``"500MB"``, ``"1.5GiB"``) and
+    ``threads`` (an integer >= 1), checked before any work starts."""
+    size = MEMORY_SIZE.fullmatch(str(memory_limit))
+    if size is None or float(size.group(1)) <= 0:
+        raise ValueError(
+            f"memory_limit must be a positive size such as '4GB', '500MB' or '1.5GiB', got "
+            f"{memory_limit!r}"
+        )
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+
+
 def load_dataset(
     name: str | os.PathLike = DEFAULT_DATASET,
     *,
@@ -127,6 +143,8 @@ def load_dataset(
     path = Path(name)
     if engine not in ENGINES:
         raise ValueError(f"engine must be {' or '.join(map(repr, ENGINES))}, got {engine!r}")
+    if engine == "duckdb":
+        check_engine_settings(memory_limit, threads)
     if str(name) not in CATALOG and engine != "pandas":
         raise ValueError(
             f"engine='duckdb' prepares the catalog's RetailRocket and KuaiRand datasets; "

@@ -19,10 +19,15 @@ first appearance in session order.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -71,6 +76,42 @@ VIDEO_TYPES = {
     "server_width": "DOUBLE", "server_height": "DOUBLE", "music_id": "BIGINT",
     "music_type": "DOUBLE", "tag": "VARCHAR",
 }  # fmt: skip
+
+
+@contextlib.contextmanager
+def work_folder(parent: Path) -> Iterator[Path]:
+    """A temporary folder for DuckDB's database and spill files beside the output, removed on
+    success, on an error, on Ctrl-C and on SIGTERM (turned into ``KeyboardInterrupt`` while the
+    folder exists). Its name holds the process id: a run killed outright (SIGKILL, power loss)
+    leaves it behind, and the next preparation in ``parent`` removes it once that process is
+    gone."""
+    for stale in parent.glob(".duckdb-*-*"):
+        pid = stale.name.split("-")[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with tempfile.TemporaryDirectory(prefix=f".duckdb-{os.getpid()}-", dir=parent) as work:
+            yield Path(work)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _connect(work: Path, memory_limit: str, threads: int):
@@ -136,8 +177,12 @@ def _read_logs(con, files: KuaiRandFiles, used: list[str]) -> None:
             path,
             "interaction log file",
         )
-        counts = con.execute(f"SELECT {bad_values} FROM raw_log WHERE file_no = {number}")
-        for column, bad in zip(used, counts.fetchone(), strict=True):
+        ((rows, *bad_counts),) = con.execute(
+            f"SELECT count(*), {bad_values} FROM raw_log WHERE file_no = {number}"
+        ).fetchall()
+        if rows == 0:  # as the in-memory reader refuses it
+            raise DataFormatError(f"interaction log file {path} has a header but no data rows")
+        for column, bad in zip(used, bad_counts, strict=True):
             if bad:
                 kind = "values outside {0, 1}" if column in FEEDBACK_COLUMNS else "empty values"
                 raise DataFormatError(
@@ -356,10 +401,10 @@ def _standardisation(con, numerical: list[str]) -> dict[str, dict]:
     stats = {}
     for name in numerical:
         c = _quote(name)
-        mean, std, missing = con.execute(
+        ((mean, std, missing),) = con.execute(  # fetchall: no unfinished result is left
             f"SELECT avg({c}) FILTER (WHERE split = 0), stddev_pop({c}) FILTER (WHERE split = 0), "
             f"count(*) FILTER (WHERE {c} IS NULL) FROM imp"
-        ).fetchone()
+        ).fetchall()
         mean, std = scale_parameters(mean, std)
         stats[name] = {"train_mean": mean, "train_std": std, "missing": int(missing)}
     return stats
@@ -478,8 +523,8 @@ def engine_record(memory_limit: str, threads: int, started: float) -> dict:
 def _prepare(files, config, processing, out, name, memory_limit, threads, progress) -> dict:
     start = time.perf_counter()
     steps = tqdm(total=5, desc=f"{name}: duckdb", unit="step", disable=not progress)
-    with tempfile.TemporaryDirectory(prefix=".duckdb-", dir=out.parent) as work:
-        con = _connect(Path(work), memory_limit, threads)
+    with work_folder(out.parent) as work:
+        con = _connect(work, memory_limit, threads)
         steps.set_postfix_str("read, deduplicate, sessionise")
         counts = _impressions(con, files, config)
         steps.update()
@@ -525,7 +570,7 @@ def _write(con, out: Path, categorical, numerical, stats, tasks, has_truth, hash
         if name in hashed:
             lookups.append(None)
             continue
-        vocab = con.execute(f"SELECT value, id FROM vocab_{i} ORDER BY id").to_arrow_table()
+        vocab = con.sql(f"SELECT value, id FROM vocab_{i} ORDER BY id").to_arrow_table()
         lookups.append(
             (vocab.column("value").combine_chunks(), vocab.column("id").combine_chunks())
         )
@@ -554,7 +599,7 @@ def _write(con, out: Path, categorical, numerical, stats, tasks, has_truth, hash
         SELECT session_id, timestamp, raw_user_id, raw_item_id, {raw}, {", ".join(scaled)},
                {", ".join(per_task)}, split
         FROM imp ORDER BY session_id, timestamp, ord
-    """).fetch_arrow_reader(ROW_GROUP_SIZE)
+    """).to_arrow_reader(ROW_GROUP_SIZE)
     splits = pa.array(SPLITS)
     summary = {"rows": 0, **{n: [np.inf, -np.inf] for n in numerical}}
     writer = None

@@ -14,7 +14,6 @@ order is in force; duplicate rows count once, at their first occurrence.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -37,6 +36,7 @@ from rmtl_env.data.outofcore import (
     save_meta,
     sessionised,
     sorted_in_file_order,
+    work_folder,
 )
 from rmtl_env.data.processing import ProcessingConfig
 from rmtl_env.data.retailrocket import (
@@ -272,8 +272,8 @@ def prepare_retailrocket(
 def _prepare(files, config, processing, out, name, memory_limit, threads, progress) -> dict:
     start = time.perf_counter()
     steps = tqdm(total=4, desc=f"{name}: duckdb", unit="step", disable=not progress)
-    with tempfile.TemporaryDirectory(prefix=".duckdb-", dir=out.parent) as work:
-        con = _connect(Path(work), memory_limit, threads)
+    with work_folder(out.parent) as work:
+        con = _connect(work, memory_limit, threads)
         steps.set_postfix_str("events, sessions, labels")
         counts = _read_events(con, files.events)
         counts.update(_views(con, config))

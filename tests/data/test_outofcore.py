@@ -149,3 +149,64 @@ def test_a_memory_limit_too_small_is_named(tmp_path) -> None:
     with pytest.raises(MemoryError, match="memory_limit='8MB' with 1 thread.*raise --memory-limit"):
         prepare_kuairand(files, KuaiRandConfig(), ProcessingConfig(), out, memory_limit="8MB",
                          threads=1, progress=False)  # fmt: skip
+
+
+def test_a_header_only_log_is_refused_as_the_in_memory_reader_refuses_it(tmp_path) -> None:
+    from rmtl_env.data.catalog import synthetic_raw_dir
+    from rmtl_env.data.kuairand import STANDARD_LOGS, KuaiRandConfig, KuaiRandFiles
+    from rmtl_env.data.outofcore import prepare_kuairand
+    from rmtl_env.data.processing import ProcessingConfig
+
+    raw = synthetic_raw_dir("kuairand-synthetic", "tiny", 0)
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    for path in raw.iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    header = (folder / STANDARD_LOGS[0]).read_text().splitlines()[0]
+    (folder / STANDARD_LOGS[0]).write_text(header + "\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    files = KuaiRandFiles.in_folder(folder)
+    with pytest.raises(DataFormatError, match=f"{STANDARD_LOGS[0]} has a header but no data rows"):
+        prepare_kuairand(files, KuaiRandConfig(), ProcessingConfig(), out, progress=False)
+    assert not list(tmp_path.glob(".duckdb-*"))  # the failed run's work folder is gone
+
+
+@pytest.mark.parametrize("limit", ["-5GB", "0MB", "4 parsecs", "", "nan GB"])
+def test_memory_limits_and_threads_are_checked_before_any_work(limit, tmp_path, capsys) -> None:
+    from rmtl_env.data.__main__ import main
+
+    with pytest.raises(ValueError, match=f"memory_limit must be a positive size.*got {limit!r}"):
+        load_dataset("kuairand-synthetic", scale="tiny", engine="duckdb", memory_limit=limit,
+                     refresh=True)  # fmt: skip
+    with pytest.raises(ValueError, match="threads must be an integer >= 1, got 0"):
+        load_dataset("kuairand-synthetic", scale="tiny", engine="duckdb", threads=0)
+    args = ["prepare", "kuairand-synthetic", "--scale", "tiny", "--engine", "duckdb"]
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, f"--memory-limit={limit}"])
+    assert exit_.value.code == 2 and "--memory-limit must be a positive size" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):
+        main([*args, "--threads=-1"])
+    assert "--threads must be an integer >= 1, got '-1'" in capsys.readouterr().err
+
+
+def test_a_dead_runs_work_folder_is_removed_and_sigterm_cleans_up(tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+
+    from rmtl_env.data.outofcore import work_folder
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f".duckdb-{dead.pid}-abc"
+    (stale / "spill").mkdir(parents=True)
+    live = tmp_path / f".duckdb-{os.getppid()}-xyz"  # a live process's folder stays
+    live.mkdir()
+    with pytest.raises(KeyboardInterrupt), work_folder(tmp_path) as work:
+        assert not stale.exists() and live.exists() and work.is_dir()
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert not work.exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
