@@ -13,9 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from rmtl_env.data.dataset import SplitData
-
-PROB_EPS = 1e-7
+from rmtl_env.data.dataset import PROB_EPS, SplitData
 
 
 def binary_cross_entropy(

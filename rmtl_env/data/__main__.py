@@ -1,4 +1,4 @@
-"""Command line: ``python -m rmtl_env.data {prepare,stats,synth,export-official,export-minari} NAME ...``."""
+"""Command line: ``python -m rmtl_env.data {prepare,stats,synth,export-official} NAME ...``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import json
 import sys
 import time
 
-import numpy as np
-
 from rmtl_env.data.catalog import CATALOG, ENGINES, check_engine_settings, load_dataset
 from rmtl_env.data.errors import DataFormatError
 from rmtl_env.data.official import export_official
@@ -16,7 +14,7 @@ from rmtl_env.data.stats import format_statistics
 from rmtl_env.data.synthetic import SCALES, TWINS, write_twin
 
 
-def _dataset_args(parser: argparse.ArgumentParser) -> None:
+def add_dataset_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help=f"one of {list(CATALOG)}, a processed folder, or a log file")
     parser.add_argument("--data-dir", help="folder of the real raw files")
     parser.add_argument("--scale", default="small", choices=SCALES, help="synthetic twin size")
@@ -29,7 +27,7 @@ def _dataset_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refresh", action="store_true", help="rebuild even if cached")
 
 
-def _loader_params(args: argparse.Namespace) -> dict:
+def loader_params_from_args(args: argparse.Namespace) -> dict:
     """The loader options given on the command line (JSON values: they also go into a Minari
     dataset's environment spec)."""
     params = {
@@ -41,71 +39,14 @@ def _loader_params(args: argparse.Namespace) -> dict:
     return {k: v for k, v in params.items() if v is not None}
 
 
-def _load(args: argparse.Namespace):
-    params = _loader_params(args)
+def load_from_args(args: argparse.Namespace):
+    params = loader_params_from_args(args)
     if getattr(args, "engine", "pandas") == "duckdb":
         params.update(engine="duckdb", memory_limit=args.memory_limit, threads=args.threads)
     return load_dataset(
         args.name, data_dir=args.data_dir, scale=args.scale, seed=args.seed,
         refresh=args.refresh, roles=args.roles, **params,
     )  # fmt: skip
-
-
-def _checkpoint_actions(args: argparse.Namespace, dataset) -> np.ndarray:
-    """The checkpoint's (noisy) predictions on ``args.split``, as RMTL's replay draws them."""
-    from agents.checkpoint import check_fits, load_model
-    from agents.replay import noisy_actions
-    from agents.trainer import predict
-
-    model = load_model(args.checkpoint)
-    check_fits(model, dataset, args.checkpoint)
-    return noisy_actions(predict(model, dataset.split(args.split)), args.noise, args.action_seed)
-
-
-def _export_minari(args: argparse.Namespace, dataset) -> int:
-    try:
-        import minari  # noqa: F401
-
-        from rmtl_env.offline import default_dataset_id, export_minari
-    except ImportError:
-        print('error: export-minari needs Minari: pip install "rmtl-env[minari]"', file=sys.stderr)
-        return 2
-    if args.noise < 0 or (args.noise and not args.checkpoint):
-        print("error: --noise must be >= 0 and needs --checkpoint", file=sys.stderr)
-        return 2
-    behaviour = "checkpoint" if args.checkpoint else args.behaviour
-    dataset_id = args.dataset_id or default_dataset_id(args.name, args.split, behaviour)
-    roles = {"roles": args.roles} if args.roles else {}
-    env_kwargs = {
-        "dataset": args.name,
-        "split": args.split,
-        "data_dir": args.data_dir,
-        "scale": args.scale,
-        "data_seed": args.seed,
-        "dataset_kwargs": {**_loader_params(args), **roles},
-    }
-    try:
-        actions = _checkpoint_actions(args, dataset) if args.checkpoint else args.behaviour
-        exported = export_minari(
-            dataset_id,
-            actions,
-            seed=args.action_seed,
-            algorithm_name=behaviour,
-            data_format=args.data_format,
-            max_sessions=args.max_sessions,
-            author=args.author,
-            author_email=args.author_email,
-            code_permalink=args.code_permalink,
-            **env_kwargs,
-        )
-    except (FileExistsError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(
-        f"wrote Minari dataset {dataset_id!r}: {exported.total_episodes:,} episodes, "
-        f"{exported.total_steps:,} steps ({behaviour} actions); minari.load_dataset({dataset_id!r})"
-    )
-    return 0
 
 
 def _memory_limit(text: str) -> str:
@@ -133,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rmtl_env.data", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     prepare = commands.add_parser("prepare", help="build (or reuse) the processed dataset")
-    _dataset_args(prepare)
+    add_dataset_args(prepare)
     prepare.add_argument(
         "--engine",
         default="pandas",
@@ -146,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     prepare.add_argument("--threads", type=_threads, default=2, help="DuckDB threads (>= 1)")
     stats = commands.add_parser("stats", help="print per-split statistics")
-    _dataset_args(stats)
+    add_dataset_args(stats)
     stats.add_argument("--json", action="store_true", help="print meta.json's statistics as JSON")
     synth = commands.add_parser("synth", help="write a synthetic twin's raw files")
     synth.add_argument("name", choices=list(TWINS))
@@ -157,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "export-official",
         help="write the processed dataset in the official RMTL code's format (dataset/rt/...)",
     )
-    _dataset_args(export)
+    add_dataset_args(export)
     export.add_argument("--out", required=True, help="folder to create (the official repo root)")
     export.add_argument(
         "--official-roles",
@@ -165,42 +106,18 @@ def main(argv: list[str] | None = None) -> int:
         help="write our val split to test.csv and our test split to val.csv, the roles the "
         "unpatched official SLmain.py gives them",
     )
-    minari = commands.add_parser(
-        "export-minari",
-        help="write a split's sessions as a Minari dataset (needs the minari extra)",
+    moved = commands.add_parser(
+        "export-minari", help="moved: python train/export_minari.py (the same flags)"
     )
-    _dataset_args(minari)
-    minari.add_argument("--split", default="train", choices=["train", "val", "test"])
-    minari.add_argument(
-        "--behaviour",
-        default="uniform",
-        choices=["uniform", "labels"],
-        help="actions of the logged steps: uniform random probabilities, or the logged labels",
-    )
-    minari.add_argument(
-        "--checkpoint",
-        help="a model checkpoint (run folder checkpoints/*.pt) whose predictions are the actions "
-        "instead of --behaviour",
-    )
-    minari.add_argument(
-        "--noise", type=float, default=0.0, help="logit-noise std on the checkpoint's predictions"
-    )
-    minari.add_argument("--action-seed", type=int, default=0, help="seed of random actions")
-    minari.add_argument("--max-sessions", type=int, help="export only the split's first sessions")
-    minari.add_argument(
-        "--data-format", default="hdf5", choices=["hdf5", "arrow"], help="Minari storage"
-    )
-    minari.add_argument(
-        "--dataset-id", help="Minari id (default rmtl/<name>-<split>-<behaviour>-v0)"
-    )
-    minari.add_argument("--author", default="rmtl-env", help="the dataset's author (metadata)")
-    minari.add_argument("--author-email", help="the author's e-mail (metadata)")
-    minari.add_argument(
-        "--code-permalink", help="permalink to the code that made the dataset (metadata)"
-    )
+    moved.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
+    if args.command == "export-minari":  # a model's actions belong to the models' side
+        print("error: export-minari moved to `python train/export_minari.py` (the same flags; "
+              "--checkpoint needs the models, which the data layer does not import)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     if args.command == "synth":
         out = write_twin(args.name, args.out, scale=args.scale, seed=args.seed)
         print(
@@ -208,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     try:
-        dataset = _load(args)
+        dataset = load_from_args(args)
     except (FileNotFoundError, ValueError, TypeError, ImportError, MemoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -225,8 +142,6 @@ def main(argv: list[str] | None = None) -> int:
             f"wrote {dataset.name} in the official RMTL format to {export.root} "
             f"({', '.join(f'{k} {v:,}' for k, v in export.rows.items())} rows; see export.json)"
         )
-    elif args.command == "export-minari":
-        return _export_minari(args, dataset)
     elif args.json:
         print(json.dumps(dataset.meta["splits"], indent=2))
     else:

@@ -26,6 +26,10 @@ import pandas as pd
 from rmtl_env.data.errors import DataFormatError
 from rmtl_env.data.io import atomic_directory
 
+# The probability clip of every binary cross-entropy: the env's rewards, the Logloss metrics and
+# the twins' oracle statistics (it lives here, in the data layer, which imports nothing above it).
+PROB_EPS = 1e-7
+
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 IMPRESSIONS_FILE = "impressions.parquet"

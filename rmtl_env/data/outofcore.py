@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from rmtl_env.data.dataset import (
     IMPRESSIONS_FILE,
     META_FILE,
+    PROB_EPS,
     SPLITS,
     VOCABULARY_FILE,
     label_column,
@@ -67,7 +68,6 @@ from rmtl_env.data.processing import (
     processed_meta,
     scale_parameters,
 )
-from rmtl_env.metrics import PROB_EPS
 
 ROW_GROUP_SIZE = 1_000_000
 VIDEO_TYPES = {

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
-
-from rmtl_env.metrics import auc, logloss
 
 if TYPE_CHECKING:
     from rmtl_env.data.dataset import SessionDataset
@@ -33,17 +32,30 @@ def split_statistics(dataset: SessionDataset) -> dict[str, dict]:
         if dataset.has_true_probs and len(part):
             entry["oracle"] = {
                 t: {
-                    "auc": auc(
+                    **_oracle(
                         part[label_column(t)].to_numpy(), part[true_prob_column(t)].to_numpy()
-                    ),
-                    "logloss": logloss(
-                        part[label_column(t)].to_numpy(), part[true_prob_column(t)].to_numpy()
-                    ),
+                    )
                 }
                 for t in dataset.tasks
             }
         stats[name] = entry
     return stats
+
+
+def _oracle(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """AUC (NaN with one class) and mean BCE (probabilities clipped to ``PROB_EPS``) of the true
+    probabilities: how predictable the labels are. Computed here with scikit-learn rather than
+    through ``rmtl_env.metrics``, which sits above the data layer."""
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    from rmtl_env.data.dataset import PROB_EPS
+
+    clipped = np.clip(probs.astype(np.float64), PROB_EPS, 1.0 - PROB_EPS)
+    one_class = len(np.unique(labels)) < 2
+    return {
+        "auc": float("nan") if one_class else float(roc_auc_score(labels, clipped)),
+        "logloss": float(log_loss(labels, clipped, labels=[0, 1])),
+    }
 
 
 def format_statistics(meta: dict) -> str:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ import pytest
 from rmtl_env.data import load_dataset
 from rmtl_env.offline import flat_observations
 from rmtl_env.transitions import build_transitions
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TINY = {
     'dataset="retailrocket-synthetic"': 'dataset="retailrocket-synthetic", scale="tiny"',
@@ -137,19 +140,29 @@ def test_minari_export_equals_what_data_collector_records(minari_home) -> None:
     assert minari.load_dataset("rmtl/val-uniform-v0").total_steps == len(data)
 
 
+def export_main():
+    """``train/export_minari.py``'s ``main`` (the scripts import their siblings by name)."""
+    sys.path.insert(0, str(ROOT / "train"))
+    import export_minari
+
+    return export_minari.main
+
+
 def test_export_minari_command(minari_home, tmp_path, capsys) -> None:
     import minari
 
     from agents.checkpoint import save_model
     from agents.models import build_model
-    from rmtl_env.data.__main__ import main
+    from rmtl_env.data.__main__ import main as data_main
+
+    main = export_main()
 
     data = load_dataset("retailrocket-synthetic", scale="tiny")
     model = build_model(
         "esmm", data.field_dims, 1, 2, embed_dim=4, bottom_dims=(8,), tower_dims=(4,)
     )
     checkpoint = save_model(model, tmp_path / "backbone.pt")
-    args = ["export-minari", "retailrocket-synthetic", "--scale", "tiny", "--split", "test"]
+    args = ["retailrocket-synthetic", "--scale", "tiny", "--split", "test"]
     author = ["--author", "A. Researcher", "--author-email", "a@example.org"]
     assert main([*args, "--checkpoint", str(checkpoint), "--noise", "0.3", *author]) == 0
     assert "'rmtl/retailrocket-synthetic-test-checkpoint-v0'" in capsys.readouterr().out
@@ -160,8 +173,12 @@ def test_export_minari_command(minari_home, tmp_path, capsys) -> None:
     assert ((episode.actions > 0) & (episode.actions < 1)).all()  # noisy predictions
     assert main([*args, "--checkpoint", str(checkpoint)]) == 2  # the id exists: never overwritten
     assert "already exists" in capsys.readouterr().err
-    assert main([*args, "--noise", "0.3"]) == 2
+    with pytest.raises(SystemExit) as usage:
+        main([*args, "--noise", "0.3"])
+    assert usage.value.code == 2
     assert "--noise must be >= 0 and needs --checkpoint" in capsys.readouterr().err
+    assert data_main(["export-minari", *args]) == 2  # the data layer's old command points here
+    assert "moved to `python train/export_minari.py`" in capsys.readouterr().err
 
 
 D3RLPY_CHECK = """
@@ -333,12 +350,10 @@ def test_cleanrl_shaped_td3_learns_from_logged_transitions_only() -> None:
 def test_export_minari_without_minari_names_the_extra(monkeypatch, capsys) -> None:
     import sys
 
-    from rmtl_env.data.__main__ import main
-
+    main = export_main()
     monkeypatch.setitem(sys.modules, "minari", None)  # import minari raises ImportError
-    args = ["export-minari", "retailrocket-synthetic", "--scale", "tiny"]
-    assert main(args) == 2
-    assert 'export-minari needs Minari: pip install "rmtl-env[minari]"' in capsys.readouterr().err
+    assert main(["retailrocket-synthetic", "--scale", "tiny"]) == 2
+    assert 'export_minari.py needs Minari: pip install -e ".[minari]"' in capsys.readouterr().err
 
 
 def test_minari_metadata_evaluates_on_the_test_split_with_our_score(minari_home) -> None:
