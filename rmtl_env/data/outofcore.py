@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -153,7 +154,31 @@ def read_checked(con, sql: str, path: Path, what: str) -> None:
     except duckdb.OutOfMemoryException:
         raise
     except duckdb.Error as exc:
-        raise DataFormatError(f"{what} {path} cannot be read: {exc}") from None
+        raise DataFormatError(f"{what} {path}: {csv_problem(str(exc))}") from None
+
+
+DUCKDB_TYPES = {"BIGINT": "an integer", "INTEGER": "an integer", "DOUBLE": "a number",
+                "FLOAT": "a number", "VARCHAR": "text"}  # fmt: skip
+
+
+def csv_problem(message: str) -> str:
+    """What a DuckDB CSV error says, in our words: the column, the value and the line where
+    DuckDB names them, else its first line without the error class (never the reader's dump of
+    every CSV option)."""
+    line = re.search(r"CSV Error on Line: (\d+)", message)
+    value = re.search(r'converting column "([^"]*)"\. Could not convert string "([^"]*)" to '
+                      r"'([A-Z0-9_]+)'", message)  # fmt: skip
+    if value:
+        column, text, sql_type = value.groups()
+        where = f" at line {line.group(1)}" if line else ""
+        expected = DUCKDB_TYPES.get(sql_type, sql_type.lower())
+        return f"column '{column}' has value {text!r}{where}; expected {expected}"
+    parts = [part.strip() for part in message.splitlines() if part.strip()] or [message]
+    first = re.sub(r"^[A-Za-z_ ]*Error: ", "", parts[0])  # "Invalid Input Error: ..." -> "..."
+    if line and first.startswith("CSV Error on Line") and len(parts) > 1:
+        first = parts[2] if parts[1].startswith("Original Line") and len(parts) > 2 else parts[1]
+    where = f" (line {line.group(1)})" if line else ""
+    return f"cannot be read: {first}{where}"
 
 
 def _read_logs(con, files: KuaiRandFiles, used: list[str]) -> None:

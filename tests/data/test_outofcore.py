@@ -210,3 +210,40 @@ def test_a_dead_runs_work_folder_is_removed_and_sigterm_cleans_up(tmp_path) -> N
         os.kill(os.getpid(), signal.SIGTERM)
     assert not work.exists()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+
+
+def test_a_wrong_value_is_named_in_our_words_not_duckdbs(tmp_path) -> None:
+    from rmtl_env.data.catalog import synthetic_raw_dir
+    from rmtl_env.data.kuairand import STANDARD_LOGS, KuaiRandConfig, KuaiRandFiles
+    from rmtl_env.data.outofcore import csv_problem, prepare_kuairand
+    from rmtl_env.data.processing import ProcessingConfig
+
+    raw = synthetic_raw_dir("kuairand-synthetic", "tiny", 0)
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    for path in raw.iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    lines = (folder / STANDARD_LOGS[0]).read_text().splitlines()
+    columns = lines[0].split(",")
+    cells = lines[5].split(",")
+    cells[columns.index("user_id")] = "abc"
+    lines[5] = ",".join(cells)
+    (folder / STANDARD_LOGS[0]).write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(DataFormatError) as error:
+        prepare_kuairand(KuaiRandFiles.in_folder(folder), KuaiRandConfig(), ProcessingConfig(),
+                         out, progress=False)  # fmt: skip
+    message = str(error.value)
+    assert message == (
+        f"interaction log file {folder / STANDARD_LOGS[0]}: column 'user_id' has value 'abc' at "
+        "line 6; expected an integer"
+    )
+    # Any other DuckDB error: its first line, without the error class or the option dump.
+    other = (
+        "Invalid Input Error: CSV Error on Line: 9\nOriginal Line: 4,5\nExpected 3 columns\n  x = ,"
+    )
+    assert csv_problem(other) == "cannot be read: Expected 3 columns (line 9)"
+    assert csv_problem("Binder Error: no such column\nLINE 1: select") == (
+        "cannot be read: no such column"
+    )
