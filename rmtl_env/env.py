@@ -383,13 +383,12 @@ class SessionRecEnv(gym.Env):
                 f"action must be {k} numbers (one probability per task {self.tasks}), got "
                 f"{type(action).__name__} {str(action)[:80]}"
             ) from None
-        if values.shape != (k,):
-            if values.size == k and values.ndim <= 2:
-                values = values.reshape(k)
-            else:
-                raise ValueError(
-                    f"action must have shape ({k},) (one probability per task {self.tasks}), got {values.shape}"
-                )
+        if values.shape != (k,):  # never squeezed: a (1, K) batch is a caller's mistake
+            raise ValueError(
+                f"action must have shape ({k},) (one probability per task {self.tasks}), got "
+                f"{values.shape}" + (" (a batch of one: pass action[0], or use the vector env)"
+                                     if values.size == k else "")
+            )  # fmt: skip
         probs = values.tolist()
         for a in probs:
             if not -ACTION_TOLERANCE <= a <= 1 + ACTION_TOLERANCE:  # also False for NaN

@@ -399,3 +399,30 @@ def test_prepare_prints_the_folder_on_a_cache_hit(cached_twin, capsys) -> None:
 
     assert main(["prepare", "kuairand-synthetic", "--scale", "tiny"]) == 0
     assert f"processed dataset: {cached_twin}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("action", [[[0.5, 0.5]], [[0.5], [0.5]], [0.5, 0.5, 0.5]])
+def test_an_action_of_another_shape_is_refused_never_squeezed(env, action) -> None:
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"action must have shape \(2,\)") as error:
+        env.step(np.array(action))
+    assert ("a batch of one" in str(error.value)) == (np.size(action) == 2)
+
+
+def test_a_bare_string_is_never_split_into_letters() -> None:
+    from rmtl_env import SessionRecEnv
+    from rmtl_env.data import ColumnRoles
+    from rmtl_env.data.kuairand import KuaiRandConfig
+
+    tiny = load_dataset("retailrocket-synthetic", scale="tiny")
+    with pytest.raises(ValueError, match=r"tasks must be a list of names, got the string 'ctr'; "
+                                         r"write \['ctr'\]"):  # fmt: skip
+        SessionRecEnv(tiny, tasks="ctr")
+    with pytest.raises(ValueError, match="ColumnRoles.labels must be a list of names, got the "
+                                         "string 'click'"):  # fmt: skip
+        ColumnRoles(timestamp="ts", labels="click", user="uid")
+    with pytest.raises(ValueError, match="tasks must be a list of names, got the string"):
+        KuaiRandConfig(tasks="is_click")
+    with pytest.raises(ValueError, match=r"must be a list of names \(strings\), got \[1\]"):
+        tiny.split("train", tasks=[1])
+    assert SessionRecEnv(tiny, tasks=["ctcvr"]).tasks == ["ctcvr"]

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from rmtl_env.data.dataset import label_column
-from rmtl_env.data.errors import DataFormatError
+from rmtl_env.data.errors import DataFormatError, name_list
 from rmtl_env.data.io import check_binary, check_epoch_unit, file_digest
 from rmtl_env.data.processing import ImpressionTable, enforce_nesting, sessionize_by_gap
 
@@ -59,6 +59,9 @@ class ColumnRoles:
     nesting: str = "error"
 
     def __post_init__(self) -> None:
+        self.labels = name_list(self.labels, "ColumnRoles.labels")
+        self.categorical = name_list(self.categorical, "ColumnRoles.categorical")
+        self.numerical = name_list(self.numerical, "ColumnRoles.numerical")
         if (self.session is None) == (self.user is None):
             raise ValueError("ColumnRoles needs exactly one of 'session' or 'user'")
         if not self.labels:

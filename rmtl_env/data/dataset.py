@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rmtl_env.data.errors import DataFormatError
+from rmtl_env.data.errors import DataFormatError, name_list
 from rmtl_env.data.io import atomic_directory
 
 # The probability clip of every binary cross-entropy: the env's rewards, the Logloss metrics and
@@ -124,7 +124,7 @@ class DatasetDescription:
         """``tasks`` (default: all), checked: distinct names of the dataset's tasks."""
         if tasks is None:
             return self.tasks
-        tasks = list(tasks)
+        tasks = name_list(tasks, "tasks")
         unknown = [t for t in tasks if t not in self.tasks]
         if unknown or not tasks or len(set(tasks)) != len(tasks):
             raise ValueError(

@@ -22,3 +22,18 @@ class MissingRawFilesError(FileNotFoundError):
             f'load_dataset("{synthetic}") or `python -m rmtl_env.data stats {synthetic}`.'
         )
         self.missing = missing
+
+
+def name_list(value: object, argument: str) -> list[str]:
+    """``value`` as a list of names, refusing a bare string (which Python would split into
+    letters: ``tasks="ctr"`` is ``["c", "t", "r"]``) and anything that is not names."""
+    if isinstance(value, str):
+        raise ValueError(f"{argument} must be a list of names, got the string {value!r}; "
+                         f"write [{value!r}]")  # fmt: skip
+    try:
+        names = list(value)
+    except TypeError:
+        raise ValueError(f"{argument} must be a list of names, got {value!r}") from None
+    if not all(isinstance(name, str) for name in names):
+        raise ValueError(f"{argument} must be a list of names (strings), got {names!r}")
+    return names

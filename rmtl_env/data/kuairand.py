@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from rmtl_env.data.dataset import label_column, true_prob_column
-from rmtl_env.data.errors import DataFormatError, MissingRawFilesError
+from rmtl_env.data.errors import DataFormatError, MissingRawFilesError, name_list
 from rmtl_env.data.io import (
     FLOAT,
     INTEGER,
@@ -149,8 +149,8 @@ class KuaiRandConfig:
     include_video_id: bool = False
 
     def __post_init__(self) -> None:
-        self.tasks = tuple(self.tasks)
-        self.nested_tasks = tuple(self.nested_tasks)
+        self.tasks = tuple(name_list(self.tasks, "tasks"))
+        self.nested_tasks = tuple(name_list(self.nested_tasks, "nested_tasks"))
         bad = [t for t in self.tasks if t not in FEEDBACK_COLUMNS]
         if bad or len(self.tasks) < 1 or len(set(self.tasks)) != len(self.tasks):
             raise ValueError(
