@@ -172,11 +172,25 @@ def test_compare_runs_keeps_configurations_and_datasets_apart(tmp_path) -> None:
     with contextlib.redirect_stdout(out):
         assert compare_runs.main([str(r) for r in runs]) == 0
     text = out.getvalue()
-    assert text.count("### twin: esmm (seeds [0, 1])") == 2  # lambda 0.7 and 0.3: two groups
+    # lambda 0.7 and 0.3: two groups, their headings told apart by the setting that differs
+    assert "### twin: esmm (seeds [0, 1]) | rmtl.lam=0.7\n" in text
+    assert "### twin: esmm (seeds [0, 1]) | rmtl.lam=0.3\n" in text
     assert "### my_log.csv: esmm (seeds [0, 1])" in text and "| pay |" in text
     twin = _fake_run(tmp_path / "again0", 0, 0.7, "twin")
     with pytest.raises(SystemExit, match="same configuration and seed 0"):
         compare_runs.main([str(runs[0]), str(twin)])
+    with pytest.raises(SystemExit, match="are the same run folder"):
+        compare_runs.main([str(runs[0]), str(runs[0]) + "/"])
+    copy = tmp_path / "copy"  # run a0's results under another seed
+    shutil.copytree(runs[0], copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "seed": 5}))
+    with pytest.raises(SystemExit, match="identical test metrics under different seeds"):
+        compare_runs.main([str(runs[0]), str(copy)])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert compare_runs.main([str(runs[0])]) == 0
+    assert "A paired t-test needs at least 2 seeds; this group has 1 (seed 0)" in out.getvalue()
 
 
 @pytest.fixture

@@ -35,7 +35,12 @@ def group_key(config: dict) -> str:
 def collect(runs: list[Path]) -> dict[str, dict[int, tuple[Path, dict]]]:
     """``{group key: {seed: (folder, test metrics)}}`` of the finished RMTL runs."""
     groups: dict[str, dict[int, tuple[Path, dict]]] = {}
+    seen: dict[Path, Path] = {}
     for run in runs:
+        real = run.resolve()
+        if real in seen:
+            raise SystemExit(f"error: {seen[real]} and {run} are the same run folder; pass it once")
+        seen[real] = run
         if not (run / "metrics.json").is_file():
             print(f"skipping {run}: no metrics.json (unfinished run?)", file=sys.stderr)
             continue
@@ -50,8 +55,39 @@ def collect(runs: list[Path]) -> dict[str, dict[int, tuple[Path, dict]]]:
                 f"error: {seeds[seed][0]} and {run} are the same configuration and seed {seed}; "
                 "pass only one of them"
             )
-        seeds[seed] = (run, read_json(run / "metrics.json")["test"])
+        test = read_json(run / "metrics.json")["test"]
+        twin = next((path for path, other in seeds.values() if other == test), None)
+        if twin is not None:  # two seeds cannot give the very same metrics: a copied run
+            raise SystemExit(
+                f"error: {twin} and {run} hold identical test metrics under different seeds: a "
+                "copy of one run? pass only one of them"
+            )
+        seeds[seed] = (run, test)
     return groups
+
+
+def flat(config: dict, prefix: str = "") -> dict[str, object]:
+    """``{"train.lr": 0.001, ...}``: a nested configuration as dotted keys."""
+    out: dict[str, object] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def headings(keys: list[str], titles: list[str]) -> list[str]:
+    """Each group's title, with the settings that tell apart groups of the same title."""
+    out = []
+    for key, title in zip(keys, titles, strict=True):
+        same = [json.loads(k) for k, t in zip(keys, titles, strict=True) if t == title]
+        if len(same) > 1:
+            mine, others = flat(json.loads(key)), [flat(c) for c in same]
+            differ = sorted(k for k in mine if any(o.get(k) != mine[k] for o in others))
+            title += " | " + ", ".join(f"{k}={mine[k]}" for k in differ)
+        out.append(title)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="markdown file to write")
     args = parser.parse_args(argv)
     sections, all_rows = [], []
-    for key, seeds in collect(args.runs).items():
+    groups = collect(args.runs)
+    titles = [
+        f"{json.loads(key)['dataset']}: {json.loads(key)['backbone']} (seeds {sorted(seeds)})"
+        for key, seeds in groups.items()
+    ]
+    for (key, seeds), title in zip(groups.items(), headings(list(groups), titles), strict=True):
         config, order = json.loads(key), sorted(seeds)
         backbone = config["backbone"]
         metrics = [seeds[s][1] for s in order]
@@ -70,8 +111,13 @@ def main(argv: list[str] | None = None) -> int:
         results = {m: [seed[m] for seed in metrics] for m in (backbone, f"rmtl-{backbone}")}
         rows = tables.comparison_rows(results, {f"rmtl-{backbone}": backbone}, tasks)
         all_rows += [{"dataset": config["dataset"], **row} for row in rows]
-        title = f"{config['dataset']}: {backbone} (seeds {order})"
-        sections.append(f"### {title}\n\n{tables.comparison_markdown(rows)}\n")
+        note = (
+            f"A paired t-test needs at least 2 seeds; this group has 1 (seed {order[0]}), so it "
+            "has no p-values. Run more seeds with the same configuration.\n\n"
+            if len(order) < 2
+            else ""
+        )
+        sections.append(f"### {title}\n\n{note}{tables.comparison_markdown(rows)}\n")
     text = "\n".join(sections)
     print(text)
     if args.out is not None:
