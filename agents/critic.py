@@ -14,13 +14,14 @@ Output activation: rewards are negative BCE, so every return is ``<= 0``. The of
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from agents.models.layers import MLP, FeatureEmbedding, Tower
+from rmtl_env.data.domains import at_least, check_domains, within
 
 
 @dataclass(frozen=True)
@@ -39,20 +40,19 @@ class CriticConfig:
             when a field has millions of ids. Needs ``embed_dim`` equal to the actor's.
     """
 
-    embed_dim: int = 128
-    bottom_dims: tuple[int, ...] = (512, 256)
-    head_dims: tuple[int, ...] = (128, 64)
-    dropout: float = 0.2
+    embed_dim: int = field(default=128, metadata=at_least())
+    bottom_dims: tuple[int, ...] = field(default=(512, 256), metadata=at_least())
+    head_dims: tuple[int, ...] = field(default=(128, 64), metadata=at_least())
+    dropout: float = field(default=0.2, metadata=within(0, 1, high_open=True))
     independent: bool = False
     share_embedding: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bottom_dims", tuple(int(d) for d in self.bottom_dims))
         object.__setattr__(self, "head_dims", tuple(int(d) for d in self.head_dims))
-        if not self.bottom_dims or min(self.bottom_dims) < 1 or self.embed_dim < 1:
-            raise ValueError("CriticConfig needs embed_dim >= 1 and non-empty positive bottom_dims")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"CriticConfig.dropout must be in [0, 1), got {self.dropout}")
+        check_domains(self)
+        if not self.bottom_dims:
+            raise ValueError("CriticConfig.bottom_dims must hold at least one size")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -40,6 +40,7 @@ from agents.rmtl import ConvergenceStopper
 from agents.sb3 import BackboneTD3Policy, FrozenActions
 from agents.trainer import map_batches, predict
 from rmtl_env.data.dataset import SplitData
+from rmtl_env.data.domains import at_least, check_domains, within
 
 
 @dataclass(frozen=True)
@@ -67,40 +68,32 @@ class DPLEConfig:
         critic_net_arch: hidden sizes of the critic MLP.
     """
 
-    exploration_noise: float = 0.3
-    critic_batch_size: int = 2048
-    critic_max_epochs: int = 100
-    stop_rel_tol: float = 0.01
-    stop_patience: int = 2
-    actor_steps: int = 2_000
-    actor_lr: float = 1e-6
-    policy_delay: int = 2
-    actor_batch_size: int = 256
-    train_freq: int = 8
-    gradient_steps: int = 1
-    action_noise: float = 0.1
-    gamma: float = 0.95
-    tau: float = 0.2
-    critic_lr: float = 1e-3
-    critic_embed_dim: int = 16
-    critic_net_arch: tuple[int, ...] = (256, 128)
+    exploration_noise: float = field(default=0.3, metadata=within(0))
+    critic_batch_size: int = field(default=2048, metadata=at_least())
+    critic_max_epochs: int = field(default=100, metadata=at_least())
+    stop_rel_tol: float = field(default=0.01, metadata=within(0))
+    stop_patience: int = field(default=2, metadata=at_least())
+    actor_steps: int = field(default=2_000, metadata=at_least(0))
+    actor_lr: float = field(default=1e-6, metadata=within(0, low_open=True))
+    policy_delay: int = field(default=2, metadata=at_least())
+    actor_batch_size: int = field(default=256, metadata=at_least())
+    train_freq: int = field(default=8, metadata=at_least())
+    gradient_steps: int = field(default=1, metadata=at_least())
+    action_noise: float = field(default=0.1, metadata=within(0))
+    gamma: float = field(default=0.95, metadata=within(0, 1, high_open=True))
+    tau: float = field(default=0.2, metadata=within(0, 1, low_open=True))
+    critic_lr: float = field(default=1e-3, metadata=within(0, low_open=True))
+    critic_embed_dim: int = field(default=16, metadata=at_least())
+    critic_net_arch: tuple[int, ...] = field(default=(256, 128), metadata=at_least())
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "critic_net_arch", tuple(int(d) for d in self.critic_net_arch))
-        for name in ("critic_batch_size", "critic_max_epochs", "stop_patience", "policy_delay",
-                     "actor_batch_size", "train_freq", "gradient_steps"):  # fmt: skip
-            if getattr(self, name) < 1:
-                raise ValueError(f"DPLEConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.actor_steps < 0:
-            raise ValueError(f"DPLEConfig.actor_steps must be >= 0, got {self.actor_steps}")
-        if not 0.0 < self.actor_lr <= self.critic_lr:
+        check_domains(self)
+        if not self.actor_lr <= self.critic_lr:
             raise ValueError(
                 f"DPLEConfig.actor_lr must be in (0, critic_lr={self.critic_lr}], "
                 f"got {self.actor_lr}"
             )
-        if not 0.0 <= self.gamma < 1.0 or not 0.0 < self.tau <= 1.0:
-            raise ValueError(f"DPLEConfig needs gamma in [0, 1) and tau in (0, 1], got "
-                             f"{self.gamma}, {self.tau}")  # fmt: skip
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -22,10 +22,11 @@ and actions by ``MinMaxActionScaler(0, 1)`` (d3rlpy's policies act in [-1, 1]).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rmtl_env.data import SessionDataset
+from rmtl_env.data.domains import at_least, check_domains, within
 from rmtl_env.evaluation import PolicyScore, evaluate_policy
 from rmtl_env.offline import behaviour_actions, to_d3rlpy
 from rmtl_env.transitions import build_transitions
@@ -45,16 +46,14 @@ class OfflineConfig:
         gamma: discount (RMTL's).
     """
 
-    gradient_steps: int = 10_000
-    eval_every: int = 1_000
+    gradient_steps: int = field(default=10_000, metadata=at_least())
+    eval_every: int = field(default=1_000, metadata=at_least())
     eval_split: str = "val"
-    batch_size: int = 256
-    gamma: float = 0.95
+    batch_size: int = field(default=256, metadata=at_least())
+    gamma: float = field(default=0.95, metadata=within(0, 1, high_open=True))
 
     def __post_init__(self) -> None:
-        for name in ("gradient_steps", "eval_every", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"OfflineConfig.{name} must be >= 1, got {getattr(self, name)}")
+        check_domains(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

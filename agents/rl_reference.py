@@ -18,7 +18,7 @@ shared by all. The learning curve is the normalised score on the validation spli
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from agents.sb3 import BackboneTD3Policy, CategoricalEmbeddingExtractor
 from rmtl_env.data import SessionDataset
+from rmtl_env.data.domains import at_least, check_domains, within
 from rmtl_env.evaluation import PolicyScore, evaluate_policy
 
 ONLINE_METHODS = ("ddpg", "td3", "sac", "ppo", "td3-flat", "td3-ple")
@@ -61,25 +62,22 @@ class OnlineConfig:
         net_arch: hidden sizes of the actor and critic MLPs (the flat variant keeps SB3's).
     """
 
-    env_steps: int = 51_200
-    eval_every: int = 2_560
+    env_steps: int = field(default=51_200, metadata=at_least())
+    eval_every: int = field(default=2_560, metadata=at_least())
     eval_split: str = "val"
-    gamma: float = 0.95
-    n_envs: int = 8
-    learning_starts: int = 1_024
-    gradient_steps: int = 2
-    batch_size: int = 256
-    action_noise: float = 0.1
-    ppo_n_steps: int = 256
-    embed_dim: int = 16
-    net_arch: tuple[int, ...] = (256, 128)
+    gamma: float = field(default=0.95, metadata=within(0, 1, high_open=True))
+    n_envs: int = field(default=8, metadata=at_least())
+    learning_starts: int = field(default=1_024, metadata=at_least(0))
+    gradient_steps: int = field(default=2, metadata=at_least())
+    batch_size: int = field(default=256, metadata=at_least())
+    action_noise: float = field(default=0.1, metadata=within(0))
+    ppo_n_steps: int = field(default=256, metadata=at_least())
+    embed_dim: int = field(default=16, metadata=at_least())
+    net_arch: tuple[int, ...] = field(default=(256, 128), metadata=at_least())
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "net_arch", tuple(int(d) for d in self.net_arch))
-        for name in ("env_steps", "eval_every", "n_envs", "gradient_steps", "batch_size",
-                     "ppo_n_steps", "embed_dim"):  # fmt: skip
-            if getattr(self, name) < 1:
-                raise ValueError(f"OnlineConfig.{name} must be >= 1, got {getattr(self, name)}")
+        check_domains(self)
         if self.eval_every % self.n_envs:
             raise ValueError(f"OnlineConfig.eval_every ({self.eval_every}) must be a multiple of "
                              f"n_envs ({self.n_envs}): the curve is read between vector steps")  # fmt: skip

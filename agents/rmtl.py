@@ -35,6 +35,7 @@ from agents.replay import Replay, StreamedReplay, TransitionBatch
 from agents.runtime import RECORDED_IF_SET
 from agents.trainer import LossWeights, Split, adam, autocast, map_split, model_device
 from agents.weighting import Weighting, check_weighting
+from rmtl_env.data.domains import at_least, check_domains, within
 
 WeightVariant = Literal["rmtl", "cw", "wl", "nlc", "none"]
 WEIGHT_VARIANTS: tuple[str, ...] = get_args(WeightVariant)
@@ -75,54 +76,37 @@ class RMTLConfig:
         seed: seeds exploration noise and minibatch order.
     """
 
-    gamma: float = 0.95
-    lam: float = 0.7
-    tau: float = 0.2
-    target_update_interval: int = 2
-    critic_lr: float = 1e-3
-    actor_lr: float = 1e-3
-    critic_batch_size: int = 2048
-    exploration_noise: float = 0.3
-    critic_max_epochs: int = 100
-    critic_epochs: int | None = None
-    stop_rel_tol: float = 0.01
-    stop_patience: int = 2
+    gamma: float = field(default=0.95, metadata=within(0, 1, high_open=True))
+    lam: float = field(default=0.7, metadata=within(0))
+    tau: float = field(default=0.2, metadata=within(0, 1, low_open=True))
+    target_update_interval: int = field(default=2, metadata=at_least())
+    critic_lr: float = field(default=1e-3, metadata=within(0, low_open=True))
+    actor_lr: float = field(default=1e-3, metadata=within(0, low_open=True))
+    critic_batch_size: int = field(default=2048, metadata=at_least())
+    exploration_noise: float = field(default=0.3, metadata=within(0))
+    critic_max_epochs: int = field(default=100, metadata=at_least())
+    critic_epochs: int | None = field(default=None, metadata=at_least())
+    stop_rel_tol: float = field(default=0.01, metadata=within(0))
+    stop_patience: int = field(default=2, metadata=at_least())
     actor_update: bool = False
     weight_variant: WeightVariant = "rmtl"
     normalize_weights: bool = False
-    polish_lr: float | None = None
+    polish_lr: float | None = field(default=None, metadata=within(0, low_open=True))
     polish_guard: bool = False
     polish_weighting: Weighting | None = field(default=None, metadata=RECORDED_IF_SET)
     critic: CriticConfig = field(default_factory=CriticConfig)
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_domains(self)
         if self.polish_weighting is not None:
             check_weighting(self.polish_weighting)
         if isinstance(self.critic, dict):
             object.__setattr__(self, "critic", CriticConfig(**self.critic))
-        if not 0.0 <= self.gamma < 1.0:
-            raise ValueError(f"gamma must be in [0, 1), got {self.gamma}")
-        if not 0.0 < self.tau <= 1.0:
-            raise ValueError(f"tau must be in (0, 1], got {self.tau}")
         if self.weight_variant not in WEIGHT_VARIANTS:
             raise ValueError(
                 f"weight_variant must be one of {WEIGHT_VARIANTS}, got {self.weight_variant!r}"
             )
-        if self.exploration_noise < 0:
-            raise ValueError(f"exploration_noise must be >= 0, got {self.exploration_noise}")
-        for name in (
-            "target_update_interval",
-            "critic_batch_size",
-            "critic_max_epochs",
-            "stop_patience",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.polish_lr is not None and not (self.polish_lr > 0 and np.isfinite(self.polish_lr)):
-            raise ValueError(f"polish_lr must be a finite number > 0, got {self.polish_lr}")
-        if self.critic_epochs is not None and self.critic_epochs < 1:
-            raise ValueError(f"critic_epochs must be >= 1, got {self.critic_epochs}")
 
     def to_dict(self) -> dict:
         return asdict(self)

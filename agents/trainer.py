@@ -34,6 +34,7 @@ from agents.weighting import (
     parameter_groups,
 )
 from rmtl_env.data.dataset import SplitData
+from rmtl_env.data.domains import at_least, check_domains, within
 from rmtl_env.data.stream import StreamedSplit, epoch_shares, pooled
 from rmtl_env.metrics import task_metrics
 
@@ -89,12 +90,12 @@ class TrainConfig:
             ``aligned_mtl`` (Jacobian, on the shared parameters; ``agents.weighting``).
     """
 
-    lr: float = 1e-3
-    weight_decay: float = 1e-6
-    batch_size: int = 2048
-    epochs: int = 50
-    patience: int = 2
-    eval_batch_size: int = 16384
+    lr: float = field(default=1e-3, metadata=within(0, low_open=True))
+    weight_decay: float = field(default=1e-6, metadata=within(0))
+    batch_size: int = field(default=2048, metadata=at_least())
+    epochs: int = field(default=50, metadata=at_least())
+    patience: int = field(default=2, metadata=at_least())
+    eval_batch_size: int = field(default=16384, metadata=at_least())
     shuffle: bool = True
     keep_initial: bool = False
     seed: int = 0
@@ -105,6 +106,7 @@ class TrainConfig:
     weighting: Weighting = field(default="equal", metadata=RECORDED_IF_SET)
 
     def __post_init__(self) -> None:
+        check_domains(self)
         check_weighting(self.weighting)
         if self.dropout_masks is not None and self.dropout_masks not in DROPOUT_MASKS:
             raise ValueError(
@@ -115,11 +117,6 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.precision must be one of {PRECISIONS}, got {self.precision!r}"
             )
-        for name in ("batch_size", "epochs", "patience", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0 or not np.isfinite(self.lr):
-            raise ValueError(f"TrainConfig.lr must be a finite number > 0, got {self.lr}")
 
     @property
     def mask_source(self) -> str:

@@ -40,6 +40,7 @@ import rl_block
 import tables
 from agents.weighting import WEIGHTINGS
 from cells import Cells, MissingCell
+from rmtl_env.data.errors import run_command
 from rmtl_env.data.io import atomic_write_bytes
 from run_folder import environment_info, read_json, run_seconds
 from studies import METHODS, PROFILES, RMTL, RUN_ORDER, STUDIES
@@ -328,4 +329,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -33,6 +33,7 @@ from agents.models import ModelConfig
 from agents.pipeline import DataConfig
 from agents.trainer import TrainConfig
 from agents.weighting import check_training
+from rmtl_env.data.domains import domain_of
 from rmtl_env.data.errors import DataFormatError
 from run_folder import DifferentConfig, default_run_dir, read_json
 from tables import format_table
@@ -111,7 +112,8 @@ def add_config_flags(
             "--" + (prefix + f.name).replace("_", "-"),
             dest=f"{key}.{f.name}",
             default=argparse.SUPPRESS,
-            help=f"{docs.get(f.name, '')} (default: {shown})",
+            help=f"{docs.get(f.name, '')} (default: {shown}"
+            + (f"; {domain_of(f)})" if domain_of(f) is not None else ")"),
             **kind,
         )
 

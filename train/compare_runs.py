@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 import tables
+from rmtl_env.data.errors import CommandError, run_command
 from run_folder import read_json
 
 IGNORED = ("environment", "seed")  # what may differ between the seeds of one comparison
@@ -37,6 +38,8 @@ def collect(runs: list[Path]) -> dict[str, dict[int, tuple[Path, dict]]]:
     groups: dict[str, dict[int, tuple[Path, dict]]] = {}
     seen: dict[Path, Path] = {}
     for run in runs:
+        if not run.is_dir():
+            raise CommandError(f"run folder {run} does not exist (or is not a folder)")
         real = run.resolve()
         if real in seen:
             raise SystemExit(f"error: {seen[real]} and {run} are the same run folder; pass it once")
@@ -128,4 +131,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -27,6 +27,7 @@ import cli
 import jobs
 from agents.dple import DPLEConfig
 from agents.models import MODELS
+from rmtl_env.data.errors import run_command
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,4 +69,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -22,7 +22,7 @@ from agents.checkpoint import CheckpointError, check_fits, load_model
 from agents.replay import noisy_actions
 from agents.trainer import predict
 from rmtl_env.data.__main__ import add_dataset_args, load_from_args, loader_params_from_args
-from rmtl_env.data.errors import DataFormatError
+from rmtl_env.data.errors import DataFormatError, run_command
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -98,4 +98,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -22,6 +22,7 @@ import torch
 from agents.offline_rl import OFFLINE_METHODS, OfflineConfig, train_offline
 from agents.pipeline import DataConfig, load_splits
 from rl_block import write_cell
+from rmtl_env.data.errors import run_command
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,4 +71,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -29,6 +29,7 @@ import cli
 import jobs
 from agents.models import MODELS
 from agents.rmtl import PRESETS
+from rmtl_env.data.errors import run_command
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -80,4 +81,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
+
+from rmtl_env.data.domains import at_least, check_domains, within
 
 
 @dataclass(frozen=True)
@@ -23,27 +25,20 @@ class ModelConfig:
         dropout: dropout after every hidden layer.
     """
 
-    embed_dim: int = 128
-    bottom_dims: tuple[int, ...] = (512, 256)
-    tower_dims: tuple[int, ...] = (128, 64)
-    num_experts: int = 8
-    dropout: float = 0.2
+    embed_dim: int = field(default=128, metadata=at_least())
+    bottom_dims: tuple[int, ...] = field(default=(512, 256), metadata=at_least())
+    tower_dims: tuple[int, ...] = field(default=(128, 64), metadata=at_least())
+    num_experts: int = field(default=8, metadata=at_least(2))
+    dropout: float = field(default=0.2, metadata=within(0, 1, high_open=True))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bottom_dims", tuple(int(d) for d in self.bottom_dims))
         object.__setattr__(self, "tower_dims", tuple(int(d) for d in self.tower_dims))
-        if self.embed_dim < 1:
-            raise ValueError(f"embed_dim must be >= 1, got {self.embed_dim}")
-        if not self.bottom_dims or min(self.bottom_dims) < 1:
+        check_domains(self)
+        if not self.bottom_dims:
             raise ValueError(
                 f"bottom_dims must be non-empty positive sizes, got {self.bottom_dims}"
             )
-        if self.tower_dims and min(self.tower_dims) < 1:
-            raise ValueError(f"tower_dims must be positive sizes, got {self.tower_dims}")
-        if self.num_experts < 2:
-            raise ValueError(f"num_experts must be >= 2, got {self.num_experts}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
     def to_dict(self) -> dict:
         return asdict(self)

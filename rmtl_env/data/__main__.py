@@ -8,7 +8,7 @@ import sys
 import time
 
 from rmtl_env.data.catalog import CATALOG, ENGINES, check_engine_settings, load_dataset
-from rmtl_env.data.errors import DataFormatError
+from rmtl_env.data.errors import DataFormatError, run_command
 from rmtl_env.data.official import export_official
 from rmtl_env.data.stats import format_statistics
 from rmtl_env.data.synthetic import SCALES, TWINS, write_twin
@@ -150,4 +150,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Callable
+
 
 class DataFormatError(ValueError):
     """A raw or processed file does not have the expected format."""
@@ -37,3 +41,38 @@ def name_list(value: object, argument: str) -> list[str]:
     if not all(isinstance(name, str) for name in names):
         raise ValueError(f"{argument} must be a list of names (strings), got {names!r}")
     return names
+
+
+class CommandError(Exception):
+    """A user error of a command: its message names the argument or file and what was expected,
+    and ``run_command`` prints it as the one line of the failure."""
+
+
+# What a user's input can cause (bad values, missing or unwritable files, a memory limit too
+# small); anything else is a bug and keeps its traceback.
+USER_ERRORS = (CommandError, ValueError, FileNotFoundError, FileExistsError, PermissionError,
+               NotADirectoryError, IsADirectoryError, MemoryError)  # fmt: skip
+DEBUG_ENV = "RMTL_DEBUG"
+
+
+def run_command(main: Callable[[list[str]], int | None], argv: list[str] | None = None) -> int:
+    """Run a command's ``main(argv)``. A user error (``USER_ERRORS``, or ``SystemExit`` with a
+    message) prints one line, ``error: <message>``, on stderr and returns 2; ``--debug`` among
+    the arguments or ``RMTL_DEBUG=1`` in the environment shows the traceback instead."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        return int(main(argv) or 0)
+    except SystemExit as stop:
+        if not isinstance(stop.code, str) or debug:
+            raise
+        message = stop.code
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        message = str(exc) or type(exc).__name__
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    line = line.removeprefix("error: ")
+    print(f"error: {line} (details: --debug or {DEBUG_ENV}=1)", file=sys.stderr)
+    return 2

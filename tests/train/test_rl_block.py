@@ -27,7 +27,7 @@ def test_unknown_methods_budgets_and_checkpoints_are_refused() -> None:
         make_online("td3-ple", tiny, OnlineConfig(), seed=0)
     with pytest.raises(ValueError, match="multiple of n_envs"):
         OnlineConfig(eval_every=100, n_envs=8)
-    with pytest.raises(ValueError, match="gradient_steps must be >= 1"):
+    with pytest.raises(ValueError, match="OfflineConfig.gradient_steps must be an integer >= 1"):
         OfflineConfig(gradient_steps=0)
     assert split_method("td3+bc-labels") == ("td3+bc", "labels")
     assert split_method("iql") == ("iql", "uniform")
