@@ -440,3 +440,47 @@ def test_a_bare_string_is_never_split_into_letters() -> None:
     with pytest.raises(ValueError, match=r"must be a list of names \(strings\), got \[1\]"):
         tiny.split("train", tasks=[1])
     assert SessionRecEnv(tiny, tasks=["ctcvr"]).tasks == ["ctcvr"]
+
+
+def _own_log(rows: int = 200) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({
+        "uid": rng.integers(0, 20, rows), "click": rng.integers(0, 2, rows),
+        "ts": 1_600_000_000_000 + np.sort(rng.integers(0, 10**9, rows)),
+        "shop": rng.integers(0, 5, rows), "price": rng.random(rows),
+    })  # fmt: skip
+
+
+OWN_ROLES = {"user": "uid", "timestamp": "ts", "labels": ["click"], "categorical": ["shop"],
+             "numerical": ["price"]}  # fmt: skip
+
+
+def test_iso_timestamps_with_utc_offsets_are_normalised_to_utc(tmp_path) -> None:
+    log = _own_log()
+    utc = pd.to_datetime(log["ts"], unit="ms", utc=True)
+    zones = ["Asia/Shanghai", "America/New_York"]
+    iso = log.assign(ts=[t.tz_convert(zones[i % 2]).isoformat() for i, t in enumerate(utc)])
+    log.to_csv(tmp_path / "ms.csv", index=False)
+    iso.to_csv(tmp_path / "iso.csv", index=False)
+    ms = load_dataset(tmp_path / "ms.csv", roles=ColumnRoles(**OWN_ROLES))
+    parsed = load_dataset(tmp_path / "iso.csv", roles=ColumnRoles(**OWN_ROLES))
+    np.testing.assert_array_equal(parsed.frame["timestamp"], ms.frame["timestamp"])
+
+
+def test_awkward_own_logs_name_the_problem(tmp_path) -> None:
+    log = _own_log()
+    log.to_csv(tmp_path / "données é.csv", index=False)  # a file name outside ASCII
+    data = load_dataset(tmp_path / "données é.csv", roles=ColumnRoles(**OWN_ROLES))
+    assert data.name.startswith("donn_es_") and len(data.frame) == len(log)
+    lines = log.to_csv(index=False).splitlines()
+    lines.insert(51, lines[0])  # two files concatenated with their headers
+    (tmp_path / "joined.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataFormatError, match="line 52 repeats the header"):
+        load_dataset(tmp_path / "joined.csv", roles=ColumnRoles(**OWN_ROLES))
+    log.assign(empty=np.nan, one=3.0).to_csv(tmp_path / "flat.csv", index=False)
+    roles = {**OWN_ROLES, "numerical": ["price", "empty", "one"]}
+    with pytest.warns(UserWarning) as caught:
+        load_dataset(tmp_path / "flat.csv", roles=ColumnRoles(**roles))
+    messages = [str(w.message) for w in caught]
+    assert any("feature column 'empty' is entirely empty" in m for m in messages)
+    assert any("feature column 'one' holds one value (3.0) in every row" in m for m in messages)

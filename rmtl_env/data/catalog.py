@@ -220,11 +220,21 @@ def _accepted(config_class: type) -> list[str]:
     return [f.name for f in fields(config_class)] + [f.name for f in fields(ProcessingConfig)]
 
 
+def folder_name(stem: str) -> str:
+    """A log file's name as a cache-folder name: characters outside ASCII letters, digits,
+    ``.``, ``_`` and ``-`` become ``_``, with a short hash of the original name when any did (so
+    ``données.csv`` and ``donnees.csv`` stay apart)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", stem).lstrip("._-") or "log"
+    if safe == stem:
+        return stem
+    return f"{safe}-{hashlib.sha256(stem.encode()).hexdigest()[:8]}"
+
+
 def _load_custom(path: Path, roles, refresh: bool, params: dict, stream: bool = False):
     if not isinstance(roles, custom.ColumnRoles):
         roles = custom.ColumnRoles.from_json(roles)
     processing, rest = _processing(params)
-    dataset_name = str(rest.pop("dataset_name", path.stem))
+    dataset_name = str(rest.pop("dataset_name", None) or folder_name(path.stem))
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", dataset_name):
         # It names the cache folder: a path such as "../../x" would write outside the cache.
         raise ValueError(

@@ -8,7 +8,9 @@ role                      meaning
 ``session`` or ``user``   a session id column, or a user column to split into sessions
                           at ``session_gap_minutes`` of inactivity (exactly one of them)
 ``timestamp``             event time: integer or float epoch in ``timestamp_unit``
-                          (``ms`` or ``s``), or date-time text
+                          (``ms`` or ``s``), or ISO-8601 date-time text: a time with a
+                          UTC offset (``+08:00``, ``Z``) is converted to UTC, one
+                          without an offset is read as UTC
 ``labels``                0/1 columns, one per task, in task order
 ``categorical``           columns used as categorical fields (any values; empty = unknown)
 ``numerical``             columns used as numerical features (numbers; empty = missing)
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -126,7 +129,40 @@ def read_log_file(path: Path, columns: list[str]) -> pd.DataFrame:
         ) from None
     if frame.empty:
         raise DataFormatError(f"log file {path} has a header but no data rows")
+    if path.suffix != ".parquet":
+        _refuse_repeated_header(frame, path)
     return frame
+
+
+def _refuse_repeated_header(frame: pd.DataFrame, path: Path) -> None:
+    """A data row equal to the header (files concatenated with their headers) is named at its
+    real line, instead of surfacing as a wrong value in whichever column is checked first."""
+    text = [frame[c] for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if len(text) < len(frame.columns):  # a numeric column cannot hold its own name
+        return
+    repeated = np.logical_and.reduce([col.astype(str).to_numpy() == str(col.name) for col in text])
+    if repeated.any():
+        row = int(np.flatnonzero(repeated)[0])
+        raise DataFormatError(
+            f"log file {path}: line {row + 2} repeats the header (were files concatenated with "
+            "their headers?); remove it"
+        )
+
+
+def warn_uninformative(frame: pd.DataFrame, roles: ColumnRoles, label: str) -> None:
+    """Warn, naming them, about feature columns that are entirely empty or hold one value:
+    they carry no signal (the dataset is still built)."""
+    for column in [*roles.categorical, *roles.numerical]:
+        values = frame[column].dropna()
+        if values.empty:
+            warnings.warn(f"{label}: feature column '{column}' is entirely empty", stacklevel=3)
+        elif values.nunique() == 1:
+            value = values.iloc[0]
+            value = value.item() if hasattr(value, "item") else value  # 1.0, not np.float64(1.0)
+            warnings.warn(
+                f"{label}: feature column '{column}' holds one value ({value!r}) in every row",
+                stacklevel=3,
+            )
 
 
 def _timestamps_ms(values: pd.Series, unit: str, label: str, column: str) -> np.ndarray:
@@ -170,6 +206,7 @@ def build_impressions(
     label = f"log file {path}"
     frame = read_log_file(path, roles.columns())
     check_binary(frame, roles.labels, label)
+    warn_uninformative(frame, roles, label)
     for column in roles.numerical:
         if not pd.api.types.is_numeric_dtype(frame[column]):
             converted = pd.to_numeric(frame[column], errors="coerce")
