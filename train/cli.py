@@ -161,6 +161,10 @@ def add_run_flags(parser: Parser, script: str) -> None:
         help=f"output folder (default runs/{script}/<dataset>-seed<S>-<time>)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the tqdm bars")
+    parser.add_argument(
+        "--fresh", action="store_true",
+        help="start --run-dir over: delete the run it holds instead of resuming it",
+    )  # fmt: skip
 
 
 def report(run: Callable[[], Mapping], folder: Path, title: str) -> int:
@@ -227,7 +231,8 @@ def run_job(script: str, args: argparse.Namespace, job: Callable[[Path, Any], Ma
     main = distributed.launched_rank() == 0
     if args.run_dir is None and distributed.launched_world_size() > 1:
         raise SystemExit("error: under torchrun give every rank the same --run-dir")
-    spec = jobs.Job(args.data, args.seed, args.device, progress=main and not args.no_progress)
+    spec = jobs.Job(args.data, args.seed, args.device, progress=main and not args.no_progress,
+                    fresh=args.fresh)  # fmt: skip
     folder = args.run_dir or default_run_dir(script, args.data.dataset, args.seed)
     title = f"{args.data.dataset}, seed {args.seed}"
     try:

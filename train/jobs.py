@@ -35,14 +35,16 @@ from run_folder import RunFolder
 
 @dataclass(frozen=True)
 class Job:
-    """What every job shares: the data, the model seed, the device, the tqdm bars and whether
-    the run folder gets its PNG figures (``plots``; the benchmark can leave them out)."""
+    """What every job shares: the data, the model seed, the device, the tqdm bars, whether
+    the run folder gets its PNG figures (``plots``; the benchmark can leave them out) and
+    whether an existing run folder is started over (``fresh``)."""
 
     data: DataConfig = DataConfig()
     seed: int = 0
     device: str = "auto"
     progress: bool = False
     plots: bool = True
+    fresh: bool = False
 
     def open(self, folder: Path, name: str, **configs: object) -> tuple[RunFolder, Splits, str]:
         """The data, the torch device and the opened run folder: ``config.json`` is written only
@@ -60,7 +62,8 @@ class Job:
                 check_fits(load(configs[key]), splits.dataset, configs[key])
         data = config_record(self.data)
         config = {"job": name, **data, "seed": self.seed, **_plain(configs)}
-        run = RunFolder(folder, config).open()
+        fingerprint = splits.dataset.meta.get("cache_key")  # the processed data's identity
+        run = RunFolder(folder, config, data=fingerprint, fresh=self.fresh).open()
         print(f"{splits.describe()}, device {device}")
         return run, splits, device
 

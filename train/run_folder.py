@@ -14,10 +14,12 @@ wrote.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -28,6 +30,7 @@ import torch
 
 from agents import distributed
 from agents.runtime import denormals_flushed
+from rmtl_env import __version__
 from rmtl_env.data.io import atomic_write_bytes
 from tables import metrics_frame
 
@@ -116,12 +119,44 @@ class DifferentConfig(Exception):
     """The folder holds a run with another configuration."""
 
 
-class RunFolder:
-    """One run's folder. ``config`` must be fully validated before the folder is opened."""
+MANIFEST = "manifest.json"
 
-    def __init__(self, path: Path, config: Mapping[str, object]) -> None:
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def config_differences(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two configurations."""
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            keys += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+class RunFolder:
+    """One run's folder. ``config`` must be fully validated before the folder is opened.
+
+    Besides ``config.json`` the folder keeps ``manifest.json``: the package version, the data's
+    fingerprint (``data``, e.g. the processed dataset's cache key) and, per finished stage, the
+    sha256 of every file it wrote under ``checkpoints/``. A resume must match all of it: another
+    configuration, version or data is refused naming what differs, and a checkpoint changed
+    since its stage wrote it is refused naming the file; ``fresh=True`` (``--fresh``) starts the
+    folder over instead."""
+
+    def __init__(self, path: Path, config: Mapping[str, object], data: str | None = None,
+                 fresh: bool = False) -> None:  # fmt: skip
         self.path = Path(path)
         self.config = json_roundtrip(dict(config))
+        self.data, self.fresh = data, fresh
         self.stage_seconds: dict[str, float] = {}
         self.redoing = False  # a stage ran this time: every later stage is stale
         self.started = time.perf_counter()
@@ -144,20 +179,71 @@ class RunFolder:
         if self.path.exists() and not self.path.is_dir():
             raise DifferentConfig(f"run folder {self.path} is a file; choose a folder")
         previous, record = self.path / "config.json", {"environment": environment_info()}
+        if self.fresh and previous.is_file():  # only a run folder is ever cleared
+            for child in self.path.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+            print(f"Starting {self.path} afresh (--fresh)")
         if previous.is_file():
             old = read_json(previous)
             first = old.pop("environment", None)
             resumed = old.pop("resumed", [])
             if old != self.config:
+                differ = config_differences(old, self.config)
                 raise DifferentConfig(
-                    f"{self.path} holds a run with a different configuration; "
-                    "choose another --run-dir or delete it"
+                    f"{self.path} holds a run with a different configuration ({', '.join(differ)} "
+                    "differ); choose another --run-dir, or pass --fresh to start it over"
                 )
+            self._check_manifest()
             print(f"Resuming {self.path}")
             # The first start's machine stays the record; each resume is added beside it.
             record = {"environment": first, "resumed": [*resumed, environment_info()]}
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(previous, {**self.config, **record})
+        if not (self.path / MANIFEST).is_file():
+            write_json(self.path / MANIFEST, {"version": __version__, "data": self.data,
+                                              "stages": {}})  # fmt: skip
+
+    def _check_manifest(self) -> None:
+        """The recorded version and data equal this run's, and every stage's checkpoints are as
+        the stage wrote them (folders of older versions have no manifest and are not checked)."""
+        path = self.path / MANIFEST
+        if not path.is_file():
+            return
+        manifest = read_json(path)
+        for what, recorded, now in (("package version", manifest.get("version"), __version__),
+                                    ("data", manifest.get("data"), self.data)):  # fmt: skip
+            if recorded != now:
+                raise DifferentConfig(
+                    f"{self.path} was written with {what} {recorded!r}, this run has {now!r}; "
+                    "choose another --run-dir, or pass --fresh to start it over"
+                )
+        for stage, files in manifest.get("stages", {}).items():
+            for name, digest in files.items():
+                file = self.path / "checkpoints" / name
+                if file.is_file() and file_sha256(file) != digest:
+                    raise DifferentConfig(
+                        f"{file} changed since stage '{stage}' wrote it; restore it, or pass "
+                        "--fresh to start the run over"
+                    )
+
+    def _record_outputs(self, name: str) -> None:
+        """Stage ``name``'s checkpoints (the files under ``checkpoints/`` that no earlier stage
+        recorded, or that it rewrote) with their sha256, into the manifest."""
+        path = self.path / MANIFEST
+        manifest = read_json(path) if path.is_file() else {"version": __version__,
+                                                           "data": self.data, "stages": {}}  # fmt: skip
+        earlier = {f: d for stage, files in manifest["stages"].items() if stage != name
+                   for f, d in files.items()}  # fmt: skip
+        folder = self.path / "checkpoints"
+        files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+        mine = {}
+        for file in files:
+            digest = file_sha256(file)
+            key = str(file.relative_to(folder))
+            if earlier.get(key) != digest:
+                mine[key] = digest
+        manifest["stages"][name] = mine
+        write_json(path, manifest)
 
     def resume(self, name: str, load: Callable[[], T]) -> tuple[dict, T] | None:
         """``(record, outputs)`` of stage ``name`` if it finished before and ``load()`` reads its
@@ -190,6 +276,7 @@ class RunFolder:
         self.redoing = True
         record = {"seconds": self.stage_seconds[name], **record}
         if self.writer:
+            self._record_outputs(name)
             write_json(self.path / "stages" / f"{name}.json", record)
         distributed.barrier()  # rank 0's outputs of the stage exist before any rank loads them
         print(f"[{name}] done in {self.stage_seconds[name]:.1f} s")

@@ -90,8 +90,11 @@ def test_a_stage_whose_output_does_not_load_is_redone_with_every_later_one(
     critics = folder / "checkpoints" / "critics.pt"
     if damage == "delete":
         critics.unlink()
-    else:
+    else:  # changed since its stage wrote it: refused (manifest.json), unless started afresh
         critics.write_bytes(critics.read_bytes()[:100])
+        with pytest.raises(DifferentConfig, match="critics.pt changed since stage 'critics'"):
+            rmtl(folder)
+        (folder / "manifest.json").unlink()  # a folder of an older version: no manifest
     again, out = rmtl(folder)
     assert "[pretrain] already finished" in out
     assert "[critics] finished before, but its output does not load" in out
