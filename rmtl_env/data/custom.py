@@ -41,7 +41,7 @@ import pandas as pd
 
 from rmtl_env.data.dataset import label_column
 from rmtl_env.data.errors import DataFormatError, name_list
-from rmtl_env.data.io import check_binary, check_epoch_unit, file_digest
+from rmtl_env.data.io import check_binary, check_epoch_unit, file_digest, plain
 from rmtl_env.data.processing import ImpressionTable, enforce_nesting, sessionize_by_gap
 
 
@@ -157,10 +157,9 @@ def warn_uninformative(frame: pd.DataFrame, roles: ColumnRoles, label: str) -> N
         if values.empty:
             warnings.warn(f"{label}: feature column '{column}' is entirely empty", stacklevel=3)
         elif values.nunique() == 1:
-            value = values.iloc[0]
-            value = value.item() if hasattr(value, "item") else value  # 1.0, not np.float64(1.0)
             warnings.warn(
-                f"{label}: feature column '{column}' holds one value ({value!r}) in every row",
+                f"{label}: feature column '{column}' holds one value "
+                f"({plain(values.iloc[0])!r}) in every row",
                 stacklevel=3,
             )
 
@@ -172,7 +171,7 @@ def _timestamps_ms(values: pd.Series, unit: str, label: str, column: str) -> np.
             bad = numbers.isna().to_numpy()
             row = int(np.flatnonzero(bad)[0])
             raise DataFormatError(
-                f"{label}: column '{column}' has value {values.iloc[row]!r} at data row "
+                f"{label}: column '{column}' has value {plain(values.iloc[row])!r} at data row "
                 f"{row + 1}; expected an epoch number in {unit}"
             )
     if pd.api.types.is_numeric_dtype(values):
@@ -185,7 +184,7 @@ def _timestamps_ms(values: pd.Series, unit: str, label: str, column: str) -> np.
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataFormatError(
-            f"{label}: column '{column}' has value {values.iloc[row]!r} at data row {row + 1}; "
+            f"{label}: column '{column}' has value {plain(values.iloc[row])!r} at data row {row + 1}; "
             f"expected an epoch number in {unit} or a date-time"
         )
     return (
@@ -214,7 +213,7 @@ def build_impressions(
             if bad.any():
                 row = int(np.flatnonzero(bad.to_numpy())[0])
                 raise DataFormatError(
-                    f"{label}: numerical column '{column}' has value {frame[column].iloc[row]!r} "
+                    f"{label}: numerical column '{column}' has value {plain(frame[column].iloc[row])!r} "
                     f"at data row {row + 1}; expected a number"
                 )
             frame[column] = converted

@@ -142,12 +142,17 @@ def _convert_column(
             bad = numeric.notna() & (numeric != np.floor(numeric))
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataFormatError(
-            f"{label}: column '{column}' has value {text.iloc[row]!r} at data row {row + 1}; "
+            f"{label}: column '{column}' has value {plain(text.iloc[row])!r} at data row {row + 1}; "
             f"expected {'an integer' if kind == INTEGER else 'a number'}"
         ) from None
     if kind == INTEGER and nulls:
         return pd.array(converted.to_pandas(), dtype="Int64")
     return converted.to_numpy()
+
+
+def plain(value: object) -> object:
+    """A numpy scalar as its Python value, for messages (``18``, not ``np.int64(18)``)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def check_binary(frame: pd.DataFrame, columns: Sequence[str], label: str) -> None:
@@ -159,7 +164,7 @@ def check_binary(frame: pd.DataFrame, columns: Sequence[str], label: str) -> Non
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataFormatError(
                 f"{label}: label column '{column}' has {int(bad.sum())} value(s) outside {{0, 1}} "
-                f"(first: {values.iloc[row]!r} at data row {row + 1}); expected 0 or 1"
+                f"(first: {plain(values.iloc[row])!r} at data row {row + 1}); expected 0 or 1"
             )
 
 

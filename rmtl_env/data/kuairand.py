@@ -44,6 +44,7 @@ from rmtl_env.data.io import (
     check_binary,
     file_digest,
     find_raw_file,
+    plain,
     read_csv_checked,
 )
 from rmtl_env.data.processing import ImpressionTable, enforce_nesting, sessionize_by_gap
@@ -229,7 +230,7 @@ def read_video_features(path: Path) -> pd.DataFrame:
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataFormatError(
             f"video features file {path}: column 'upload_dt' has value "
-            f"{videos['upload_dt'].iloc[row]!r} at data row {row + 1}; expected YYYY-MM-DD"
+            f"{plain(videos['upload_dt'].iloc[row])!r} at data row {row + 1}; expected YYYY-MM-DD"
         )
     videos["upload_day"] = (upload - pd.Timestamp("1970-01-01")).dt.days.astype("float64")
     return videos.set_index("video_id")

@@ -42,6 +42,7 @@ from rmtl_env.data.io import (
     check_epoch_unit,
     file_digest,
     find_raw_file,
+    plain,
     read_csv_checked,
 )
 from rmtl_env.data.processing import ImpressionTable, sessionize_by_gap
@@ -127,7 +128,7 @@ def read_events(path: Path) -> tuple[pd.DataFrame, dict]:
     if unknown.any():
         row = int(np.flatnonzero(unknown.to_numpy())[0])
         raise DataFormatError(
-            f"events file {path}: column 'event' has value {events['event'].iloc[row]!r} at data "
+            f"events file {path}: column 'event' has value {plain(events['event'].iloc[row])!r} at data "
             f"row {row + 1}; expected one of {list(EVENT_TYPES)}"
         )
     check_epoch_unit(events["timestamp"].to_numpy(), "ms", f"events file {path}", "timestamp")
