@@ -442,7 +442,7 @@ def test_a_bare_string_is_never_split_into_letters() -> None:
     assert SessionRecEnv(tiny, tasks=["ctcvr"]).tasks == ["ctcvr"]
 
 
-def _own_log(rows: int = 200) -> pd.DataFrame:
+def _shop_log(rows: int = 200) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     return pd.DataFrame({
         "uid": rng.integers(0, 20, rows), "click": rng.integers(0, 2, rows),
@@ -456,7 +456,7 @@ OWN_ROLES = {"user": "uid", "timestamp": "ts", "labels": ["click"], "categorical
 
 
 def test_iso_timestamps_with_utc_offsets_are_normalised_to_utc(tmp_path) -> None:
-    log = _own_log()
+    log = _shop_log()
     utc = pd.to_datetime(log["ts"], unit="ms", utc=True)
     zones = ["Asia/Shanghai", "America/New_York"]
     iso = log.assign(ts=[t.tz_convert(zones[i % 2]).isoformat() for i, t in enumerate(utc)])
@@ -468,7 +468,7 @@ def test_iso_timestamps_with_utc_offsets_are_normalised_to_utc(tmp_path) -> None
 
 
 def test_awkward_own_logs_name_the_problem(tmp_path) -> None:
-    log = _own_log()
+    log = _shop_log()
     log.to_csv(tmp_path / "données é.csv", index=False)  # a file name outside ASCII
     data = load_dataset(tmp_path / "données é.csv", roles=ColumnRoles(**OWN_ROLES))
     assert data.name.startswith("donn_es_") and len(data.frame) == len(log)
