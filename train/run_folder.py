@@ -289,7 +289,11 @@ class RunFolder:
         if resumed is not None:
             return resumed
         started = time.perf_counter()
-        record = run()
+        try:
+            record = run()
+        except OSError as exc:  # a full disk, a read-only folder: say which stage it stopped
+            raise type(exc)(exc.errno, f"stage '{name}' of {self.path} stopped: "
+                            f"{exc.strerror or exc}") from None  # fmt: skip
         return self.finish(name, started, **record), load()
 
     def write_file(self, name: str, data: bytes) -> None:

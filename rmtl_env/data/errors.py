@@ -48,10 +48,9 @@ class CommandError(Exception):
     and ``run_command`` prints it as the one line of the failure."""
 
 
-# What a user's input can cause (bad values, missing or unwritable files, a memory limit too
-# small); anything else is a bug and keeps its traceback.
-USER_ERRORS = (CommandError, ValueError, FileNotFoundError, FileExistsError, PermissionError,
-               NotADirectoryError, IsADirectoryError, MemoryError)  # fmt: skip
+# What a user's input or machine can cause (bad values, missing or unwritable files, a full disk,
+# a memory limit too small); anything else is a bug and keeps its traceback.
+USER_ERRORS = (CommandError, ValueError, OSError, MemoryError)  # OSError: files, disks, folders
 DEBUG_ENV = "RMTL_DEBUG"
 
 

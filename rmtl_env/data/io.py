@@ -199,20 +199,35 @@ def atomic_directory(final: Path) -> Iterator[Path]:
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write a file through a temporary name and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_dir():
-        raise IsADirectoryError(f"cannot write {path}: it is a folder")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    """Write a file through a temporary name and an atomic rename. A file-system fault (a full
+    disk, a read-only or missing folder, no permission) is an ``OSError`` naming ``path``, and
+    leaves neither the file nor the temporary one behind."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise IsADirectoryError(f"cannot write {path}: it is a folder")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise _naming(exc, path) from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from other users
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _naming(exc, path) from None
         raise
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """``exc`` with a message that names the file being written (``[Errno 28] No space left on
+    device`` alone names nothing)."""
+    if str(path) in str(exc):
+        return exc
+    return type(exc)(exc.errno, f"cannot write {path}: {exc.strerror or exc}")
 
 
 # Epoch milliseconds after 1973 are >= 1e11; epoch seconds after 1979 are in [3e8, 1e11).

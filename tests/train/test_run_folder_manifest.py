@@ -65,3 +65,38 @@ def test_fresh_never_clears_a_folder_that_holds_no_run(tmp_path) -> None:
     (folder / "thesis.tex").write_text("not a run")
     run_stage(folder, fresh=True)
     assert (folder / "thesis.tex").is_file()
+
+
+def test_a_full_disk_names_the_stage_and_the_file_and_leaves_nothing_partial(
+    tmp_path, monkeypatch
+) -> None:
+    import errno
+    import os
+
+    from rmtl_env.data import io
+
+    class FullDisk:
+        def __init__(self, fd, mode):
+            os.close(fd)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def write(self, payload):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    folder = tmp_path / "run"
+    run = RunFolder(folder, CONFIG, data="key").open()
+    monkeypatch.setattr(io.os, "fdopen", FullDisk)
+    target = folder / "checkpoints" / "ple.pt"
+    with pytest.raises(OSError) as error:
+        run.stage("pretrain", lambda: None, lambda: io.atomic_write_bytes(target, b"w") or {})
+    assert str(error.value) == (
+        f"[Errno 28] stage 'pretrain' of {folder} stopped: cannot write {target}: "
+        "No space left on device"
+    )
+    assert list((folder / "checkpoints").iterdir()) == []  # no file, no temporary file
+    assert not (folder / "stages").exists()  # the stage is not recorded: a resume redoes it
