@@ -21,7 +21,15 @@ import pandas as pd
 
 import plots
 from agents import distributed, pipeline
-from agents.checkpoint import check_fits, load_critic, load_model, save_critic, save_model
+from agents.checkpoint import (
+    CheckpointError,
+    check_fits,
+    load_critic,
+    load_model,
+    model_name,
+    save_critic,
+    save_model,
+)
 from agents.dple import DPLEConfig
 from agents.models import ModelConfig, MultiTaskModel
 from agents.pipeline import DataConfig, Splits
@@ -59,13 +67,40 @@ class Job:
             splits = pipeline.load_splits(self.data)
         for key, load in (("backbone_checkpoint", load_model), ("critics_from", load_critic)):
             if configs.get(key) is not None:
-                check_fits(load(configs[key]), splits.dataset, configs[key])
+                network = load(configs[key])
+                check_fits(network, splits.dataset, configs[key])
+                if key == "backbone_checkpoint":
+                    configs = checkpoint_architecture(network, configs)
         data = config_record(self.data)
         config = {"job": name, **data, "seed": self.seed, **_plain(configs)}
         fingerprint = splits.dataset.meta.get("cache_key")  # the processed data's identity
         run = RunFolder(folder, config, data=fingerprint, fresh=self.fresh).open()
         print(f"{splits.describe()}, device {device}")
         return run, splits, device
+
+
+def checkpoint_architecture(network, configs: dict) -> dict:
+    """``configs`` with the backbone architecture the checkpoint holds: that is what runs, so it
+    is what the run folder records. A backbone name, or dimensions changed from their defaults,
+    that differ from the checkpoint's are refused naming both."""
+    checkpoint, name = configs["backbone_checkpoint"], model_name(network)
+    if configs.get("backbone", name) != name:
+        raise CheckpointError(
+            f"{checkpoint} holds a {name} backbone, but the command asks for "
+            f"{configs['backbone']!r}; pass --backbone {name} (or another checkpoint)"
+        )
+    asked, held = configs.get("model"), network.config
+    if asked is None or asked == held:
+        return configs
+    default = ModelConfig()
+    clash = [f"{f.name} {getattr(asked, f.name)} (checkpoint: {getattr(held, f.name)})"
+             for f in dataclasses.fields(ModelConfig)
+             if getattr(asked, f.name) != getattr(held, f.name)
+             and getattr(asked, f.name) != getattr(default, f.name)]  # fmt: skip
+    if clash:
+        raise CheckpointError(f"{checkpoint}: the command asks for {', '.join(clash)}; drop "
+                              "those flags (the checkpoint's architecture is used)")  # fmt: skip
+    return {**configs, "model": held}
 
 
 def _plain(configs: dict[str, object]) -> dict[str, object]:

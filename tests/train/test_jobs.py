@@ -151,3 +151,26 @@ def test_dple_job_refuses_streaming_before_any_stage(tmp_path) -> None:
     with pytest.raises(SystemExit, match="run train/dple_sb3.py without --stream"):
         jobs.run_dple(tmp_path / "run", job)
     assert not (tmp_path / "run").exists()  # refused before the folder or any stage
+
+
+def test_a_checkpoints_architecture_is_what_the_run_records(tmp_path: Path) -> None:
+    # The backbone's dimensions come from the checkpoint: the run folder records those, and a
+    # command that asks for other ones (or another backbone) is refused naming both.
+    from agents.checkpoint import CheckpointError, save_model
+    from agents.models import build_model
+    from rmtl_env.data import load_dataset
+    from run_folder import read_json
+
+    data = load_dataset("kuairand-synthetic", scale="tiny")
+    small = ModelConfig(embed_dim=4, bottom_dims=(8,), tower_dims=(4,), num_experts=2)
+    network = build_model("ple", data.field_dims, len(data.numerical_fields), 2,
+                          **small.to_dict())  # fmt: skip
+    checkpoint = save_model(network, tmp_path / "ple.pt")
+    with pytest.raises(CheckpointError, match="holds a ple backbone, but the command asks for "
+                                              "'esmm'"):  # fmt: skip
+        jobs.run_rmtl(tmp_path / "a", JOB, "esmm", small, TRAIN, RMTL, checkpoint)
+    with pytest.raises(CheckpointError, match=r"asks for embed_dim 16 \(checkpoint: 4\)"):
+        jobs.run_rmtl(tmp_path / "b", JOB, "ple", ModelConfig(embed_dim=16), TRAIN, RMTL,
+                      checkpoint)  # fmt: skip
+    quiet(jobs.run_rmtl, tmp_path / "c", JOB, "ple", ModelConfig(), TRAIN, RMTL, checkpoint)
+    assert read_json(tmp_path / "c" / "config.json")["model"]["embed_dim"] == 4
