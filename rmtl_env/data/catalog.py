@@ -52,7 +52,9 @@ DEFAULT_DATASET = "retailrocket-synthetic"
 
 def cache_root() -> Path:
     """``$RMTL_DATA_DIR`` or ``~/.cache/rmtl``."""
-    return Path(os.environ.get("RMTL_DATA_DIR", Path.home() / ".cache" / "rmtl")).expanduser()
+    # An empty RMTL_DATA_DIR means unset: Path("") is the working folder, where processed/ and
+    # raw/ folders would land in the user's checkout.
+    return Path(os.environ.get("RMTL_DATA_DIR") or Path.home() / ".cache" / "rmtl").expanduser()
 
 
 def _split_params(params: dict, config_class: type) -> tuple[dict, dict]:

@@ -87,3 +87,13 @@ def test_cli_stats_prepare_and_synth(tmp_path, capsys):
     ).is_file()
     assert main(["stats", "retailrocket", "--data-dir", str(tmp_path / "nowhere")]) == 2
     assert "events.csv" in capsys.readouterr().err
+
+
+def test_an_empty_data_dir_variable_means_the_default_cache(monkeypatch) -> None:
+    # Path("") is the working folder: processed/ and raw/ would land in the user's checkout.
+    from pathlib import Path
+
+    from rmtl_env.data import catalog
+
+    monkeypatch.setenv("RMTL_DATA_DIR", "")
+    assert catalog.cache_root() == Path.home() / ".cache" / "rmtl"
