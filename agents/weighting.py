@@ -283,7 +283,7 @@ def aggregator(name: str, num_tasks: int):
     except ImportError as exc:
         raise ImportError(
             f"weighting {name!r} solves a convex program with cvxpy: "
-            f'pip install "rmtl-env[balancers]" ({exc})'
+            f'pip install -e ".[balancers]" ({exc})'
         ) from None
 
 

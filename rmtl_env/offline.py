@@ -4,7 +4,7 @@
 Both are built from ``build_transitions`` in one vectorised pass, so they hold exactly the
 episodes ``SessionRecEnv`` replays: one episode per session, the same observations, rewards,
 ``terminated`` flags and info keys. Minari and d3rlpy are optional extras
-(``pip install "rmtl-env[minari]"``, ``pip install d3rlpy``); this module imports them only
+(``pip install -e ".[minari]"``, ``pip install d3rlpy``); this module imports them only
 when a function needs them.
 
 The logs hold feedback, not actions: an exported dataset needs a behaviour policy's actions.

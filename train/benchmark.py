@@ -306,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     seeds = args.seeds if args.seeds is not None else list(PROFILES[args.profile].seeds)
     cells.root.mkdir(parents=True, exist_ok=True)
+    if args.profile == "quick":
+        print("Profile quick: a smoke run (tiny twins, tiny networks, two epochs) that checks "
+              "every stage runs; its metrics are not comparable with the full profile's.")  # fmt: skip
     if args.block == "rl":
         torch.set_num_threads(1)  # small networks: a second thread costs more than it gives
         rl_block.rl_block(args, seeds)

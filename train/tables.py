@@ -310,6 +310,13 @@ def provenance_markdown(
         f"- This invocation: {duration(wall)} wall time, {args.workers} worker(s); ran {ran} "
         f"cells ({duration(ran_seconds)} of cell time), reused {reused} finished cells",
     ]
+    if args.profile == "quick":
+        lines.append(
+            "- **A smoke run, not a result**: the quick profile trains tiny networks for two "
+            "epochs on the tiny twins (about 2,200 training rows) to check that every stage "
+            "runs; its metrics are not comparable with the paper's or the full profile's, and "
+            "AUCs below 0.5 are expected."
+        )
     for dataset, cell_folders in folders.items():
         seeds = sorted({int(f.parent.name.removeprefix("seed")) for f in cell_folders})
         lines.append(

@@ -2,7 +2,7 @@
 in-memory path (``kuairand.build_impressions`` + ``processing.build_processed``), for logs that
 do not fit in memory (KuaiRand-27K: 322M rows, 23 GB of CSV).
 
-DuckDB (an optional extra: ``pip install "rmtl-env[scale]"``) runs every step as SQL under the
+DuckDB (an optional extra: ``pip install -e ".[scale]"``) runs every step as SQL under the
 ``memory_limit`` and ``threads`` the caller sets, spilling to a temporary folder beside the
 output: the CSV scan, the removal of duplicate rows, the sort by (user, time), sessionising with
 window functions, the joins of the user and video features, the nesting fix, the temporal split,
@@ -120,7 +120,7 @@ def _connect(work: Path, memory_limit: str, threads: int):
         import duckdb
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
-            'out-of-core preparation needs DuckDB: pip install "rmtl-env[scale]"'
+            'out-of-core preparation needs DuckDB: pip install -e ".[scale]"'
         ) from exc
     con = duckdb.connect(str(work / "prepare.duckdb"))
     con.execute(f"SET memory_limit = '{memory_limit}'")
