@@ -46,6 +46,7 @@ from agents.trainer import Split, TrainConfig, TrainResult, model_device, predic
 from agents.weighting import check_model
 from rmtl_env.data import SessionDataset, StreamedDataset, load_dataset
 from rmtl_env.data.catalog import ENGINES
+from rmtl_env.data.domains import at_least, check_domains, within
 from rmtl_env.data.stream import BUFFER_ROWS
 from rmtl_env.data.synthetic import twin_fraction, twin_knobs
 from rmtl_env.data.synthetic.common import SCALES
@@ -87,18 +88,19 @@ class DataConfig:
 
     dataset: str = "retailrocket-synthetic"
     scale: str = "small"
-    data_seed: int = 0
+    data_seed: int = field(default=0, metadata=at_least(0))
     data_dir: str | None = None
     roles: str | None = None
     engine: Literal["pandas", "duckdb"] = field(default="pandas", metadata=RECORDED_IF_SET)
     stream: bool = field(default=False, metadata=RECORDED_IF_SET)
-    buffer_rows: int = field(default=BUFFER_ROWS, metadata=RECORDED_IF_SET)
+    buffer_rows: int = field(default=BUFFER_ROWS, metadata=at_least(**RECORDED_IF_SET))
     rank_shards: bool = field(default=False, metadata=RECORDED_IF_SET)
     refresh: bool = field(default=False, metadata=NEVER_RECORDED)
-    twin_conflict: float = field(default=0.0, metadata=RECORDED_IF_SET)
-    twin_noise: float = field(default=0.0, metadata=RECORDED_IF_SET)
+    twin_conflict: float = field(default=0.0, metadata=within(0, 0.99, **RECORDED_IF_SET))
+    twin_noise: float = field(default=0.0, metadata=within(0, 1, **RECORDED_IF_SET))
 
     def __post_init__(self) -> None:
+        check_domains(self)
         if "27k" in self.dataset:
             twin_fraction(self.scale)  # a fraction of the full 27K size, "1/20" or 0.05
         elif self.scale not in SCALES:
@@ -109,8 +111,6 @@ class DataConfig:
             )
         if self.rank_shards and not self.stream:
             raise ValueError("rank_shards reads a streamed split's blocks: it needs stream=True")
-        if self.buffer_rows < 1:
-            raise ValueError(f"buffer_rows must be >= 1, got {self.buffer_rows}")
         twin_knobs(self.dataset, self.knobs)
 
     @property

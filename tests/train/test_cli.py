@@ -67,6 +67,8 @@ def test_flags_replace_exactly_the_given_fields_of_the_preset() -> None:
         (rmtl_ddpg, ["--critic-dropout", "1"], "CriticConfig.dropout must be a finite number in"),
         (dple_sb3, ["--actor-steps", "-5"], "DPLEConfig.actor_steps must be an integer >= 0"),
         (mtl_baselines, ["--tower-dims", "8", "0"], "tower_dims must be sizes, each an integer"),
+        (rmtl_ddpg, ["--twin-conflict", "1.5"], "DataConfig.twin_conflict must be a finite"),
+        (mtl_baselines, ["--data-seed", "-1"], "DataConfig.data_seed must be an integer >= 0"),
     ],
 )
 def test_an_invalid_value_is_a_usage_error_before_any_folder_exists(
@@ -87,13 +89,14 @@ def test_every_numeric_flag_declares_its_domain_in_the_help() -> None:
     from agents.critic import CriticConfig
     from agents.dple import DPLEConfig
     from agents.models import ModelConfig
+    from agents.pipeline import DataConfig
     from agents.rmtl import RMTLConfig
     from agents.trainer import TrainConfig
     from rmtl_env.data.domains import domain_of
 
     undeclared = [
         f"{cls.__name__}.{f.name}"
-        for cls in (TrainConfig, RMTLConfig, CriticConfig, ModelConfig, DPLEConfig)
+        for cls in (TrainConfig, RMTLConfig, CriticConfig, ModelConfig, DPLEConfig, DataConfig)
         for f in dataclasses.fields(cls)
         if f.type in ("int", "float", "int | None", "float | None", "tuple[int, ...]")
         and f.name != "seed"
