@@ -45,21 +45,37 @@ def kr_small():
     return load_dataset("kuairand-synthetic", scale="small", seed=0)
 
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+
+
+def doc_pages() -> list[Path]:
+    """The README and every documentation page, where the examples live."""
+    return [README, *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def doc_text(heading: str) -> tuple[Path, str]:
+    """``(page, text from heading on)`` of the page holding heading ``heading`` (a whole line)."""
+    import re
+
+    for page in doc_pages():
+        text = page.read_text()
+        match = re.search(rf"^{re.escape(heading)}$", text, re.M)
+        if match:
+            return page, text[match.start() :]
+    raise AssertionError(f"no README or docs page has the heading {heading!r}")
 
 
 def readme_code(heading: str, replacements: dict[str, str] | None = None, lang: str = "python"):
-    """The first ``lang`` block after README heading ``heading`` (a whole line), with each
-    ``old -> new`` replacement applied; each ``old`` must occur, so an edited README cannot
+    """The first ``lang`` block after the README or docs heading ``heading`` (a whole line), with
+    each ``old -> new`` replacement applied; each ``old`` must occur, so an edited page cannot
     silently stop shrinking the example."""
     import re
 
-    text = README.read_text()
-    match = re.search(rf"^{re.escape(heading)}$", text, re.M)
-    assert match, f"README has no heading {heading!r}"
-    code = re.search(rf"```{lang}\n(.*?)```", text[match.end() :], re.S).group(1)
+    page, text = doc_text(heading)
+    code = re.search(rf"```{lang}\n(.*?)```", text, re.S).group(1)
     for old, new in (replacements or {}).items():
-        assert old in code, f"{old!r} is not in the README block under {heading!r}"
+        assert old in code, f"{old!r} is not in the {page.name} block under {heading!r}"
         code = code.replace(old, new)
     return code
 

@@ -1,16 +1,25 @@
-"""The README's "Plug in your own RL algorithm" example runs as written (with fewer steps)."""
+"""The README's and the docs pages' examples run as written (with fewer steps)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+
+
+def doc_section(marker: str) -> str:
+    """The text from ``marker`` on, in the README or the docs page that holds it."""
+    for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        text = page.read_text()
+        if marker in text:
+            return text[text.index(marker) :]
+    raise AssertionError(f"no README or docs page holds {marker!r}")
 
 
 def test_plug_in_example_runs() -> None:
-    text = README.read_text()
-    section = text[text.index("## Plug in your own RL algorithm") :]
+    section = doc_section("# Plug in your own RL algorithm")
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     code = code.replace("total_timesteps=20_000", "total_timesteps=150")
     code = code.replace(
@@ -31,8 +40,7 @@ def test_dple_example_runs(tmp_path) -> None:
     from agents.models import build_model
     from rmtl_env.data import load_dataset
 
-    text = README.read_text()
-    section = text[text.index("### D-PLE, the paper's RL baseline") :]
+    section = doc_section("### D-PLE, the paper's RL baseline")
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     data = load_dataset("retailrocket-synthetic", scale="tiny")
     torch.manual_seed(0)
@@ -73,8 +81,7 @@ def test_pipeline_example_on_an_own_log_csv(tmp_path, monkeypatch) -> None:
     })  # fmt: skip
     log.to_csv(tmp_path / "my_log.csv", index=False)
     monkeypatch.chdir(tmp_path)
-    text = README.read_text()
-    section = text[text.index("### RMTL from Python, on your own log") :]
+    section = doc_section("### RMTL from Python, on your own log")
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     code = code.replace(
         'pretrain("esmm", splits, seed=0)',
@@ -97,8 +104,7 @@ def test_pipeline_example_on_an_own_log_csv(tmp_path, monkeypatch) -> None:
 def test_client_modes_example_runs() -> None:
     import numpy as np
 
-    text = README.read_text()
-    section = text[text.index("For other RL clients, two modes") :]
+    section = doc_section("For other RL clients, two modes")
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     code = "import gymnasium as gym\nimport rmtl_env\n" + code.replace(
         'dataset="retailrocket-synthetic"', 'dataset="retailrocket-synthetic", scale="tiny"'

@@ -27,6 +27,7 @@ import os
 import re
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from rmtl_env.data import custom, kuairand, retailrocket
 from rmtl_env.data.dataset import META_FILE, SessionDataset
@@ -122,7 +123,7 @@ def load_dataset(
     threads: int = 2,
     stream: bool = False,
     twin: dict[str, float] | None = None,
-    **params,
+    **params: Any,
 ) -> SessionDataset | StreamedDataset:
     """Load (building and caching on first use) a processed session dataset.
 

@@ -130,7 +130,7 @@ def test_capped_and_hashed_vocabularies_agree_across_engines() -> None:
 
 
 def test_readme_scale_example(run_readme) -> None:
-    ns = run_readme("## Scale", {'scale="1/20"': 'scale="1/4000"'})
+    ns = run_readme("# Scale", {'scale="1/20"': 'scale="1/4000"'})
     data = ns["data"]
     dims = dict(zip(data.categorical_fields, data.field_dims, strict=True))
     assert dims["video_id"] == 1_000_001 and dims["author_id"] <= 200_001
