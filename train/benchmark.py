@@ -39,7 +39,7 @@ import plots
 import rl_block
 import tables
 from agents.weighting import WEIGHTINGS
-from cells import Cells, MissingCell
+from cells import Cells, MissingCell, whole_seeds
 from rmtl_env.data.errors import run_command
 from rmtl_env.data.io import atomic_write_bytes
 from run_folder import environment_info, read_json, run_seconds
@@ -199,16 +199,10 @@ def balancers(cells: Cells, args: argparse.Namespace, seeds: list[int]) -> None:
     """The balancers block: ``balancers.csv`` (every cell's per-seed metrics),
     ``balancers_summary.csv``, ``balancers.md`` and ``balancers.png``."""
     methods = [*args.weightings, blocks.RMTL_METHOD]
-    done, parts = [], []
-    for seed in seeds:  # whole seeds only, as Table 1
-        try:
-            parts.append(blocks.block_frame(cells, args.datasets, methods, [seed], run_seconds))
-            done.append(seed)
-        except MissingCell as missing:
-            print(f"seed {seed}: not finished ({missing} has no metrics.json)")
-    if not done:
-        raise SystemExit("no seed has every cell of the block finished; nothing to tabulate")
-    rows = pd.concat(parts, ignore_index=True)
+    rows, done = whole_seeds(  # whole seeds only, as Table 1
+        seeds, lambda seed: blocks.block_frame(cells, args.datasets, methods, [seed], run_seconds),
+        "the block",
+    )  # fmt: skip
     order = {
         (p.dataset, p.protocol, p.backbone): i for i, p in enumerate(blocks.panels(args.datasets))
     }

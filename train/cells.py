@@ -12,6 +12,8 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
+import pandas as pd
+
 import jobs
 from agents.checkpoint import load_critic, load_model
 from run_folder import DifferentConfig, read_json
@@ -146,3 +148,18 @@ class Cells:
         if method == "d-ple":
             return self.dple(dataset, seed)
         return self.rmtl(dataset, seed, Variant({}, RMTL[method], method))
+
+
+def whole_seeds(seeds: list[int], frame_of_seed, what: str) -> tuple[pd.DataFrame, list[int]]:
+    """``(rows, seeds)`` of the seeds whose cells are all finished (``frame_of_seed(seed)``
+    raises ``MissingCell`` for the others, which are named and left out of the table)."""
+    done, parts = [], []
+    for seed in seeds:
+        try:
+            parts.append(frame_of_seed(seed))
+            done.append(seed)
+        except MissingCell as missing:
+            print(f"seed {seed}: not finished ({missing} has no metrics.json)")
+    if not done:
+        raise SystemExit(f"no seed has every cell of {what} finished; nothing to tabulate")
+    return pd.concat(parts, ignore_index=True), done

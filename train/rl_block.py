@@ -33,7 +33,7 @@ import plots
 from agents import pipeline
 from agents.offline_rl import OFFLINE_METHODS, OfflineConfig
 from agents.rl_reference import ONLINE_METHODS, OnlineConfig
-from cells import Cells, MissingCell
+from cells import Cells, MissingCell, whole_seeds
 from rmtl_env.data.io import atomic_write_bytes
 from rmtl_env.evaluation import constant_policy, evaluate_policy, uniform_policy
 from run_folder import environment_info, read_json, write_json
@@ -235,16 +235,9 @@ def rl_block(args: argparse.Namespace, seeds: list[int]) -> Path:
     """Run the missing cells, then write the tables and the learning curves; the results folder."""
     cells = Cells(args)
     methods = list(args.rl_methods)
-    done, parts = [], []
-    for seed in seeds:  # whole seeds only, as Table 1
-        try:
-            parts.append(rl_frame(cells, args.datasets, methods, [seed]))
-            done.append(seed)
-        except MissingCell as missing:
-            print(f"seed {seed}: not finished ({missing} has no metrics.json)")
-    if not done:
-        raise SystemExit("no seed has every cell of the RL block finished; nothing to tabulate")
-    rows = pd.concat(parts, ignore_index=True)
+    rows, done = whole_seeds(  # whole seeds only, as Table 1
+        seeds, lambda seed: rl_frame(cells, args.datasets, methods, [seed]), "the RL block"
+    )
     out = args.out / f"rl-{args.profile}"
     budget = BUDGETS[args.profile]
     atomic_write_bytes(out / "rl_algorithms.csv", rows.to_csv(index=False).encode())

@@ -15,6 +15,17 @@ from rmtl_env.data.errors import DataFormatError
 pytest.importorskip("duckdb", reason="DuckDB is in the scale extra")
 
 
+def tiny_kuairand_raw(tmp_path):
+    """A private copy of the tiny KuaiRand twin's raw files, to damage."""
+    from rmtl_env.data.catalog import synthetic_raw_dir
+
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    for path in synthetic_raw_dir("kuairand-synthetic", "tiny", 0).iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    return folder
+
+
 def assert_same_dataset(ours, theirs) -> None:
     """Equal rows, order, ids, labels, sessions, splits and vocabulary; numerical features equal
     to float32 rounding; meta equal but for the engine's record and float sums."""
@@ -65,16 +76,11 @@ def test_27k_twin_with_random_log_and_video_ids() -> None:
 
 
 def test_bad_labels_name_the_file_and_column(tmp_path) -> None:
-    from rmtl_env.data.catalog import synthetic_raw_dir
     from rmtl_env.data.kuairand import STANDARD_LOGS, KuaiRandConfig, KuaiRandFiles
     from rmtl_env.data.outofcore import prepare_kuairand
     from rmtl_env.data.processing import ProcessingConfig
 
-    raw = synthetic_raw_dir("kuairand-synthetic", "tiny", 0)
-    folder = tmp_path / "raw"
-    folder.mkdir()
-    for path in raw.iterdir():
-        (folder / path.name).write_bytes(path.read_bytes())
+    folder = tiny_kuairand_raw(tmp_path)
     log = pd.read_csv(folder / STANDARD_LOGS[1])
     log.loc[3, "long_view"] = 2
     log.to_csv(folder / STANDARD_LOGS[1], index=False)
@@ -152,16 +158,11 @@ def test_a_memory_limit_too_small_is_named(tmp_path) -> None:
 
 
 def test_a_header_only_log_is_refused_as_the_in_memory_reader_refuses_it(tmp_path) -> None:
-    from rmtl_env.data.catalog import synthetic_raw_dir
     from rmtl_env.data.kuairand import STANDARD_LOGS, KuaiRandConfig, KuaiRandFiles
     from rmtl_env.data.outofcore import prepare_kuairand
     from rmtl_env.data.processing import ProcessingConfig
 
-    raw = synthetic_raw_dir("kuairand-synthetic", "tiny", 0)
-    folder = tmp_path / "raw"
-    folder.mkdir()
-    for path in raw.iterdir():
-        (folder / path.name).write_bytes(path.read_bytes())
+    folder = tiny_kuairand_raw(tmp_path)
     header = (folder / STANDARD_LOGS[0]).read_text().splitlines()[0]
     (folder / STANDARD_LOGS[0]).write_text(header + "\n")
     out = tmp_path / "out"
@@ -213,16 +214,11 @@ def test_a_dead_runs_work_folder_is_removed_and_sigterm_cleans_up(tmp_path) -> N
 
 
 def test_a_wrong_value_is_named_in_our_words_not_duckdbs(tmp_path) -> None:
-    from rmtl_env.data.catalog import synthetic_raw_dir
     from rmtl_env.data.kuairand import STANDARD_LOGS, KuaiRandConfig, KuaiRandFiles
     from rmtl_env.data.outofcore import csv_problem, prepare_kuairand
     from rmtl_env.data.processing import ProcessingConfig
 
-    raw = synthetic_raw_dir("kuairand-synthetic", "tiny", 0)
-    folder = tmp_path / "raw"
-    folder.mkdir()
-    for path in raw.iterdir():
-        (folder / path.name).write_bytes(path.read_bytes())
+    folder = tiny_kuairand_raw(tmp_path)
     lines = (folder / STANDARD_LOGS[0]).read_text().splitlines()
     columns = lines[0].split(",")
     cells = lines[5].split(",")
