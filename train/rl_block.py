@@ -194,8 +194,24 @@ def curves_frame(cells: Cells, datasets: list[str], methods: list[str], seeds: l
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def rl_markdown(rows: pd.DataFrame, budget: Budget, seeds: list[int]) -> str:
-    """One table per twin: the score, the return and each task's metrics, mean ± std."""
+def last_quarter_change(curves: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """``{(dataset, method): change}``: the mean validation score over the curve's last quarter
+    minus that over the quarter before, averaged over seeds. Near 0 (against the score's scale)
+    the curve has flattened at the budget; a large value says it was still moving."""
+    out: dict[tuple[str, str], list[float]] = {}
+    for (dataset, method, _seed), c in curves.groupby(["dataset", "method", "seed"], sort=False):
+        scores = c.sort_values("steps")["score"].to_numpy(float)
+        quarter = max(1, len(scores) // 4)
+        if len(scores) >= 2 * quarter:
+            change = scores[-quarter:].mean() - scores[-2 * quarter : -quarter].mean()
+            out.setdefault((dataset, method), []).append(change)
+    return {key: float(np.mean(values)) for key, values in out.items()}
+
+
+def rl_markdown(rows: pd.DataFrame, budget: Budget, seeds: list[int],
+                changes: dict[tuple[str, str], float] | None = None) -> str:  # fmt: skip
+    """One table per twin: the score, the return and each task's metrics, mean ± std, the wall
+    time, and for the trained rows the last quarter's change of the validation score."""
     lines = [
         "# Reference scores of standard RL algorithms on SessionRecEnv", "",
         f"Test split, mean ± std over seeds {seeds}. Score = 100 (R - R_const) / (R_oracle - "
@@ -209,8 +225,9 @@ def rl_markdown(rows: pd.DataFrame, budget: Budget, seeds: list[int]) -> str:
         tasks = list(dict.fromkeys(d["task"]))
         lines += [f"## {dataset}", "",
                   "| method | family | score | return | " + " | ".join(
-                      f"{t} AUC | {t} Logloss | {t} s-Logloss" for t in tasks) + " | wall s |",
-                  "|---" * (5 + 3 * len(tasks)) + "|"]  # fmt: skip
+                      f"{t} AUC | {t} Logloss | {t} s-Logloss" for t in tasks)
+                  + " | wall s | last-quarter score change |",
+                  "|---" * (6 + 3 * len(tasks)) + "|"]  # fmt: skip
         for method, m in d.groupby("method", sort=False):
             first = m[m["task"] == tasks[0]]
             cells_ = [method, FAMILY[method], _ms(first["score"]), _ms(first["mean_return"], 3)]
@@ -218,6 +235,8 @@ def rl_markdown(rows: pd.DataFrame, budget: Budget, seeds: list[int]) -> str:
                 t = m[m["task"] == task]
                 cells_ += [_ms(t["auc"], 4), _ms(t["logloss"], 4), _ms(t["s_logloss"], 4)]
             cells_.append(f"{first['cell_seconds'].mean():.0f}")
+            change = (changes or {}).get((dataset, method))
+            cells_.append("-" if change is None else f"{change:+.1f}")
             lines.append("| " + " | ".join(cells_) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -241,12 +260,13 @@ def rl_block(args: argparse.Namespace, seeds: list[int]) -> Path:
     out = args.out / f"rl-{args.profile}"
     budget = BUDGETS[args.profile]
     atomic_write_bytes(out / "rl_algorithms.csv", rows.to_csv(index=False).encode())
-    text = rl_markdown(rows, budget, done) + "\n" + (
+    curves = curves_frame(cells, args.datasets, methods, done)
+    changes = last_quarter_change(curves) if len(curves) else {}
+    text = rl_markdown(rows, budget, done, changes) + "\n" + (
         f"Command: `{args.command}`; {environment_info()['cpu']}, "
         f"{time.strftime('%Y-%m-%d', time.gmtime())}.\n"
     )  # fmt: skip
     atomic_write_bytes(out / "rl_algorithms.md", text.encode())
-    curves = curves_frame(cells, args.datasets, methods, done)
     for dataset in args.datasets:
         if len(curves) and (curves["dataset"] == dataset).any():
             plots.plot_rl_curves(curves[curves["dataset"] == dataset], dataset,
