@@ -86,7 +86,7 @@ def test_step_takes_a_k_probability_action_or_says_what_it_expected(env, action)
 def test_reset_starts_a_session_or_names_the_bad_option(env, seed, options) -> None:
     try:
         obs, info = env.reset(seed=seed, options=options)
-    except ValueError as error:
+    except (TypeError, ValueError) as error:  # a wrong type or a wrong value, each named
         assert any(word in str(error) for word in ("option", "session")), str(error)
     else:
         assert env.observation_space.contains(obs) and info["step"] == 0

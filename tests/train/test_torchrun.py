@@ -45,6 +45,7 @@ def test_torchrun_two_ranks_match_one_process_and_resume(tmp_path: Path) -> None
     assert names == sorted(
         [
             "config.json",
+            "manifest.json",
             "metrics.json",
             "metrics.csv",
             "critic_history.csv",
