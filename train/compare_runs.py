@@ -19,7 +19,7 @@ import pandas as pd
 
 import tables
 from rmtl_env.data.errors import CommandError, run_command
-from run_folder import read_json
+from run_folder import flat_config, read_json
 
 IGNORED = ("environment", "seed")  # what may differ between the seeds of one comparison
 
@@ -69,24 +69,13 @@ def collect(runs: list[Path]) -> dict[str, dict[int, tuple[Path, dict]]]:
     return groups
 
 
-def flat(config: dict, prefix: str = "") -> dict[str, object]:
-    """``{"train.lr": 0.001, ...}``: a nested configuration as dotted keys."""
-    out: dict[str, object] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out.update(flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def headings(keys: list[str], titles: list[str]) -> list[str]:
     """Each group's title, with the settings that tell apart groups of the same title."""
     out = []
     for key, title in zip(keys, titles, strict=True):
         same = [json.loads(k) for k, t in zip(keys, titles, strict=True) if t == title]
         if len(same) > 1:
-            mine, others = flat(json.loads(key)), [flat(c) for c in same]
+            mine, others = flat_config(json.loads(key)), [flat_config(c) for c in same]
             differ = sorted(k for k in mine if any(o.get(k) != mine[k] for o in others))
             title += " | " + ", ".join(f"{k}={mine[k]}" for k in differ)
         out.append(title)

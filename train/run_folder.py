@@ -14,7 +14,6 @@ wrote.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -31,7 +30,7 @@ import torch
 from agents import distributed
 from agents.runtime import denormals_flushed
 from rmtl_env import __version__
-from rmtl_env.data.io import atomic_write_bytes
+from rmtl_env.data.io import atomic_write_bytes, file_hash
 from tables import metrics_frame
 
 T = TypeVar("T")
@@ -122,24 +121,21 @@ class DifferentConfig(Exception):
 MANIFEST = "manifest.json"
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def flat_config(config: Mapping, prefix: str = "") -> dict[str, object]:
+    """``{"train.lr": 0.001, ...}``: a nested configuration as dotted keys."""
+    out: dict[str, object] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            out.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
-def config_differences(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
+def config_differences(old: Mapping, new: Mapping) -> list[str]:
     """The dotted keys whose values differ between two configurations."""
-    keys = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
-        if isinstance(a, Mapping) and isinstance(b, Mapping):
-            keys += config_differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            keys.append(f"{prefix}{key}")
-    return keys
+    a, b = flat_config(old), flat_config(new)
+    return [k for k in sorted(set(a) | set(b)) if a.get(k, "<absent>") != b.get(k, "<absent>")]
 
 
 class RunFolder:
@@ -200,8 +196,10 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(previous, {**self.config, **record})
         if not (self.path / MANIFEST).is_file():
-            write_json(self.path / MANIFEST, {"version": __version__, "data": self.data,
-                                              "stages": {}})  # fmt: skip
+            write_json(self.path / MANIFEST, self._new_manifest())
+
+    def _new_manifest(self) -> dict:
+        return {"version": __version__, "data": self.data, "stages": {}}
 
     def _check_manifest(self) -> None:
         """The recorded version and data equal this run's, and every stage's checkpoints are as
@@ -220,7 +218,7 @@ class RunFolder:
         for stage, files in manifest.get("stages", {}).items():
             for name, digest in files.items():
                 file = self.path / "checkpoints" / name
-                if file.is_file() and file_sha256(file) != digest:
+                if file.is_file() and file_hash(file, "sha256") != digest:
                     raise DifferentConfig(
                         f"{file} changed since stage '{stage}' wrote it; restore it, or pass "
                         "--fresh to start the run over"
@@ -230,15 +228,14 @@ class RunFolder:
         """Stage ``name``'s checkpoints (the files under ``checkpoints/`` that no earlier stage
         recorded, or that it rewrote) with their sha256, into the manifest."""
         path = self.path / MANIFEST
-        manifest = read_json(path) if path.is_file() else {"version": __version__,
-                                                           "data": self.data, "stages": {}}  # fmt: skip
+        manifest = read_json(path) if path.is_file() else self._new_manifest()
         earlier = {f: d for stage, files in manifest["stages"].items() if stage != name
                    for f, d in files.items()}  # fmt: skip
         folder = self.path / "checkpoints"
         files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
         mine = {}
         for file in files:
-            digest = file_sha256(file)
+            digest = file_hash(file, "sha256")
             key = str(file.relative_to(folder))
             if earlier.get(key) != digest:
                 mine[key] = digest

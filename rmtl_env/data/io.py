@@ -31,13 +31,18 @@ def find_raw_file(folder: Path, name: str) -> Path | None:
     return found[0] if found else None
 
 
-def file_digest(path: Path, chunk: int = 1 << 22) -> dict[str, object]:
-    """Size and md5 of a file (what ``meta.json`` records for each raw file)."""
-    md5 = hashlib.md5()
+def file_hash(path: Path, algorithm: str = "md5", chunk: int = 1 << 22) -> str:
+    """The hex digest of a file's bytes, read block by block."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
-            md5.update(block)
-    return {"file": path.name, "bytes": path.stat().st_size, "md5": md5.hexdigest()}
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_digest(path: Path) -> dict[str, object]:
+    """Size and md5 of a file (what ``meta.json`` records for each raw file)."""
+    return {"file": path.name, "bytes": path.stat().st_size, "md5": file_hash(path)}
 
 
 def _read_header(path: Path) -> list[str]:
