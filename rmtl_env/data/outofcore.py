@@ -65,9 +65,10 @@ from rmtl_env.data.kuairand import (
 )
 from rmtl_env.data.processing import (
     ProcessingConfig,
+    fit_scaling,
     hash_category_ids,
     processed_meta,
-    scale_parameters,
+    standardise,
 )
 
 ROW_GROUP_SIZE = 1_000_000
@@ -324,13 +325,13 @@ def _features(
     categorical = categorical_fields(config)
     day = f"(l.time_ms + {BEIJING_OFFSET_MS}) // 86400000"
 
-    def log1p_clipped(x: str) -> str:  # NULL stays NULL (greatest() would turn it into 0)
-        return f"CASE WHEN {x} IS NULL THEN NULL ELSE ln(1 + greatest({x}, 0)) END"
+    def clipped(x: str) -> str:  # log1p's argument (``_write`` takes it); NULL stays NULL
+        return f"CASE WHEN {x} IS NULL THEN NULL ELSE greatest({x}, 0)::DOUBLE END"
 
     sql = {
-        "log_duration_s": log1p_clipped("v.video_duration / 1000"),
-        "log_video_age_days": log1p_clipped(f"{day} - v.upload_day"),
-        **{f"log_{c}": log1p_clipped(f"u.{c}") for c in USER_NUMERICAL},
+        "log_duration_s": clipped("v.video_duration / 1000"),
+        "log_video_age_days": clipped(f"{day} - v.upload_day"),
+        **{f"log_{c}": clipped(f"u.{c}") for c in USER_NUMERICAL},
     }
     numerical = {name: sql[name] for name in NUMERICAL_FIELDS}  # the in-memory loader's order
     user_cols = ", ".join(f"u.{_quote(c)}" for c in USER_CATEGORICAL)
@@ -422,15 +423,36 @@ def _vocabularies(
     return dims, vocabulary.astype(types)
 
 
-def _standardisation(con, numerical: list[str]) -> dict[str, dict]:
+def _in_session_order(con) -> None:
+    """``imp`` rewritten in the processed rows' order (session, time, file order); later scans
+    of it keep that order (``preserve_insertion_order``), so NumPy sees the training values in
+    the order the in-memory path gave them, and the writer streams without a second sort."""
+    con.execute("CREATE TABLE ordered AS SELECT * FROM imp ORDER BY session_id, timestamp, ord")
+    con.execute("DROP TABLE imp")
+    con.execute("ALTER TABLE ordered RENAME TO imp")
+
+
+def _feature_values(values: np.ndarray, name: str, log1p: set[str]) -> np.ndarray:
+    """A numerical field's values from its ``imp`` column: ``log1p`` fields hold the clipped
+    argument, so that NumPy's ``log1p`` gives the feature (SQL's ``ln(1 + x)`` differs in the
+    last bits)."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.log1p(values) if name in log1p else values
+
+
+def _standardisation(con, numerical: list[str], log1p: set[str]) -> dict[str, dict]:
+    """``processing.fit_scaling`` of each numerical field, one field's training values in
+    memory at a time (8 bytes a row)."""
     stats = {}
     for name in numerical:
         c = _quote(name)
-        ((mean, std, missing),) = con.execute(  # fetchall: no unfinished result is left
-            f"SELECT avg({c}) FILTER (WHERE split = 0), stddev_pop({c}) FILTER (WHERE split = 0), "
-            f"count(*) FILTER (WHERE {c} IS NULL) FROM imp"
+        train = con.execute(
+            f"SELECT {c} FROM imp WHERE split = 0 AND {c} IS NOT NULL"
+        ).fetchnumpy()[name]
+        mean, std = fit_scaling(_feature_values(train, name, log1p))
+        ((missing,),) = con.execute(  # fetchall: no unfinished result is left
+            f"SELECT count(*) FILTER (WHERE {c} IS NULL) FROM imp"
         ).fetchall()
-        mean, std = scale_parameters(mean, std)
         stats[name] = {"train_mean": mean, "train_std": std, "missing": int(missing)}
     return stats
 
@@ -525,17 +547,21 @@ def save_meta(
 
 
 def map_and_write(con, out: Path, steps, processing: ProcessingConfig, categorical: list[str],
-                  numerical: list[str], tasks, has_truth: bool) -> tuple:  # fmt: skip
-    """The steps after a source's ``imp`` table: train-only vocabularies and standardisation,
-    then ``impressions.parquet`` (``_write``); advances the ``steps`` bar twice. Returns
+                  numerical: list[str], tasks, has_truth: bool, log1p: set[str]) -> tuple:  # fmt: skip
+    """The steps after a source's ``imp`` table: train-only vocabularies, session order and
+    standardisation, then ``impressions.parquet`` (``_write``); advances the ``steps`` bar
+    twice. ``log1p``: the numerical fields whose column holds ``log1p``'s argument. Returns
     ``(written, vocabulary, field_dims, hashed_fields)``."""
-    steps.set_postfix_str("vocabularies, standardisation")
+    steps.set_postfix_str("vocabularies, session order, standardisation")
     dims, vocabulary = _vocabularies(con, categorical, processing)
-    stats = _standardisation(con, numerical)
+    _in_session_order(con)
+    stats = _standardisation(con, numerical, log1p)
     steps.update()
     steps.set_postfix_str("write impressions.parquet")
     hashed = {f: b for f, b in processing.hash_buckets.items() if f in categorical}
-    written = _write(con, out, categorical, numerical, stats, tuple(tasks), has_truth, hashed)
+    written = _write(
+        con, out, categorical, (numerical, log1p), stats, tuple(tasks), has_truth, hashed
+    )
     steps.update()
     return written, vocabulary, dims, hashed
 
@@ -562,7 +588,15 @@ def _prepare(files, config, processing, out, name, memory_limit, threads, progre
             _check_truth(con, files.truth, config.tasks)
         steps.update()
         written, vocabulary, dims, hashed = map_and_write(
-            con, out, steps, processing, categorical, numerical, config.tasks, has_truth
+            con,
+            out,
+            steps,
+            processing,
+            categorical,
+            numerical,
+            config.tasks,
+            has_truth,
+            set(numerical),
         )
         con.close()
     steps.set_postfix_str("checksums")
@@ -582,10 +616,12 @@ def _prepare(files, config, processing, out, name, memory_limit, threads, progre
 
 
 def _write(con, out: Path, categorical, numerical, stats, tasks, has_truth, hashed) -> dict:
-    """``impressions.parquet`` in session order, streamed: DuckDB sorts (spilling as needed)
-    and standardises, each batch's raw values become ids through the vocabularies (pyarrow
-    ``index_in``), and the batch is appended to the Parquet file. Also returns the numerical
-    and per-split statistics."""
+    """``impressions.parquet``, streamed from ``imp`` in its (session) order: each batch's raw
+    values become ids through the vocabularies (pyarrow ``index_in``), its numerical fields are
+    standardised by NumPy (``processing.standardise``), and the batch is appended to the
+    Parquet file. ``numerical``: the fields and those of them that take ``log1p``. Also returns
+    the numerical and per-split statistics."""
+    numerical, log1p = numerical
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -599,11 +635,7 @@ def _write(con, out: Path, categorical, numerical, stats, tasks, has_truth, hash
         lookups.append(
             (vocab.column("value").combine_chunks(), vocab.column("id").combine_chunks())
         )
-    scaled = [
-        f"coalesce(({_quote(n)} - {stats[n]['train_mean']!r}) / {stats[n]['train_std']!r}, 0)"
-        f"::FLOAT AS {_quote(n)}"
-        for n in numerical
-    ]
+    scaled = [f"{_quote(n)}::DOUBLE AS {_quote(n)}" for n in numerical]
     per_task = []
     for t in tasks:
         per_task.append(f"{_quote(label_column(t))}::TINYINT AS {_quote(label_column(t))}")
@@ -623,7 +655,7 @@ def _write(con, out: Path, categorical, numerical, stats, tasks, has_truth, hash
     reader = con.sql(f"""
         SELECT session_id, timestamp, raw_user_id, raw_item_id, {raw}, {", ".join(scaled)},
                {", ".join(per_task)}, split
-        FROM imp ORDER BY session_id, timestamp, ord
+        FROM imp
     """).to_arrow_reader(ROW_GROUP_SIZE)
     splits = pa.array(SPLITS)
     summary = {"rows": 0, **{n: [np.inf, -np.inf] for n in numerical}}
@@ -639,6 +671,10 @@ def _write(con, out: Path, categorical, numerical, stats, tasks, has_truth, hash
             columns[name] = pc.fill_null(pc.take(lookup[1], index), 0).cast(pa.int64())
         columns["split"] = pa.DictionaryArray.from_arrays(columns["split"].cast(pa.int8()), splits)
         for n in numerical:
+            values = _feature_values(columns[n].to_numpy(zero_copy_only=False), n, log1p)
+            columns[n] = pa.array(
+                standardise(values, stats[n]["train_mean"], stats[n]["train_std"])
+            )
             low, high = pc.min_max(columns[n]).values()
             summary[n] = [min(summary[n][0], low.as_py()), max(summary[n][1], high.as_py())]
         table = pa.table(columns)

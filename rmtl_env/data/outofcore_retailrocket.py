@@ -113,8 +113,8 @@ def _views(con, config: RetailRocketConfig) -> dict:
         SELECT s.user_id, s.user_session, s.time_ms, s.itemid, s.ord,
                coalesce(s.time_ms <= p.last_click, false)::TINYINT AS {ctr},
                coalesce(s.time_ms <= p.last_pay, false)::TINYINT AS {ctcvr},
-               ln(1 + row_number() OVER (PARTITION BY s.user_id, s.user_session
-                                         ORDER BY s.time_ms, s.ord) - 1) AS log_position
+               (row_number() OVER (PARTITION BY s.user_id, s.user_session
+                                   ORDER BY s.time_ms, s.ord) - 1)::DOUBLE AS log_position
         FROM sessioned s LEFT JOIN positives p USING (user_id, user_session, itemid)
         WHERE s.event = 'view'
     """)
@@ -289,7 +289,7 @@ def _prepare(files, config, processing, out, name, memory_limit, threads, progre
             _check_truth(con, files.truth, tuple(TASKS))
         steps.update()
         written, vocabulary, dims, hashed = map_and_write(
-            con, out, steps, processing, categorical, NUMERICAL, TASKS, has_truth
+            con, out, steps, processing, categorical, NUMERICAL, TASKS, has_truth, set(NUMERICAL)
         )
         steps.close()
         con.close()

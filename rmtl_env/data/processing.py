@@ -209,6 +209,20 @@ def scale_parameters(mean: float | None, std: float | None) -> tuple[float, floa
     return mean, std if std > 1e-12 else 1.0
 
 
+def fit_scaling(train_values: np.ndarray) -> tuple[float, float]:
+    """``scale_parameters`` of a field's non-missing training values, given in the processed
+    rows' order: NumPy's pairwise sums depend on the order in their last bits, and those bits
+    decide the float32 rounding of features near the mean."""
+    if len(train_values) == 0:
+        return scale_parameters(None, None)
+    return scale_parameters(train_values.mean(), train_values.std())
+
+
+def standardise(values: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """float32 ``(values - mean) / std``, with a missing value (NaN) at 0, the training mean."""
+    return np.where(np.isnan(values), 0.0, (values - mean) / std).astype(np.float32)
+
+
 def processed_meta(
     *,
     name: str,
@@ -281,12 +295,8 @@ def build_processed(table: ImpressionTable, config: ProcessingConfig) -> Session
     for name in table.numerical:
         values = pd.to_numeric(frame[name], errors="coerce").to_numpy(np.float64)
         missing = np.isnan(values)
-        train_values = values[train & ~missing]
-        mean, std = scale_parameters(
-            train_values.mean() if len(train_values) else None,
-            train_values.std() if len(train_values) else None,
-        )
-        scaled = np.where(missing, 0.0, (values - mean) / std).astype(np.float32)
+        mean, std = fit_scaling(values[train & ~missing])
+        scaled = standardise(values, mean, std)
         out[name] = scaled
         numerical_stats[name] = {
             "train_mean": mean,

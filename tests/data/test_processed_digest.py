@@ -56,12 +56,20 @@ TWINS = {
         "kuairand-synthetic",
         "tiny",
     ): "cee5b539cfe1f751bd831a2e42c56f58215b787d5b8ca282ee72dbdb3d6f0c47",
+    (
+        "retailrocket-synthetic",
+        "small",
+    ): "3b6c557b69ab576558448471a7c8533d14f8acc4ae44ca1d24da27701ec47f69",
+    (
+        "kuairand-synthetic",
+        "small",
+    ): "6ca08a48cc6f869febc7c20a82d85d0d3c73bbe2a923123c112b2fa8f1901a50",
 }
 
 
 @pytest.mark.parametrize("engine", ["pandas", "duckdb"])
 @pytest.mark.parametrize(("name", "scale"), list(TWINS))
-def test_tiny_twins_give_the_pinned_arrays_with_either_engine(name, scale, engine) -> None:
+def test_twins_give_the_pinned_arrays_with_either_engine(name, scale, engine) -> None:
     if engine == "duckdb":
         pytest.importorskip("duckdb", reason="DuckDB is in the scale extra")
     dataset = load_dataset(name, scale=scale, seed=0, engine=engine)
