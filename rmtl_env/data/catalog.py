@@ -148,18 +148,14 @@ def load_dataset(
         raise ValueError(f"engine must be {' or '.join(map(repr, ENGINES))}, got {engine!r}")
     if engine == "duckdb":
         check_engine_settings(memory_limit, threads)
-    if str(name) not in CATALOG and engine != "pandas":
-        raise ValueError(
-            f"engine='duckdb' prepares the catalog's RetailRocket and KuaiRand datasets; "
-            f"{str(name)!r} is loaded with engine='pandas'"
-        )
     knobs = twin_knobs(str(name), twin or {})  # checked before anything is read or written
     if str(name) not in CATALOG:
         if (path / META_FILE).is_file():
             _reject(params, str(name), [])
             return _open(path, stream)
         if path.is_file() and roles is not None:
-            return _load_custom(path, roles, refresh, params, stream)
+            engine_settings = (engine, memory_limit, threads)
+            return _load_custom(path, roles, refresh, params, stream, engine_settings)
         raise ValueError(
             f"unknown dataset {str(name)!r}: expected one of {list(CATALOG)}, a processed dataset "
             f"folder (with {META_FILE}), or a CSV/Parquet log file together with roles=..."
@@ -233,7 +229,7 @@ def folder_name(stem: str) -> str:
     return f"{safe}-{hashlib.sha256(stem.encode()).hexdigest()[:8]}"
 
 
-def _load_custom(path: Path, roles, refresh: bool, params: dict, stream: bool = False):
+def _load_custom(path: Path, roles, refresh: bool, params: dict, stream: bool, engine: tuple):
     if not isinstance(roles, custom.ColumnRoles):
         roles = custom.ColumnRoles.from_json(roles)
     processing, rest = _processing(params)
@@ -251,6 +247,15 @@ def _load_custom(path: Path, roles, refresh: bool, params: dict, stream: bool = 
         "processing": repr(processing),
         "raw": _file_identity([path]),
     }
+    engine, memory_limit, threads = engine
+    if engine == "duckdb":
+        from rmtl_env.data.outofcore_custom import prepare_custom
+
+        key_source["engine"] = "duckdb"
+        write = lambda folder: prepare_custom(  # noqa: E731
+            path, roles, processing, folder, dataset_name, memory_limit, threads
+        )
+        return _cached(dataset_name, key_source, refresh, None, write=write, stream=stream)
     build = lambda: build_processed(custom.build_impressions(path, roles, dataset_name), processing)  # noqa: E731
     return _cached(dataset_name, key_source, refresh, build, stream=stream)
 

@@ -44,6 +44,9 @@ from rmtl_env.data.errors import DataFormatError, name_list
 from rmtl_env.data.io import check_binary, check_epoch_unit, file_digest, plain
 from rmtl_env.data.processing import ImpressionTable, enforce_nesting, sessionize_by_gap
 
+# Columns of every processed dataset (and of the preparation's tables): no feature may take them.
+RESERVED_COLUMNS = ("session_id", "timestamp", "raw_user_id", "raw_item_id", "split", "ord")
+
 
 @dataclass
 class ColumnRoles:
@@ -76,6 +79,12 @@ class ColumnRoles:
         roles = [self.timestamp, *self.labels, *self.categorical, *self.numerical]
         if len(set(roles)) != len(roles):
             raise ValueError(f"a column may play only one role, got {roles}")
+        taken = sorted(set(self.categorical + self.numerical) & set(RESERVED_COLUMNS))
+        if taken:
+            raise ValueError(
+                f"feature column(s) {taken} have names the processed dataset uses itself "
+                f"({list(RESERVED_COLUMNS)}); rename them in the log"
+            )
 
     @classmethod
     def from_json(cls, path: str | Path) -> ColumnRoles:

@@ -294,17 +294,30 @@ def sorted_in_file_order(con, table: str) -> bool:
 
 def _nest(con, config: KuaiRandConfig, names: list[str]) -> int:
     """``processing.enforce_nesting`` on the ``log`` table."""
+    what = f"interaction logs {names}"
+    return nest_labels(con, list(config.nested_tasks), config.nesting, what, first_row=False)
+
+
+def nest_labels(con, tasks: list[str], policy: str, what: str, first_row: bool = True) -> int:
+    """Make each task's label in the ``log`` table (column ``task``, or ``label:<task>`` where
+    that exists) imply the previous task's (``processing.enforce_nesting``); ``first_row``:
+    name the first violating row (``ord`` is its data row). Returns the rows changed."""
+    if policy == "ignore":
+        return 0
+    present = {row[0] for row in con.execute("SELECT column_name FROM (DESCRIBE log)").fetchall()}
+    column = {t: label_column(t) if label_column(t) in present else t for t in tasks}
     changed = 0
-    if config.nesting == "ignore":
-        return changed
-    for earlier, later in zip(config.nested_tasks[:-1], config.nested_tasks[1:], strict=True):
-        a, b = _quote(earlier), _quote(later)
-        count = con.execute(f"SELECT count(*) FROM log WHERE {b} = 1 AND {a} = 0").fetchone()[0]
-        if count and config.nesting == "error":
+    for earlier, later in zip(tasks[:-1], tasks[1:], strict=True):
+        a, b = _quote(column[earlier]), _quote(column[later])
+        count, row = con.execute(
+            f"SELECT count(*), min(ord) FROM log WHERE {b} = 1 AND {a} = 0"
+        ).fetchone()
+        if count and policy == "error":
+            where = f" (first at data row {row})" if first_row else ""
             raise DataFormatError(
-                f"interaction logs {names}: {count} row(s) have {later}=1 but {earlier}=0; "
-                f"expected {later} to imply {earlier}. Pass nesting='fix' to set {later} to "
-                f"{later} AND {earlier}, or nesting='ignore' to keep the labels."
+                f"{what}: {count} row(s) have {later}=1 but {earlier}=0{where}; expected {later} "
+                f"to imply {earlier}. Pass nesting='fix' to set {later} to {later} AND "
+                f"{earlier}, or nesting='ignore' to keep the labels."
             )
         if count:
             con.execute(f"UPDATE log SET {b} = 0 WHERE {b} = 1 AND {a} = 0")
@@ -337,13 +350,13 @@ def _features(
     user_cols = ", ".join(f"u.{_quote(c)}" for c in USER_CATEGORICAL)
     video_cols = ", ".join(f"v.{_quote(c)}" for c in VIDEO_CATEGORICAL)
     tasks = ", ".join(f"l.{_quote(t)} AS {_quote(label_column(t))}" for t in config.tasks)
-    extra = ", l.video_id AS video_id_feature" if config.include_video_id else ""
+    extra = ", l.video_id AS video_id" if config.include_video_id else ""
     _sessions(con, ratios)
     truth_join, truth_cols = _truth_join(con, files.truth, config.tasks)
     con.execute(f"""
         CREATE TABLE imp AS
         SELECT l.ord, s.session_id, s.split, l.time_ms AS timestamp, l.user_id AS raw_user_id,
-               l.video_id AS raw_item_id, l.user_id AS user_id_feature{extra}, {user_cols},
+               l.video_id AS raw_item_id, l.user_id AS user_id{extra}, {user_cols},
                {video_cols}, l.tab, ((l.time_ms + {BEIJING_OFFSET_MS}) // 3600000) % 24 AS hour,
                {", ".join(f"{sql} AS {_quote(n)}" for n, sql in numerical.items())}, {tasks}
                {truth_cols}, u.user_id IS NULL AS no_user, v.video_id IS NULL AS no_video
@@ -381,11 +394,6 @@ def _sessions(con, ratios: tuple[float, float, float]) -> None:
     """)
 
 
-def _column(name: str) -> str:
-    """The ``imp`` column holding categorical field ``name``'s raw values."""
-    return {"user_id": "user_id_feature", "video_id": "video_id_feature"}.get(name, name)
-
-
 def _vocabularies(
     con, categorical: list[str], processing: ProcessingConfig
 ) -> tuple[list[int], pd.DataFrame]:
@@ -397,7 +405,7 @@ def _vocabularies(
             dims.append(processing.hash_buckets[name] + 1)
             continue
         cap = processing.max_vocab.get(name)
-        column = _quote(_column(name))
+        column = _quote(name)
         con.execute(f"""
             CREATE TABLE vocab_{i} AS
             WITH stats AS (
@@ -417,7 +425,9 @@ def _vocabularies(
         ).df()
         dims.append(len(vocab) + 1)
         frames.append(vocab)
-    vocabulary = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not frames:  # no categorical field at all: untyped, as the in-memory path leaves it
+        return dims, pd.DataFrame(columns=["field", "value", "id", "train_count"])
+    vocabulary = pd.concat(frames, ignore_index=True)
     # Text columns as the in-memory path types them, also when every field's vocabulary is empty.
     types = {"field": "str", "value": "str", "id": np.int64, "train_count": np.int64}
     return dims, vocabulary.astype(types)
@@ -645,16 +655,19 @@ def _write(con, out: Path, categorical, numerical, stats, tasks, has_truth, hash
             )
     # Hashed fields as DuckDB's text of the value, which is Python's (the in-memory path hashes
     # str(value)); the others as they are, looked up in their vocabulary.
-    raw = ", ".join(
-        f"CAST({_quote(_column(name))} AS VARCHAR) AS {_quote(name)}"
+    raw = [
+        f"CAST({_quote(name)} AS VARCHAR) AS {_quote(name)}"
         if name in hashed
-        else f"{_quote(_column(name))} AS {_quote(name)}"
+        else f"{_quote(name)} AS {_quote(name)}"
         for name in categorical
-    )
+    ]
     # con.sql streams the sorted result (con.execute would materialise all of it in memory).
     reader = con.sql(f"""
-        SELECT session_id, timestamp, raw_user_id, raw_item_id, {raw}, {", ".join(scaled)},
-               {", ".join(per_task)}, split
+        SELECT {
+        ", ".join(
+            ["session_id, timestamp, raw_user_id, raw_item_id", *raw, *scaled, *per_task, "split"]
+        )
+    }
         FROM imp
     """).to_arrow_reader(ROW_GROUP_SIZE)
     splits = pa.array(SPLITS)
@@ -706,7 +719,8 @@ def _split_statistics(con, tasks, has_truth: bool) -> dict:
         entry = {
             "sessions": int(sessions), "impressions": int(count), "users": int(users),
             "items": int(items), "mean_session_length": float(count / sessions) if sessions else 0.0,
-            "label_rate": {t: float(r or 0.0) for t, r in zip(tasks, label_rates, strict=True)},
+            "label_rate": {t: float("nan") if r is None else float(r)
+                           for t, r in zip(tasks, label_rates, strict=True)},
         }  # fmt: skip
         if has_truth and count:
             entry["oracle"] = {t: _oracle(con, code, t) for t in tasks}
