@@ -394,6 +394,38 @@ def _sessions(con, ratios: tuple[float, float, float]) -> None:
     """)
 
 
+def _vocabulary_query(name: str, processing: ProcessingConfig) -> str:
+    """The ``processing.fit_category_ids`` rule of field ``name`` as a query of ``imp`` giving
+    (``value``, ``train_count``, ``rank``, ``id``) for every value that gets an id other than 0:
+    values by descending training count, ties by first appearance in session order."""
+    column = _quote(name)
+    stats = f"""
+        WITH stats AS (
+            SELECT {column} AS value, min({{'s': session_id, 't': timestamp, 'o': ord}})
+                   AS first_pos, count(*) FILTER (WHERE split = 0) AS train_count
+            FROM imp WHERE {column} IS NOT NULL GROUP BY {column}
+        )"""
+    order = "ORDER BY train_count DESC, first_pos"
+    threshold = processing.share_threshold.get(name)
+    if threshold is None:  # values seen min_count times, the first max_vocab of them
+        cap = processing.max_vocab.get(name)
+        return f"""{stats}
+            SELECT value, train_count, row_number() OVER ({order}) AS rank, rank AS id
+            FROM stats WHERE train_count >= {int(processing.min_count)}
+            {"" if cap is None else f"QUALIFY id <= {int(cap)}"}"""
+    # The official rule: own ids while the cumulative training share stays within the
+    # threshold, one shared id for the rest (the share as NumPy divides: integer sum / total).
+    return f"""{stats}, seen AS (
+            SELECT value, train_count, row_number() OVER ({order}) AS rank,
+                   sum(train_count) OVER ({order} ROWS UNBOUNDED PRECEDING) AS running
+            FROM stats WHERE train_count > 0
+        ), total AS (SELECT greatest(sum(train_count), 1)::DOUBLE AS n FROM seen)
+        SELECT value, train_count, rank, least(rank, 1 + (
+                   SELECT count(*) FROM seen, total WHERE running / n <= {float(threshold)!r}
+               )) AS id
+        FROM seen"""
+
+
 def _vocabularies(
     con, categorical: list[str], processing: ProcessingConfig
 ) -> tuple[list[int], pd.DataFrame]:
@@ -404,26 +436,13 @@ def _vocabularies(
         if name in processing.hash_buckets:
             dims.append(processing.hash_buckets[name] + 1)
             continue
-        cap = processing.max_vocab.get(name)
-        column = _quote(name)
-        con.execute(f"""
-            CREATE TABLE vocab_{i} AS
-            WITH stats AS (
-                SELECT {column} AS value, min({{'s': session_id, 't': timestamp, 'o': ord}})
-                       AS first_pos,
-                       count(*) FILTER (WHERE split = 0) AS train_count
-                FROM imp WHERE {column} IS NOT NULL GROUP BY {column}
-            )
-            SELECT value, train_count,
-                   row_number() OVER (ORDER BY train_count DESC, first_pos) AS id
-            FROM stats WHERE train_count >= {int(processing.min_count)}
-            {"" if cap is None else f"QUALIFY id <= {int(cap)}"}
-        """)
+        con.execute(f"CREATE TABLE vocab_{i} AS {_vocabulary_query(name, processing)}")
         vocab = con.execute(
-            f"SELECT '{name}' AS field, CAST(value AS VARCHAR) AS value, id, train_count "
-            f"FROM vocab_{i} ORDER BY id"
+            f"SELECT ? AS field, CAST(value AS VARCHAR) AS value, id, train_count "
+            f"FROM vocab_{i} ORDER BY rank",
+            [name],
         ).df()
-        dims.append(len(vocab) + 1)
+        dims.append(int(vocab["id"].max()) + 1 if len(vocab) else 1)
         frames.append(vocab)
     if not frames:  # no categorical field at all: untyped, as the in-memory path leaves it
         return dims, pd.DataFrame(columns=["field", "value", "id", "train_count"])
@@ -521,8 +540,6 @@ def run_preparation(name: str, processing: ProcessingConfig, memory_limit: str, 
                     prepare: Callable[[], dict]) -> dict:  # fmt: skip
     """``prepare()``, with DuckDB running out of memory reported as a ``MemoryError`` that names
     the limit and what to change."""
-    if processing.share_threshold:
-        raise ValueError("share_threshold is not supported by the out-of-core path")
     import duckdb
 
     try:

@@ -28,6 +28,7 @@ def test_a_tiny_memory_limit_gives_the_in_memory_rows() -> None:
     [
         {"session_key": "visitor", "include_itemid": True, "category_parent": True},
         {"session_gap_minutes": 5.0, "hash_buckets": {"785": 64}, "max_vocab": {"categoryid": 20}},
+        {"share_threshold": {"776": 0.2, "364": 0.2}, "min_count": 3},  # the official rule
     ],
 )
 def test_loader_and_vocabulary_options(params) -> None:
