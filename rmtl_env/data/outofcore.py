@@ -185,7 +185,7 @@ def csv_problem(message: str) -> str:
 def _read_logs(con, files: KuaiRandFiles, used: list[str]) -> None:
     """Every log file into ``raw_log`` with its file number and line, checked."""
     columns = ", ".join(f"{_quote(c)} BIGINT" for c in used)
-    con.execute(f"CREATE TABLE raw_log ({columns}, file_no INTEGER, line BIGINT)")
+    con.execute(f"CREATE TABLE raw_log ({columns})")  # rowid: the (file, line) order
     types = "{" + ", ".join(f"'{c}': 'BIGINT'" for c in used) + "}"
     select = ", ".join(_quote(c) for c in used)
     bad_values = ", ".join(  # feedback: outside {0, 1}; every column: empty
@@ -193,19 +193,20 @@ def _read_logs(con, files: KuaiRandFiles, used: list[str]) -> None:
         + (f" OR {_quote(c)} NOT IN (0, 1))" if c in FEEDBACK_COLUMNS else ")")
         for c in used
     )
-    for number, path in enumerate(files.logs):
+    start = 0
+    for path in files.logs:
         require_content(path, "interaction log file")  # before pyarrow reads the header
         _require_columns(path, LOG_COLUMNS)
         read_checked(
             con,
-            f"INSERT INTO raw_log SELECT {select}, {number}, row_number() OVER () "
-            f"FROM read_csv(?, header = true, types = {types})",
+            f"INSERT INTO raw_log SELECT {select} FROM read_csv(?, header = true, types = {types})",
             path,
             "interaction log file",
         )
         ((rows, *bad_counts),) = con.execute(
-            f"SELECT count(*), {bad_values} FROM raw_log WHERE file_no = {number}"
+            f"SELECT count(*), {bad_values} FROM raw_log WHERE rowid >= {start}"
         ).fetchall()
+        start += rows
         if rows == 0:  # as the in-memory reader refuses it
             raise DataFormatError(f"interaction log file {path} has a header but no data rows")
         for column, bad in zip(used, bad_counts, strict=True):
@@ -250,10 +251,9 @@ def _impressions(con, files: KuaiRandFiles, config: KuaiRandConfig) -> dict:
     counts = {"log_rows_read": con.execute("SELECT count(*) FROM raw_log").fetchone()[0]}
     keys = ", ".join(_quote(c) for c in used)
     gap = int(config.session_gap_minutes * 60_000)
-    # One row per distinct log row, keeping the first occurrence: ``ord`` encodes (file, line).
+    # One row per distinct log row, keeping the first occurrence: ``ord`` is its (file, line).
     con.execute(
-        f"CREATE TABLE kept AS SELECT {keys}, min(file_no::BIGINT * {1 << 40} + line) AS ord "
-        f"FROM raw_log GROUP BY {keys}"
+        f"CREATE TABLE kept AS SELECT {keys}, min(rowid) AS ord FROM raw_log GROUP BY {keys}"
     )
     con.execute("DROP TABLE raw_log")
     con.execute(f"CREATE TABLE log AS {sessionised('kept', gap)}")
@@ -365,6 +365,7 @@ def _features(
         LEFT JOIN users_frame u ON u.user_id = l.user_id
         LEFT JOIN videos v ON v.video_id = l.video_id
         {truth_join}
+        ORDER BY s.session_id, l.time_ms, l.ord  -- the processed rows' order
     """)
     con.execute("DROP TABLE log")
     return categorical, list(numerical), bool(truth_join)
@@ -450,15 +451,6 @@ def _vocabularies(
     # Text columns as the in-memory path types them, also when every field's vocabulary is empty.
     types = {"field": "str", "value": "str", "id": np.int64, "train_count": np.int64}
     return dims, vocabulary.astype(types)
-
-
-def _in_session_order(con) -> None:
-    """``imp`` rewritten in the processed rows' order (session, time, file order); later scans
-    of it keep that order (``preserve_insertion_order``), so NumPy sees the training values in
-    the order the in-memory path gave them, and the writer streams without a second sort."""
-    con.execute("CREATE TABLE ordered AS SELECT * FROM imp ORDER BY session_id, timestamp, ord")
-    con.execute("DROP TABLE imp")
-    con.execute("ALTER TABLE ordered RENAME TO imp")
 
 
 def _feature_values(values: np.ndarray, name: str, log1p: set[str]) -> np.ndarray:
@@ -575,13 +567,14 @@ def save_meta(
 
 def map_and_write(con, out: Path, steps, processing: ProcessingConfig, categorical: list[str],
                   numerical: list[str], tasks, has_truth: bool, log1p: set[str]) -> tuple:  # fmt: skip
-    """The steps after a source's ``imp`` table: train-only vocabularies, session order and
-    standardisation, then ``impressions.parquet`` (``_write``); advances the ``steps`` bar
-    twice. ``log1p``: the numerical fields whose column holds ``log1p``'s argument. Returns
+    """The steps after a source's ``imp`` table, written in session order (session, time, file
+    order): train-only vocabularies and standardisation, then ``impressions.parquet``
+    (``_write``); advances the ``steps`` bar twice. Later scans of ``imp`` keep its order
+    (``preserve_insertion_order``): NumPy sees the training values in the order the in-memory
+    path gave them, and the writer streams without a second sort. ``log1p``: the numerical fields whose column holds ``log1p``'s argument. Returns
     ``(written, vocabulary, field_dims, hashed_fields)``."""
-    steps.set_postfix_str("vocabularies, session order, standardisation")
+    steps.set_postfix_str("vocabularies, standardisation")
     dims, vocabulary = _vocabularies(con, categorical, processing)
-    _in_session_order(con)
     stats = _standardisation(con, numerical, log1p)
     steps.update()
     steps.set_postfix_str("write impressions.parquet")

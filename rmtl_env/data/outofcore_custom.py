@@ -81,10 +81,12 @@ def _read(con, path: Path, roles: ColumnRoles) -> dict[str, str]:
     select = ", ".join(f"{_quote(c)} AS {_in(c)}" for c in roles.columns())
     read_checked(
         con,
-        f"CREATE TABLE raw AS SELECT {select}, row_number() OVER () AS line FROM {_scan(path)}",
+        f"CREATE TABLE raw_rows AS SELECT {select} FROM {_scan(path)}",
         path,
         "log file",
     )
+    # rowid: the insertion order, which is the file order (no window over the scan).
+    con.execute("CREATE VIEW raw AS SELECT *, rowid + 1 AS line FROM raw_rows")
     if con.execute("SELECT count(*) FROM raw").fetchone()[0] == 0:
         raise DataFormatError(f"log file {path} has a header but no data rows")
     types = {c: found[c] for c in roles.columns()}
@@ -221,7 +223,8 @@ def _deduplicated(con, path: Path, roles: ColumnRoles, types: dict[str, str]) ->
     con.execute(f"CREATE TABLE kept AS SELECT {everything}, min(line) AS line FROM "
                 f"(SELECT {', '.join(exprs)}, line FROM raw) GROUP BY ALL")  # fmt: skip
     read, kept = con.execute("SELECT (SELECT count(*) FROM raw), count(*) FROM kept").fetchone()
-    con.execute("DROP TABLE raw")
+    con.execute("DROP VIEW raw")
+    con.execute("DROP TABLE raw_rows")
     return {"rows_read": read, "duplicate_rows_removed": read - kept}
 
 
@@ -279,6 +282,7 @@ def _impressions(con, roles: ColumnRoles, ratios) -> None:
         SELECT l.ord, s.session_id, s.split, l.time_ms AS timestamp, l.user_id AS raw_user_id,
                {item}::BIGINT AS raw_item_id{features}, {labels}
         FROM log l JOIN session_ids s USING (user_id, user_session) {item_join}
+        ORDER BY s.session_id, l.time_ms, l.ord  -- the processed rows' order
     """)
     con.execute("DROP TABLE log")
 

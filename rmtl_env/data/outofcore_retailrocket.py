@@ -58,8 +58,8 @@ def _read_events(con, path: Path) -> dict:
             "'itemid': 'BIGINT', 'transactionid': 'DOUBLE'}"  # fmt: skip
     read_checked(
         con,
-        "CREATE TABLE raw_events AS SELECT timestamp, visitorid, event, itemid, transactionid, "
-        f"row_number() OVER () AS line FROM read_csv(?, header = true, types = {types})",
+        "CREATE TABLE raw_events AS SELECT timestamp, visitorid, event, itemid, transactionid "
+        f"FROM read_csv(?, header = true, types = {types})",
         path,
         "events file",
     )
@@ -73,7 +73,8 @@ def _read_events(con, path: Path) -> dict:
         raise DataFormatError(f"events file {path}: {empty} row(s) have empty required values")
     kinds = ", ".join(f"'{k}'" for k in EVENT_TYPES)
     unknown = con.execute(
-        f"SELECT line, event FROM raw_events WHERE event NOT IN ({kinds}) ORDER BY line LIMIT 1"
+        f"SELECT rowid + 1, event FROM raw_events WHERE event NOT IN ({kinds}) ORDER BY rowid "
+        "LIMIT 1"
     ).fetchone()
     if unknown:
         raise DataFormatError(
@@ -84,7 +85,7 @@ def _read_events(con, path: Path) -> dict:
     check_epoch_unit(np.array([low, high]), "ms", f"events file {path}", "timestamp")
     con.execute(
         "CREATE TABLE events AS SELECT timestamp AS time_ms, visitorid AS user_id, event, itemid, "
-        "min(line) AS ord FROM raw_events GROUP BY ALL"
+        "min(rowid) AS ord FROM raw_events GROUP BY ALL"  # rowid: the file order
     )
     con.execute("DROP TABLE raw_events")
     kept = con.execute("SELECT count(*) FROM events").fetchone()[0]
@@ -132,116 +133,137 @@ def _properties(con, files: RetailRocketFiles, wanted: tuple[str, ...]) -> dict:
     """``props``: the wanted property rows, duplicates removed (first occurrence), one row per
     (item, property, time): the last in file order."""
     con.execute(
-        "CREATE TABLE raw_props (timestamp BIGINT, itemid BIGINT, property VARCHAR, "
-        "value VARCHAR, file_no INTEGER, line BIGINT)"
+        "CREATE TABLE raw_props (timestamp BIGINT, itemid BIGINT, property VARCHAR, value VARCHAR)"
     )
     names = ", ".join(f"'{p}'" for p in wanted)
     types = "{'timestamp': 'BIGINT', 'itemid': 'BIGINT', 'property': 'VARCHAR', 'value': 'VARCHAR'}"
-    for number, path in enumerate(files.properties):
-        read_checked(
-            con,
-            "INSERT INTO raw_props SELECT timestamp, itemid, property, coalesce(value, ''), "
-            f"{number}, row_number() OVER () FROM read_csv(?, header = true, types = {types})",
-            path,
-            "item properties file",
-        )
-        bad = con.execute(
-            f"SELECT count(*) FROM raw_props WHERE file_no = {number} AND "
-            "(timestamp IS NULL OR itemid IS NULL)"
-        ).fetchone()[0]
+    scan = f"read_csv(?, header = true, types = {types})"
+    read = 0
+    for path in files.properties:
+        # One cheap scan checks and counts every row; only the wanted rows are kept, in file
+        # order (the table's rowid is then the (file, line) order: no window over the scan).
+        read_checked(con, "CREATE TEMP TABLE file_counts AS SELECT count(*) AS n, count(*) "
+                     f"FILTER (WHERE timestamp IS NULL OR itemid IS NULL) AS bad FROM {scan}",
+                     path, "item properties file")  # fmt: skip
+        rows, bad = con.execute("SELECT n, bad FROM file_counts").fetchone()
+        con.execute("DROP TABLE file_counts")
         if bad:
             raise DataFormatError(
                 f"item properties file {path}: {bad} row(s) have an empty timestamp or itemid; "
                 "expected an integer in every row"
             )
-    read, wanted_rows = con.execute(
-        f"SELECT count(*), count(*) FILTER (WHERE property IN ({names})) FROM raw_props"
-    ).fetchone()
+        read += rows
+        read_checked(con, "INSERT INTO raw_props SELECT timestamp, itemid, property, "
+                     f"coalesce(value, '') FROM {scan} WHERE property IN ({names})", path,
+                     "item properties file")  # fmt: skip
     if read == 0:
         raise DataFormatError(
             f"item properties files {[str(p) for p in files.properties]} have no data rows"
         )
+    wanted_rows = con.execute("SELECT count(*) FROM raw_props").fetchone()[0]
     con.execute(
-        "CREATE TABLE kept_props AS SELECT timestamp, itemid, property, value, "
-        f"min(file_no::BIGINT * {1 << 40} + line) AS ord FROM raw_props "
-        f"WHERE property IN ({names}) GROUP BY ALL"
+        "CREATE TABLE kept_props AS SELECT timestamp, itemid, property, value, min(rowid) AS ord "
+        "FROM raw_props GROUP BY ALL"
     )
     con.execute("DROP TABLE raw_props")
     used = con.execute("SELECT count(*) FROM kept_props").fetchone()[0]
     # Of rows with equal (item, property, time) the last in file order is in force.
     con.execute(
-        "CREATE TABLE props AS SELECT * FROM kept_props QUALIFY row_number() OVER "
-        "(PARTITION BY itemid, property, timestamp ORDER BY ord DESC) = 1"
+        "CREATE TABLE props AS SELECT itemid, property, timestamp, arg_max(value, ord) AS value "
+        "FROM kept_props GROUP BY itemid, property, timestamp"
     )
     con.execute("DROP TABLE kept_props")
     return {"property_rows_read": read, "property_rows_used": used,
             "duplicate_property_rows_removed": wanted_rows - used}  # fmt: skip
 
 
+def _values_in_force(con, properties: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """``in_force``: per view (``ord``), the code of each property's value in force at its time
+    (the latest snapshot at or before it). The as-of joins run over narrow rows of integer
+    codes; returns the columns and joins that bring the values' text into the main query."""
+    con.execute(
+        "CREATE TABLE value_codes AS SELECT property, value, row_number() OVER "
+        "(ORDER BY property, value) AS code FROM (SELECT DISTINCT property, value FROM props)"
+    )
+    asof, codes, columns, joins = [], [], [], ["JOIN in_force f ON f.ord = l.ord"]
+    for i, prop in enumerate(properties):
+        con.execute(
+            f"CREATE TABLE prop_{i} AS SELECT p.itemid, p.timestamp, c.code FROM props p "
+            "JOIN value_codes c USING (property, value) WHERE p.property = ?",
+            [prop],
+        )
+        asof.append(f"ASOF LEFT JOIN prop_{i} p{i} ON p{i}.itemid = l.itemid "
+                    f"AND p{i}.timestamp <= l.time_ms")  # fmt: skip
+        codes.append(f"p{i}.code AS c{i}")
+        columns.append(f"v{i}.value AS {_quote(prop)}")
+        joins.append(f"LEFT JOIN value_codes v{i} ON v{i}.code = f.c{i}")
+    con.execute(
+        f"CREATE TABLE in_force AS SELECT l.ord, {', '.join(codes)} "
+        f"FROM (SELECT ord, itemid, time_ms FROM log) l {' '.join(asof)}"
+    )
+    for i in range(len(properties)):
+        con.execute(f"DROP TABLE prop_{i}")
+    return columns, joins
+
+
+def _truth(con, files: RetailRocketFiles) -> tuple[str, str]:
+    """The join and columns of the synthetic twin's true probabilities, or two empty strings."""
+    if files.truth is None:
+        return "", ""
+    con.execute(
+        "CREATE TABLE truth AS SELECT * FROM read_csv(?, header = true) QUALIFY row_number() "
+        "OVER (PARTITION BY visitorid, itemid, timestamp) = 1",
+        [str(files.truth)],
+    )
+    join = ("LEFT JOIN truth t ON t.visitorid = l.user_id AND t.itemid = l.itemid "
+            "AND t.timestamp = l.time_ms")  # fmt: skip
+    return join, ', t.p_ctr::FLOAT AS "p_true:ctr", t.p_ctcvr::FLOAT AS "p_true:ctcvr"'
+
+
+def _category_parent(con, files: RetailRocketFiles, categoryid: str) -> tuple[str, str]:
+    """The column and join of ``categoryid``'s parent in ``category_tree.csv``."""
+    if files.category_tree is None:
+        raise MissingRawFilesError(
+            "retailrocket", "(data folder)", [CATEGORY_TREE_FILE], URL, "retailrocket-synthetic"
+        )
+    from rmtl_env.data.retailrocket import read_category_tree
+
+    tree = read_category_tree(files.category_tree)  # 1.7k rows
+    tree["categoryid"] = tree["categoryid"].astype(str)
+    con.register("tree_frame", tree)
+    return (
+        ", tr.parentid AS category_parent",
+        f"LEFT JOIN tree_frame tr ON tr.categoryid = {categoryid}",
+    )
+
+
 def _impressions(con, files: RetailRocketFiles, config: RetailRocketConfig, ratios) -> tuple:
     """``imp``: every view with its session id, split, features and labels."""
     _sessions(con, ratios)
     categorical = list(config.properties)
-    joins, columns = [], []
-    for i, prop in enumerate(config.properties):
-        if files.properties:
-            con.execute(
-                f"CREATE TABLE prop_{i} AS SELECT itemid, timestamp, value FROM props "
-                "WHERE property = ?",
-                [prop],
-            )
-            joins.append(
-                f"ASOF LEFT JOIN prop_{i} p{i} ON p{i}.itemid = l.itemid "
-                f"AND p{i}.timestamp <= l.time_ms"
-            )
-            columns.append(f"p{i}.value AS {_quote(prop)}")
-        else:
-            columns.append(f"NULL::VARCHAR AS {_quote(prop)}")
+    if files.properties:
+        columns, joins = _values_in_force(con, config.properties)
+    else:
+        columns, joins = [f"NULL::VARCHAR AS {_quote(p)}" for p in config.properties], []
+    extra, extra_join = "", ""
     if config.category_parent:
-        if files.category_tree is None:
-            raise MissingRawFilesError(
-                "retailrocket", "(data folder)", [CATEGORY_TREE_FILE], URL, "retailrocket-synthetic"
-            )
-        from rmtl_env.data.retailrocket import read_category_tree
-
-        tree = read_category_tree(files.category_tree)  # 1.7k rows
-        tree["categoryid"] = tree["categoryid"].astype(str)
-        con.register("tree_frame", tree)
+        categoryid = columns[config.properties.index("categoryid")].split(" AS ")[0]
+        extra, extra_join = _category_parent(con, files, categoryid)
         categorical.append("category_parent")
     if config.include_itemid:
+        extra += ", l.itemid AS itemid"
         categorical.append("itemid")
-    truth_join, truth_cols = "", ""
-    if files.truth is not None:
-        con.execute(
-            "CREATE TABLE truth AS SELECT * FROM read_csv(?, header = true) QUALIFY row_number() "
-            "OVER (PARTITION BY visitorid, itemid, timestamp) = 1",
-            [str(files.truth)],
-        )
-        truth_join = (
-            "LEFT JOIN truth t ON t.visitorid = l.user_id AND t.itemid = l.itemid "
-            "AND t.timestamp = l.time_ms"
-        )
-        truth_cols = ', t.p_ctr::FLOAT AS "p_true:ctr", t.p_ctcvr::FLOAT AS "p_true:ctcvr"'
+    truth_join, truth_cols = _truth(con, files)
     labels = ", ".join(_quote(label_column(t)) for t in TASKS)
     con.execute(f"""
-        CREATE TABLE joined AS
+        CREATE TABLE imp AS
         SELECT l.ord, s.session_id, s.split, l.time_ms AS timestamp, l.user_id AS raw_user_id,
                l.itemid AS raw_item_id, {", ".join(columns)}, l.log_position, {labels}
-               {truth_cols}
+               {truth_cols}{extra}
         FROM log l JOIN session_ids s USING (user_id, user_session)
-        {" ".join(joins)}
-        {truth_join}
+        {" ".join(joins)} {truth_join} {extra_join}
+        ORDER BY s.session_id, l.time_ms, l.ord  -- the processed rows' order
     """)
-    extra = ""
-    if config.category_parent:
-        extra += ", tr.parentid AS category_parent"
-    if config.include_itemid:
-        extra += ", j.raw_item_id AS itemid"
-    tree_join = (
-        "LEFT JOIN tree_frame tr ON tr.categoryid = j.categoryid" if config.category_parent else ""
-    )
-    con.execute(f"CREATE TABLE imp AS SELECT j.*{extra} FROM joined j {tree_join}")
-    con.execute("DROP TABLE joined")
     counts = {}
     for prop in config.properties:
         counts[f"views_without_{prop}"] = con.execute(

@@ -56,10 +56,10 @@ def assert_same_dataset(ours, theirs) -> None:
 
 
 def test_a_tiny_memory_limit_gives_the_in_memory_rows() -> None:
-    """60 MB and one thread (the small twin's raw tables alone are larger): DuckDB spills."""
+    """100 MB and one thread (the small twin's raw tables alone are larger): DuckDB spills."""
     theirs = load_dataset("kuairand-synthetic", scale="small")
     ours = load_dataset(
-        "kuairand-synthetic", scale="small", engine="duckdb", memory_limit="60MB", threads=1
+        "kuairand-synthetic", scale="small", engine="duckdb", memory_limit="100MB", threads=1
     )
     assert ours.meta["path"] != theirs.meta["path"]
     assert_same_dataset(ours, theirs)
