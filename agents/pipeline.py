@@ -45,7 +45,7 @@ from agents.runtime import NEVER_RECORDED, RECORDED_IF_SET, seed_everything
 from agents.trainer import Split, TrainConfig, TrainResult, model_device, predict, train_model
 from agents.weighting import check_model
 from rmtl_env.data import SessionDataset, StreamedDataset, load_dataset
-from rmtl_env.data.catalog import ENGINES
+from rmtl_env.data.catalog import retire_engine
 from rmtl_env.data.domains import at_least, check_domains, within
 from rmtl_env.data.stream import BUFFER_ROWS
 from rmtl_env.data.synthetic import twin_fraction, twin_knobs
@@ -68,8 +68,7 @@ class DataConfig:
         data_seed: seed of the synthetic twin (the same data for every model seed).
         data_dir: folder of the raw files (real datasets).
         roles: the column-role JSON file of an own log (``rmtl_env.data.ColumnRoles``).
-        engine: how a KuaiRand dataset is prepared on first use: ``pandas`` (in memory) or
-            ``duckdb`` (out of core, the ``scale`` extra; ``rmtl_env.data.outofcore``).
+        engine: no longer needed (DuckDB prepares every source); accepted with a warning.
         stream: read the splits from the processed Parquet file block by block instead of into
             memory (``rmtl_env.data.stream``), for data larger than memory; training then
             shuffles blocks, pooled and permuted in buffers of ``buffer_rows`` rows.
@@ -91,7 +90,7 @@ class DataConfig:
     data_seed: int = field(default=0, metadata=at_least(0))
     data_dir: str | None = None
     roles: str | None = None
-    engine: Literal["pandas", "duckdb"] = field(default="pandas", metadata=RECORDED_IF_SET)
+    engine: Literal["pandas", "duckdb"] | None = field(default=None, metadata=NEVER_RECORDED)
     stream: bool = field(default=False, metadata=RECORDED_IF_SET)
     buffer_rows: int = field(default=BUFFER_ROWS, metadata=at_least(**RECORDED_IF_SET))
     rank_shards: bool = field(default=False, metadata=RECORDED_IF_SET)
@@ -105,10 +104,7 @@ class DataConfig:
             twin_fraction(self.scale)  # a fraction of the full 27K size, "1/20" or 0.05
         elif self.scale not in SCALES:
             raise ValueError(f"scale must be one of {list(SCALES)}, got {self.scale!r}")
-        if self.engine not in ENGINES:
-            raise ValueError(
-                f"engine must be {' or '.join(map(repr, ENGINES))}, got {self.engine!r}"
-            )
+        retire_engine(self.engine)
         if self.rank_shards and not self.stream:
             raise ValueError("rank_shards reads a streamed split's blocks: it needs stream=True")
         twin_knobs(self.dataset, self.knobs)
@@ -156,8 +152,6 @@ def load_splits(config: DataConfig = DataConfig()) -> Splits:
         params["twin"] = config.knobs
     if config.roles is not None:
         params["roles"] = config.roles
-    if config.engine != "pandas":
-        params["engine"] = config.engine
     dataset = load_dataset(
         config.dataset, data_dir=config.data_dir, refresh=config.refresh, stream=config.stream,
         **params,

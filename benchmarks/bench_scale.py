@@ -1,7 +1,7 @@
 """Benchmark: out-of-core preparation of the KuaiRand-27K twin with DuckDB.
 
 For each fraction of the real 27K size, writes the twin's raw files (once, into ``--work``), then
-prepares them with ``engine="duckdb"`` under ``--memory-limit`` in a fresh process, and prints
+prepares them with DuckDB under ``--memory-limit`` in a fresh process, and prints
 the wall time, the preparing process's peak RSS, rows per second and the linear extrapolation to
 the full 27K (322,278,385 standard log rows). Target: peak RSS under 6 GB at a 4 GB limit.
 
@@ -28,7 +28,7 @@ PREPARE = """
 import json, sys, time
 from pathlib import Path
 from rmtl_env.data.kuairand import KuaiRandConfig, KuaiRandFiles
-from rmtl_env.data.outofcore import prepare_kuairand
+from rmtl_env.data.kuairand import prepare_kuairand
 from rmtl_env.data.processing import ProcessingConfig
 raw, out, limit, threads = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 files = KuaiRandFiles.in_folder(raw, version="27k")

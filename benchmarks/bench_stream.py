@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     start = time.perf_counter()
-    dataset = load_dataset("kuairand-27k-synthetic", scale=args.scale, engine="duckdb", stream=True)
+    dataset = load_dataset("kuairand-27k-synthetic", scale=args.scale, stream=True)
     folder = dataset.meta["path"]
     print(f"KuaiRand-27K twin {args.scale}: {folder} ({time.perf_counter() - start:.0f} s)")
     for mode in ("memory", "stream"):

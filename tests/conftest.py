@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -29,6 +30,38 @@ def shared_raw() -> Path:
     if not SHARED_RAW.is_dir():
         pytest.skip(f"real raw samples not found at {SHARED_RAW} (a user's clone has no ../shared)")
     return SHARED_RAW
+
+
+@pytest.fixture
+def prepare(tmp_path):
+    """``prepare(files, config=None, processing=None)``: the processed dataset of raw files
+    (``RetailRocketFiles`` or ``KuaiRandFiles``, e.g. an events file alone), written by the
+    engine into a fresh folder and loaded."""
+    numbers = itertools.count()
+
+    from rmtl_env.data.dataset import SessionDataset
+    from rmtl_env.data.kuairand import KuaiRandConfig, KuaiRandFiles, prepare_kuairand
+    from rmtl_env.data.processing import ProcessingConfig
+    from rmtl_env.data.retailrocket import (
+        RetailRocketConfig,
+        RetailRocketFiles,
+        prepare_retailrocket,
+    )
+
+    def run(files, config=None, processing=None):
+        out = tmp_path / f"processed-{next(numbers)}"
+        out.mkdir()
+        processing = processing or ProcessingConfig()
+        if isinstance(files, RetailRocketFiles):
+            prepare_retailrocket(files, config or RetailRocketConfig(), processing, out,
+                                 progress=False)  # fmt: skip
+        elif isinstance(files, KuaiRandFiles):
+            prepare_kuairand(files, config or KuaiRandConfig(), processing, out, progress=False)
+        else:
+            raise TypeError(f"files must be RetailRocketFiles or KuaiRandFiles, got {files!r}")
+        return SessionDataset.load(out)
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ import torch
 from agents.checkpoint import CheckpointError, check_fits, load_critic, load_model, save_model
 from agents.models import build_model
 from rmtl_env.data import ColumnRoles, DataFormatError, load_dataset
-from rmtl_env.data.retailrocket import RetailRocketConfig, RetailRocketFiles, build_impressions
+from rmtl_env.data.retailrocket import RetailRocketConfig, RetailRocketFiles
 from rmtl_env.data.synthetic import write_twin
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
@@ -88,33 +88,33 @@ def rr_raw(tmp_path_factory) -> Path:
     return write_twin("retailrocket-synthetic", tmp_path_factory.mktemp("rr"), "tiny", 0)
 
 
-def test_retailrocket_timestamps_in_seconds_are_refused(tmp_path, shared_raw) -> None:
+def test_retailrocket_timestamps_in_seconds_are_refused(tmp_path, shared_raw, prepare) -> None:
     events = pd.read_csv(shared_raw / "retailrocket" / "events_sample_5000visitors.csv.gz")
     events["timestamp"] //= 1000
     events.to_csv(tmp_path / "events.csv", index=False)
     with pytest.raises(DataFormatError, match="'timestamp' looks like epoch seconds"):
-        build_impressions(RetailRocketFiles(events=tmp_path / "events.csv"), RetailRocketConfig())
+        prepare(RetailRocketFiles(events=tmp_path / "events.csv"))
 
 
-def test_a_truncated_gzip_names_the_file(tmp_path, shared_raw) -> None:
+def test_a_truncated_gzip_names_the_file(tmp_path, shared_raw, prepare) -> None:
     raw = (shared_raw / "retailrocket" / "events_sample_5000visitors.csv.gz").read_bytes()
     path = tmp_path / "events.csv.gz"
     path.write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(DataFormatError, match=r"events file .*events\.csv\.gz cannot be read"):
-        build_impressions(RetailRocketFiles(events=path), RetailRocketConfig())
+    with pytest.raises(DataFormatError, match=r"events file .*events\.csv\.gz: cannot be read"):
+        prepare(RetailRocketFiles(events=path))
 
 
-def test_properties_missing_from_the_files_leave_views_without_them(tmp_path, rr_raw) -> None:
+def test_properties_missing_from_the_files_leave_views_without_them(tmp_path, rr_raw, prepare):
     folder = tmp_path / "rr"
     shutil.copytree(rr_raw, folder)
     for part in folder.glob("item_properties_part*.csv"):
         log = pd.read_csv(part)
         log[log["property"].isin(["categoryid", "available"])].to_csv(part, index=False)
-    table = build_impressions(RetailRocketFiles.in_folder(folder), RetailRocketConfig())
-    views = len(table.frame)
+    table = prepare(RetailRocketFiles.in_folder(folder))
+    views, counts = len(table.frame), table.meta["row_counts"]
     missing = [p for p in RetailRocketConfig().properties if p not in ("categoryid", "available")]
-    assert missing and all(table.row_counts[f"views_without_{p}"] == views for p in missing)
-    assert table.row_counts["views_without_categoryid"] < views
+    assert missing and all(counts[f"views_without_{p}"] == views for p in missing)
+    assert counts["views_without_categoryid"] < views
 
 
 def _own_log(n: int = 300, seed: int = 0) -> pd.DataFrame:

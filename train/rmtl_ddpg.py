@@ -3,7 +3,7 @@
     python train/rmtl_ddpg.py                      # PLE on the small RetailRocket twin, seed 0
     python train/rmtl_ddpg.py --backbone esmm --seed 1 --preset official
     torchrun --standalone --nproc_per_node=2 train/rmtl_ddpg.py --run-dir runs/ddp   # 2 ranks
-    python train/rmtl_ddpg.py --dataset kuairand-27k-synthetic --scale 1/20 --engine duckdb \
+    python train/rmtl_ddpg.py --dataset kuairand-27k-synthetic --scale 1/20 \
         --stream                                   # prepared out of core, read block by block
 
 Stages (each resumable: re-running into the same ``--run-dir`` skips the finished stages whose

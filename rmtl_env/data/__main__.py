@@ -41,8 +41,8 @@ def loader_params_from_args(args: argparse.Namespace) -> dict:
 
 def load_from_args(args: argparse.Namespace):
     params = loader_params_from_args(args)
-    if getattr(args, "engine", "pandas") == "duckdb":
-        params.update(engine="duckdb", memory_limit=args.memory_limit, threads=args.threads)
+    if hasattr(args, "memory_limit"):  # prepare's DuckDB settings
+        params.update(engine=args.engine, memory_limit=args.memory_limit, threads=args.threads)
     return load_dataset(
         args.name, data_dir=args.data_dir, scale=args.scale, seed=args.seed,
         refresh=args.refresh, roles=args.roles, **params,
@@ -76,10 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     prepare = commands.add_parser("prepare", help="build (or reuse) the processed dataset")
     add_dataset_args(prepare)
     prepare.add_argument(
-        "--engine",
-        default="pandas",
-        choices=ENGINES,
-        help="duckdb: out of core (RetailRocket and KuaiRand; needs the scale extra), the same rows",
+        "--engine", choices=ENGINES, help="no longer needed: DuckDB prepares every source"
     )
     prepare.add_argument(
         "--memory-limit", default="4GB", type=_memory_limit,

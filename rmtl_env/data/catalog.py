@@ -4,14 +4,16 @@
 
 - ``"retailrocket"``: the Kaggle files in ``data_dir`` (default ``$RMTL_DATA_DIR/raw/retailrocket``);
 - ``"kuairand-1k"``: the Zenodo files in ``data_dir`` (default ``$RMTL_DATA_DIR/raw/kuairand-1k``);
-- ``"kuairand-27k"``: the KuaiRand-27K files (same schema, 322M log rows: in memory only with a
-  very large machine; ``rmtl_env.data.outofcore`` prepares it out of core);
+- ``"kuairand-27k"``: the KuaiRand-27K files (same schema, 322M log rows, prepared out of core);
 - ``"kuairand-27k-synthetic"``: a 27K twin in the real 27K file names, ``scale`` a fraction of
   full size (``0.05``, ``"1/20"``) or ``tiny``/``small``;
 - ``"retailrocket-synthetic"`` and ``"kuairand-synthetic"``: the synthetic twins (``scale``,
   ``seed``), whose raw files are generated once into the cache and then read by the real loaders;
 - a path to a processed dataset folder (``meta.json`` inside), loaded as is;
-- a path to a CSV or Parquet log with ``roles=ColumnRoles(...)`` (or a path to a roles JSON).
+- a path to a CSV, Parquet or JSON-lines log with ``roles=ColumnRoles(...)`` (or a path to a
+  roles JSON).
+
+DuckDB prepares every source (``rmtl_env.data.engine``) under ``memory_limit`` and ``threads``.
 
 Processed datasets are cached under ``$RMTL_DATA_DIR`` (default ``~/.cache/rmtl``) in
 ``processed/<name>-<key>``, where the key hashes the name, every parameter and the identity of
@@ -25,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -32,14 +35,14 @@ from typing import Any
 from rmtl_env.data import custom, kuairand, retailrocket
 from rmtl_env.data.dataset import META_FILE, SessionDataset
 from rmtl_env.data.io import atomic_directory
-from rmtl_env.data.processing import ProcessingConfig, build_processed
+from rmtl_env.data.processing import ProcessingConfig
 from rmtl_env.data.stream import StreamedDataset
 from rmtl_env.data.synthetic import twin_fraction, twin_knobs
 from rmtl_env.data.synthetic.common import check_scale
 
 GENERATOR_VERSION = 2
 ENGINES = ("pandas", "duckdb")
-"""How a catalog dataset is prepared: in memory, or out of core (``rmtl_env.data.outofcore``)."""
+"""The values the retired ``engine`` argument still accepts (DuckDB prepares every source)."""
 CATALOG = (
     "retailrocket",
     "kuairand-1k",
@@ -118,14 +121,14 @@ def load_dataset(
     seed: int = 0,
     refresh: bool = False,
     roles: custom.ColumnRoles | str | os.PathLike | None = None,
-    engine: str = "pandas",
+    engine: str | None = None,
     memory_limit: str = "4GB",
     threads: int = 2,
     stream: bool = False,
     twin: dict[str, float] | None = None,
     **params: Any,
 ) -> SessionDataset | StreamedDataset:
-    """Load (building and caching on first use) a processed session dataset.
+    """Load (preparing with DuckDB and caching on first use) a processed session dataset.
 
     Args:
         name: a catalog name, a processed dataset folder or a log file (see the module docstring).
@@ -134,8 +137,10 @@ def load_dataset(
         seed: generator seed (synthetic twins only).
         refresh: rebuild even if a cached copy exists.
         roles: column roles of a log file.
-        engine: ``pandas`` (in memory) or ``duckdb`` (out of core: the same rows;
-            ``memory_limit`` and ``threads`` are DuckDB's).
+        engine: no longer needed (DuckDB prepares every source); ``"pandas"`` or ``"duckdb"`` is
+            accepted with a ``FutureWarning`` and changes nothing.
+        memory_limit: DuckDB's memory limit (``"4GB"``, ``"500MB"``); it spills beyond it.
+        threads: DuckDB's threads.
         stream: return a ``StreamedDataset`` (its splits read from Parquet block by block,
             ``rmtl_env.data.stream``) instead of loading the impressions into memory.
         twin: knobs of the RetailRocket twin's generator (``conflict``, ``noise``:
@@ -144,23 +149,28 @@ def load_dataset(
             processing parameters (``split_ratios``, ``min_count``, ``share_threshold``).
     """
     path = Path(name)
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be {' or '.join(map(repr, ENGINES))}, got {engine!r}")
-    if engine == "duckdb":
-        check_engine_settings(memory_limit, threads)
+    retire_engine(engine)
+    check_engine_settings(memory_limit, threads)
     knobs = twin_knobs(str(name), twin or {})  # checked before anything is read or written
     if str(name) not in CATALOG:
         if (path / META_FILE).is_file():
             _reject(params, str(name), [])
             return _open(path, stream)
         if path.is_file() and roles is not None:
-            engine_settings = (engine, memory_limit, threads)
-            return _load_custom(path, roles, refresh, params, stream, engine_settings)
+            return _load_custom(path, roles, refresh, params, stream, (memory_limit, threads))
         raise ValueError(
             f"unknown dataset {str(name)!r}: expected one of {list(CATALOG)}, a processed dataset "
-            f"folder (with {META_FILE}), or a CSV/Parquet log file together with roles=..."
+            f"folder (with {META_FILE}), or a CSV, Parquet or JSON-lines log file together with "
+            "roles=..."
         )
-    name = str(name)
+    engine_settings = (memory_limit, threads)
+    return _load_catalog(str(name), data_dir, scale, seed, refresh, knobs, engine_settings,
+                         stream, params)  # fmt: skip
+
+
+def _load_catalog(name: str, data_dir, scale: str, seed: int, refresh: bool, knobs: dict,
+                  engine: tuple, stream: bool, params: dict):  # fmt: skip
+    """A catalog dataset (``load_dataset`` with a catalog name)."""
     processing, rest = _processing(params)
     if name.startswith("retailrocket"):
         loader_params, rest = _split_params(rest, retailrocket.RetailRocketConfig)
@@ -182,37 +192,39 @@ def load_dataset(
         identity = None
     if name.startswith("retailrocket"):
         files = retailrocket.RetailRocketFiles.in_folder(raw_dir, "retailrocket-synthetic")
-        paths = [files.events, *files.properties]
-        build = lambda: retailrocket.build_impressions(files, config, name)  # noqa: E731
+        paths, prepare = [files.events, *files.properties], retailrocket.prepare_retailrocket
     else:
         files = kuairand.KuaiRandFiles.in_folder(
             raw_dir, config.include_random_log, version="27k" if "27k" in name else "1k"
         )
         paths = [*files.logs, files.user_features, files.video_features]
-        build = lambda: kuairand.build_impressions(files, config, name)  # noqa: E731
+        prepare = kuairand.prepare_kuairand
     key_source = {
         "name": name,
         "loader": repr(config),
         "processing": repr(processing),
         "raw": identity or _file_identity(paths),
     }
-    if engine == "duckdb":
-        if name.startswith("retailrocket"):
-            from rmtl_env.data.outofcore_retailrocket import prepare_retailrocket as prepare
-        else:
-            from rmtl_env.data.outofcore import prepare_kuairand as prepare
-
-        key_source["engine"] = "duckdb"  # memory_limit and threads do not change the rows
-        write = lambda folder: prepare(  # noqa: E731
-            files, config, processing, folder, name, memory_limit, threads
-        )
-        dataset = _cached(name, key_source, refresh, None, write=write, stream=stream)
-    else:
-        build_all = lambda: build_processed(build(), processing)  # noqa: E731
-        dataset = _cached(name, key_source, refresh, build_all, stream=stream)
+    write = lambda folder: prepare(files, config, processing, folder, name, *engine)  # noqa: E731
+    dataset = _cached(name, key_source, refresh, write, stream=stream)
     if identity:
         dataset.meta["params"]["synthetic"] = identity
     return dataset
+
+
+def retire_engine(engine: str | None) -> None:
+    """The retired ``engine`` argument: accepted with a ``FutureWarning``, an unknown value
+    refused."""
+    if engine is None:
+        return
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be {' or '.join(map(repr, ENGINES))}, got {engine!r}")
+    warnings.warn(
+        f"engine={engine!r} is no longer needed: DuckDB prepares every source (the processed "
+        "dataset is the one the pandas engine gave); drop the argument",
+        FutureWarning,
+        stacklevel=3,
+    )
 
 
 def _accepted(config_class: type) -> list[str]:
@@ -247,50 +259,33 @@ def _load_custom(path: Path, roles, refresh: bool, params: dict, stream: bool, e
         "processing": repr(processing),
         "raw": _file_identity([path]),
     }
-    engine, memory_limit, threads = engine
-    if engine == "duckdb":
-        from rmtl_env.data.outofcore_custom import prepare_custom
-
-        key_source["engine"] = "duckdb"
-        write = lambda folder: prepare_custom(  # noqa: E731
-            path, roles, processing, folder, dataset_name, memory_limit, threads
-        )
-        return _cached(dataset_name, key_source, refresh, None, write=write, stream=stream)
-    build = lambda: build_processed(custom.build_impressions(path, roles, dataset_name), processing)  # noqa: E731
-    return _cached(dataset_name, key_source, refresh, build, stream=stream)
+    memory_limit, threads = engine
+    write = lambda folder: custom.prepare_custom(  # noqa: E731
+        path, roles, processing, folder, dataset_name, memory_limit, threads
+    )
+    return _cached(dataset_name, key_source, refresh, write, stream=stream)
 
 
-def _cached(name: str, key_source: dict, refresh: bool, build, write=None, stream=False):
-    """The cached dataset of ``key_source``, else ``build()`` (a ``SessionDataset``) saved, or
-    ``write(folder)`` (a preparation that writes the folder itself, returning its meta);
-    ``stream``: returned as a ``StreamedDataset``."""
+def _cached(name: str, key_source: dict, refresh: bool, write, stream: bool = False):
+    """The cached dataset of ``key_source``, else ``write(folder)`` (a preparation that writes
+    the folder, returning its meta) into a staging folder renamed into place; ``stream``:
+    returned as a ``StreamedDataset``."""
     key = hashlib.sha256(json.dumps(key_source, sort_keys=True, default=str).encode()).hexdigest()
     folder = cache_root() / "processed" / f"{name}-{key[:16]}"
     if folder.is_dir() and not refresh:
         dataset = _open(folder, stream)
         dataset.meta["path"] = str(folder)
         return dataset
-    _check_writable(folder.parent)  # before the build, which can take minutes
-
-    def drop_stale() -> None:  # only once the new one is complete
-        if refresh and folder.is_dir():
+    _check_writable(folder.parent)  # before the preparation, which can take minutes
+    with atomic_directory(folder) as staging:
+        meta = write(staging)
+        meta["cache_key"] = key
+        (staging / META_FILE).write_text(json.dumps(meta, indent=2))
+        if refresh and folder.is_dir():  # only once the new one is complete
             import shutil
 
             shutil.rmtree(folder)
-
-    if write is not None:
-        with atomic_directory(folder) as staging:
-            meta = write(staging)
-            meta["cache_key"] = key
-            (staging / META_FILE).write_text(json.dumps(meta, indent=2))
-            drop_stale()
-        dataset = _open(folder, stream)
-    else:
-        dataset = build()
-        dataset.meta["cache_key"] = key
-        drop_stale()
-        dataset.save(folder)
-        dataset = _open(folder, stream) if stream else dataset
+    dataset = _open(folder, stream)
     dataset.meta["path"] = str(folder)
     return dataset
 

@@ -1,4 +1,4 @@
-"""Bring your own logs: one CSV or Parquet file plus a column-role config.
+"""Bring your own logs: one CSV, Parquet or JSON-lines file plus a column-role config.
 
 The file has one row per impression. :class:`ColumnRoles` names which column is what:
 
@@ -26,23 +26,46 @@ Example (``roles.json``)::
 ``nested_labels=true`` requires each label to imply the previous one (buy implies click): a
 violating row raises unless ``nesting="fix"`` (then the later label becomes the AND).
 Exact duplicate rows are removed and counted; rows are sorted by (session, time).
+
+DuckDB prepares the file, of any size, under a memory limit. Values are read as pandas reads
+them: the cells pandas takes for missing (``NA``, ``null``, ``NaN``, ...) are missing, date-like
+text stays text, and a categorical value's text is pandas' (an integer column with an empty cell
+is a float column, ``3`` reads ``3.0``; a boolean is ``True``/``False``). Errors name the file,
+the column and the data row (the row's number in the file, header not counted).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+from tqdm.auto import tqdm
 
 from rmtl_env.data.dataset import label_column
+from rmtl_env.data.engine import (
+    _connect,
+    _quote,
+    _sessions,
+    engine_record,
+    fetch_one,
+    map_and_write,
+    nest_labels,
+    read_checked,
+    require_content,
+    run_preparation,
+    save_meta,
+    sessionised,
+    sorted_in_file_order,
+    work_folder,
+)
 from rmtl_env.data.errors import DataFormatError, name_list
-from rmtl_env.data.io import check_binary, check_epoch_unit, file_digest, plain
-from rmtl_env.data.processing import ImpressionTable, enforce_nesting, sessionize_by_gap
+from rmtl_env.data.io import check_epoch_unit, file_digest
+from rmtl_env.data.processing import ProcessingConfig
 
 # Columns of every processed dataset (and of the preparation's tables): no feature may take them.
 RESERVED_COLUMNS = ("session_id", "timestamp", "raw_user_id", "raw_item_id", "split", "ord")
@@ -111,165 +134,294 @@ class ColumnRoles:
         return list(dict.fromkeys(named))
 
 
-def read_log_file(path: Path, columns: list[str]) -> pd.DataFrame:
-    """Read the needed columns of a CSV (plain or .gz) or Parquet file, naming what is missing."""
-    if not path.is_file():
-        raise FileNotFoundError(f"log file {path} does not exist")
-    if path.stat().st_size == 0:
-        raise DataFormatError(f"log file {path} is empty")
-    try:
-        if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
+# pandas.read_csv's default missing-value markers.
+MISSING_TEXT = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+                "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]  # fmt: skip
+INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+                 "UINTEGER", "UBIGINT"}  # fmt: skip
+NUMBER_TYPES = INTEGER_TYPES | {"FLOAT", "DOUBLE", "BOOLEAN"}
+TIME_TYPES = {"DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_NS", "TIMESTAMP_MS"}
 
-            present = pq.read_schema(path).names
-        else:
-            present = list(pd.read_csv(path, nrows=0).columns)
-        missing = [c for c in columns if c not in present]
-        if missing:
-            raise DataFormatError(f"log file {path}: missing column(s) {missing}; found {present}")
-        if path.suffix == ".parquet":
-            frame = pd.read_parquet(path, columns=columns)
-        else:
-            frame = pd.read_csv(path, usecols=columns, low_memory=False)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise DataFormatError(
-            f"log file {path} cannot be read ({type(exc).__name__}: {exc}); the file may be "
-            "truncated, corrupt or not UTF-8 text"
-        ) from None
-    if frame.empty:
+
+def _scan(path: Path) -> str:
+    """The DuckDB table function reading ``path`` (its one parameter), by file type."""
+    if path.suffix == ".parquet":
+        return "read_parquet(?)"
+    if path.suffix in (".jsonl", ".ndjson") or path.name.endswith((".jsonl.gz", ".ndjson.gz")):
+        return "read_json(?, format = 'newline_delimited')"
+    missing = ", ".join(f"'{m}'" for m in MISSING_TEXT)
+    return (
+        f"read_csv(?, header = true, nullstr = [{missing}], "
+        "auto_type_candidates = ['BOOLEAN', 'BIGINT', 'DOUBLE', 'VARCHAR'])"
+    )
+
+
+def _in(column: str) -> str:
+    """A log column inside our tables: prefixed, so that a user's column named ``user_id`` or
+    ``split`` cannot collide with the columns the preparation adds."""
+    return _quote(f"in:{column}")
+
+
+def _read(con, path: Path, roles: ColumnRoles) -> dict[str, str]:
+    """``raw``: the roles' columns of ``path`` with their data row ``line``; returns each
+    column's DuckDB type."""
+    require_content(path, "log file")
+    read_checked(con, f"CREATE TABLE probe AS DESCRIBE SELECT * FROM {_scan(path)}", path,
+                 "log file")  # fmt: skip
+    found = dict(con.execute("SELECT column_name, column_type FROM probe").fetchall())
+    missing = [c for c in roles.columns() if c not in found]
+    if missing:
+        raise DataFormatError(f"log file {path}: missing column(s) {missing}; found {list(found)}")
+    select = ", ".join(f"{_quote(c)} AS {_in(c)}" for c in roles.columns())
+    read_checked(
+        con,
+        f"CREATE TABLE raw_rows AS SELECT {select} FROM {_scan(path)}",
+        path,
+        "log file",
+    )
+    # rowid: the insertion order, which is the file order (no window over the scan).
+    con.execute("CREATE VIEW raw AS SELECT *, rowid + 1 AS line FROM raw_rows")
+    if fetch_one(con, "SELECT count(*) FROM raw")[0] == 0:
         raise DataFormatError(f"log file {path} has a header but no data rows")
-    if path.suffix != ".parquet":
-        _refuse_repeated_header(frame, path)
-    return frame
+    types = {c: found[c] for c in roles.columns()}
+    if path.suffix != ".parquet" and all(t == "VARCHAR" for t in types.values()):
+        _refuse_repeated_header(con, path, list(types))
+    return types
 
 
-def _refuse_repeated_header(frame: pd.DataFrame, path: Path) -> None:
-    """A data row equal to the header (files concatenated with their headers) is named at its
-    real line, instead of surfacing as a wrong value in whichever column is checked first."""
-    text = [frame[c] for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
-    if len(text) < len(frame.columns):  # a numeric column cannot hold its own name
-        return
-    repeated = np.logical_and.reduce([col.astype(str).to_numpy() == str(col.name) for col in text])
-    if repeated.any():
-        row = int(np.flatnonzero(repeated)[0])
+def _refuse_repeated_header(con, path: Path, columns: list[str]) -> None:
+    """A data row equal to the header (files concatenated with their headers) is named."""
+    same = " AND ".join(f"{_in(c)} = ?" for c in columns)
+    row = fetch_one(con, f"SELECT min(line) FROM raw WHERE {same}", columns)[0]
+    if row is not None:
         raise DataFormatError(
-            f"log file {path}: line {row + 2} repeats the header (were files concatenated with "
+            f"log file {path}: line {row + 1} repeats the header (were files concatenated with "
             "their headers?); remove it"
         )
 
 
-def warn_uninformative(frame: pd.DataFrame, roles: ColumnRoles, label: str) -> None:
-    """Warn, naming them, about feature columns that are entirely empty or hold one value:
-    they carry no signal (the dataset is still built)."""
-    for column in [*roles.categorical, *roles.numerical]:
-        values = frame[column].dropna()
-        if values.empty:
-            warnings.warn(f"{label}: feature column '{column}' is entirely empty", stacklevel=3)
-        elif values.nunique() == 1:
-            warnings.warn(
-                f"{label}: feature column '{column}' holds one value "
-                f"({plain(values.iloc[0])!r}) in every row",
-                stacklevel=3,
-            )
+def _first_bad(con, table: str, condition: str, column: str) -> tuple[int, int, object] | None:
+    """(count, first data row, its value of ``column``) of the rows of ``table`` meeting
+    ``condition``, or None."""
+    count, line = fetch_one(con, f"SELECT count(*), min(line) FROM {table} WHERE {condition}")
+    if not count:
+        return None
+    value = fetch_one(con, f"SELECT {_in(column)} FROM {table} WHERE line = {line}")[0]
+    return count, line, value
 
 
-def _timestamps_ms(values: pd.Series, unit: str, label: str, column: str) -> np.ndarray:
-    if not pd.api.types.is_numeric_dtype(values):
-        numbers = pd.to_numeric(values, errors="coerce")
-        if numbers.notna().mean() > 0.5:  # an epoch column with a few bad cells: name the first
-            bad = numbers.isna().to_numpy()
-            row = int(np.flatnonzero(bad)[0])
+def _check_labels(con, path: Path, labels: list[str]) -> None:
+    for column in labels:
+        number = f"TRY_CAST({_in(column)} AS DOUBLE)"
+        bad = _first_bad(con, "raw", f"{number} IS NULL OR {number} NOT IN (0, 1)", column)
+        if bad:
             raise DataFormatError(
-                f"{label}: column '{column}' has value {plain(values.iloc[row])!r} at data row "
-                f"{row + 1}; expected an epoch number in {unit}"
+                f"log file {path}: label column '{column}' has {bad[0]} value(s) outside "
+                f"{{0, 1}} (first: {bad[2]!r} at data row {bad[1]}); expected 0 or 1"
             )
-    if pd.api.types.is_numeric_dtype(values):
-        if values.isna().any():
-            raise DataFormatError(f"{label}: column '{column}' has empty timestamps")
-        check_epoch_unit(values.to_numpy(), unit, label, column)
-        return (values.to_numpy(np.float64) * (1000 if unit == "s" else 1)).astype(np.int64)
-    parsed = pd.to_datetime(values, errors="coerce", utc=True)
-    bad = parsed.isna()
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataFormatError(
-            f"{label}: column '{column}' has value {plain(values.iloc[row])!r} at data row {row + 1}; "
-            f"expected an epoch number in {unit} or a date-time"
-        )
-    return (
-        (parsed - pd.Timestamp("1970-01-01", tz="UTC"))
-        .dt.total_seconds()
-        .mul(1000)
-        .round()
-        .astype(np.int64)
-        .to_numpy()
-    )
 
 
-def build_impressions(
-    path: str | Path, roles: ColumnRoles, name: str | None = None
-) -> ImpressionTable:
-    """Impression table of a user's own log file."""
-    path = Path(path)
-    label = f"log file {path}"
-    frame = read_log_file(path, roles.columns())
-    check_binary(frame, roles.labels, label)
-    warn_uninformative(frame, roles, label)
-    for column in roles.numerical:
-        if not pd.api.types.is_numeric_dtype(frame[column]):
-            converted = pd.to_numeric(frame[column], errors="coerce")
-            bad = converted.isna() & frame[column].notna()
-            if bad.any():
-                row = int(np.flatnonzero(bad.to_numpy())[0])
+def _numerical(con, path: Path, columns: list[str], types: dict[str, str]) -> list[str]:
+    """Each numerical column as a DOUBLE expression; text and infinite values are refused."""
+    exprs = []
+    for column in columns:
+        value = f"TRY_CAST({_in(column)} AS DOUBLE)"
+        if types[column] not in NUMBER_TYPES:
+            bad = _first_bad(con, "raw", f"{_in(column)} IS NOT NULL AND {value} IS NULL", column)
+            if bad:
                 raise DataFormatError(
-                    f"{label}: numerical column '{column}' has value {plain(frame[column].iloc[row])!r} "
-                    f"at data row {row + 1}; expected a number"
+                    f"log file {path}: numerical column '{column}' has value {bad[2]!r} at data "
+                    f"row {bad[1]}; expected a number"
                 )
-            frame[column] = converted
-        infinite = np.isinf(frame[column].to_numpy(np.float64))
-        if infinite.any():
-            row = int(np.flatnonzero(infinite)[0])
+        bad = _first_bad(con, "raw", f"isinf({value})", column)
+        if bad:
             raise DataFormatError(
-                f"{label}: numerical column '{column}' has value {float(frame[column].iloc[row])} "
-                f"at data row {row + 1}; expected a finite number (an empty cell means missing)"
+                f"log file {path}: numerical column '{column}' has value {float(bad[2])} at data "
+                f"row {bad[1]}; expected a finite number (an empty cell means missing)"
             )
-    counts = {"rows_read": len(frame)}
-    duplicated = frame.duplicated()
-    counts["duplicate_rows_removed"] = int(duplicated.sum())
-    frame = frame[~duplicated.to_numpy()].reset_index(drop=True)
-    time = _timestamps_ms(frame[roles.timestamp], roles.timestamp_unit, label, roles.timestamp)
-    key_column = roles.session or roles.user
-    if frame[key_column].isna().any():
-        raise DataFormatError(f"{label}: column '{key_column}' has empty values")
-    key, _ = pd.factorize(frame[key_column])
-    order = np.lexsort((time, key))
-    counts["rows_were_sorted"] = bool((order == np.arange(len(order))).all())
-    frame, time, key = frame.iloc[order].reset_index(drop=True), time[order], key[order]
+        exprs.append(f"{value} AS {_in(column)}")
+    return exprs
+
+
+def _category_text(column: str, sql_type: str, has_missing: bool) -> str:
+    """A categorical column as pandas' text of its values (NULL stays NULL)."""
+    c = _in(column)
+    if sql_type == "BOOLEAN":
+        return f"CASE WHEN {c} THEN 'True' WHEN NOT {c} THEN 'False' END AS {c}"
+    if sql_type in INTEGER_TYPES and has_missing:  # pandas reads it as a float column
+        return f"CAST({c}::DOUBLE AS VARCHAR) AS {c}"
+    return f"CAST({c} AS VARCHAR) AS {c}"
+
+
+def _warn_uninformative(con, path: Path, roles: ColumnRoles) -> dict[str, bool]:
+    """Warn about feature columns that are entirely empty or hold one value; returns which
+    feature columns have an empty cell."""
+    has_missing = {}
+    for column in [*roles.categorical, *roles.numerical]:
+        c = _in(column)
+        distinct, missing, value = fetch_one(
+            con,
+            f"SELECT count(DISTINCT {c}), count(*) FILTER (WHERE {c} IS NULL), any_value({c}) "
+            "FROM raw",
+        )
+        has_missing[column] = bool(missing)
+        if distinct == 0:
+            warnings.warn(f"log file {path}: feature column '{column}' is entirely empty",
+                          stacklevel=4)  # fmt: skip
+        elif distinct == 1:
+            warnings.warn(f"log file {path}: feature column '{column}' holds one value "
+                          f"({value!r}) in every row", stacklevel=4)  # fmt: skip
+    return has_missing
+
+
+def _timestamps(con, path: Path, roles: ColumnRoles, sql_type: str) -> str:
+    """The expression of a ``kept`` row's time in epoch ms (``custom._timestamps_ms``)."""
+    column, unit = roles.timestamp, roles.timestamp_unit
+    c, label = _in(column), f"log file {path}"
+    if sql_type in TIME_TYPES:
+        return f"CAST(round(epoch_us({c}::TIMESTAMPTZ) / 1000) AS BIGINT)"
+    if sql_type == "VARCHAR":
+        number, parsed = f"TRY_CAST({c} AS DOUBLE)", f"TRY_CAST({c} AS TIMESTAMPTZ)"
+        numbers, rows = fetch_one(con, f"SELECT count({number}), count(*) FROM kept")
+        if numbers > 0.5 * rows:  # an epoch column with a few bad cells: name the first
+            bad = _first_bad(con, "kept", f"{number} IS NULL", column)
+            raise DataFormatError(f"{label}: column '{column}' has value {bad[2]!r} at data row "
+                                  f"{bad[1]}; expected an epoch number in {unit}")  # fmt: skip
+        bad = _first_bad(con, "kept", f"{parsed} IS NULL", column)
+        if bad:
+            raise DataFormatError(f"{label}: column '{column}' has value {bad[2]!r} at data row "
+                                  f"{bad[1]}; expected an epoch number in {unit} or a date-time")  # fmt: skip
+        return f"CAST(round(epoch_us({parsed}) / 1000) AS BIGINT)"
+    empty, low, high = fetch_one(
+        con,
+        f"SELECT count(*) FILTER (WHERE {c} IS NULL), min({c}::DOUBLE), max({c}::DOUBLE) FROM kept",
+    )
+    if empty:
+        raise DataFormatError(f"{label}: column '{column}' has empty timestamps")
+    check_epoch_unit(np.array([low, high]), unit, label, column)
+    return f"trunc({c}::DOUBLE * {1000 if unit == 's' else 1})::BIGINT"
+
+
+def _deduplicated(con, path: Path, roles: ColumnRoles, types: dict[str, str]) -> dict:
+    """``kept``: the checked, typed rows of ``raw``, one per distinct row (``line``: its first
+    data row); returns the row counts."""
+    _check_labels(con, path, roles.labels)
+    has_missing = _warn_uninformative(con, path, roles)
+    exprs = [
+        _category_text(c, types[c], has_missing[c]) if c in roles.categorical else _in(c)
+        for c in roles.columns()
+        if c not in roles.numerical
+    ]
+    exprs += _numerical(con, path, roles.numerical, types)
+    everything = ", ".join(_in(c) for c in roles.columns())
+    con.execute(f"CREATE TABLE kept AS SELECT {everything}, min(line) AS line FROM "
+                f"(SELECT {', '.join(exprs)}, line FROM raw) GROUP BY ALL")  # fmt: skip
+    read, kept = fetch_one(con, "SELECT (SELECT count(*) FROM raw), count(*) FROM kept")
+    con.execute("DROP VIEW raw")
+    con.execute("DROP TABLE raw_rows")
+    return {"rows_read": read, "duplicate_rows_removed": read - kept}
+
+
+def _log(con, path: Path, roles: ColumnRoles, types: dict[str, str]) -> dict:
+    """``log``: the distinct rows (``ord``: the first data row) with user code, time in ms,
+    session and labels; returns the row counts."""
+    counts = _deduplicated(con, path, roles, types)
+    time_ms = _timestamps(con, path, roles, types[roles.timestamp])
+    key = roles.session or roles.user
+    if fetch_one(con, f"SELECT count(*) FROM kept WHERE {_in(key)} IS NULL")[0]:
+        raise DataFormatError(f"log file {path}: column '{key}' has empty values")
+    # User (or session) codes by first appearance, as pandas.factorize numbers them.
+    con.execute(f"CREATE TABLE keys AS SELECT {_in(key)} AS key, row_number() OVER "
+                f"(ORDER BY min(line)) - 1 AS user_id FROM kept GROUP BY {_in(key)}")  # fmt: skip
+    labels = ", ".join(f"TRY_CAST({_in(t)} AS DOUBLE)::TINYINT AS {_quote(label_column(t))}"
+                       for t in roles.labels)  # fmt: skip
+    con.execute(f"CREATE TABLE timed AS SELECT k.user_id, {time_ms} AS time_ms, kept.line AS ord, "
+                f"kept.*, {labels} FROM kept JOIN keys k ON k.key = kept.{_in(key)}")  # fmt: skip
+    con.execute("DROP TABLE kept")
+    counts["rows_were_sorted"] = sorted_in_file_order(con, "timed")
     if roles.user is not None:
-        session = sessionize_by_gap(key, time, int(roles.session_gap_minutes * 60_000))
+        gap = int(roles.session_gap_minutes * 60_000)
+        con.execute(f"CREATE TABLE log AS {sessionised('timed', gap)}")
     else:
-        session = key
-    out = pd.DataFrame({"session": session, "timestamp": time, "raw_user_id": key})
-    item = frame[roles.item] if roles.item else pd.Series(np.zeros(len(frame)))
-    out["raw_item_id"] = pd.factorize(item)[0].astype(np.int64)
-    tasks = list(roles.labels)
-    for task in tasks:
-        out[label_column(task)] = frame[task].to_numpy().astype(np.int8)
+        con.execute("CREATE TABLE log AS SELECT *, 0 AS user_session FROM timed")
+    con.execute("DROP TABLE timed")
     counts["nesting_violations_changed"] = (
-        enforce_nesting(out, tasks, roles.nesting, label) if roles.nested_labels else 0
+        nest_labels(con, roles.labels, roles.nesting, f"log file {path}")
+        if roles.nested_labels
+        else 0
     )
-    for column in roles.categorical:
-        out[column] = frame[column].to_numpy()
-    for column in roles.numerical:
-        out[column] = frame[column].to_numpy(np.float64)
-    return ImpressionTable(
-        name=name or path.stem,
-        source="custom",
-        frame=out,
-        categorical=list(roles.categorical),
-        numerical=list(roles.numerical),
-        tasks=tasks,
-        params={"roles": asdict(roles)},
+    return counts
+
+
+def _impressions(con, roles: ColumnRoles, ratios) -> None:
+    """``imp``: every kept row with its session id, split, item code and features."""
+    _sessions(con, ratios)
+    item_join, item = "", "0"
+    if roles.item:  # codes by first appearance in (user, time) order, as pandas.factorize
+        con.execute(f"""
+            CREATE TABLE items AS SELECT {_in(roles.item)} AS item,
+                   row_number() OVER (ORDER BY min((user_id, time_ms, ord))) - 1 AS code
+            FROM log WHERE {_in(roles.item)} IS NOT NULL GROUP BY ALL
+        """)
+        item_join, item = (
+            f"LEFT JOIN items i ON i.item = l.{_in(roles.item)}",
+            "coalesce(i.code, -1)",
+        )
+    features = "".join(
+        f", l.{_in(c)} AS {_quote(c)}" for c in [*roles.categorical, *roles.numerical]
+    )
+    labels = ", ".join(f"l.{_quote(label_column(t))}" for t in roles.labels)
+    con.execute(f"""
+        CREATE TABLE imp AS
+        SELECT l.ord, s.session_id, s.split, l.time_ms AS timestamp, l.user_id AS raw_user_id,
+               {item}::BIGINT AS raw_item_id{features}, {labels}
+        FROM log l JOIN session_ids s USING (user_id, user_session) {item_join}
+        ORDER BY s.session_id, l.time_ms, l.ord  -- the processed rows' order
+    """)
+    con.execute("DROP TABLE log")
+
+
+def prepare_custom(
+    path: Path,
+    roles: ColumnRoles,
+    processing: ProcessingConfig,
+    out: Path,
+    name: str,
+    memory_limit: str = "4GB",
+    threads: int = 2,
+    progress: bool = True,
+) -> dict:
+    """Write the processed dataset of the log file ``path`` into the (new, empty) folder
+    ``out`` with DuckDB and return its ``meta``."""
+    return run_preparation(
+        name, processing, memory_limit, threads,
+        lambda: _prepare(path, roles, processing, out, name, memory_limit, threads, progress),
+    )  # fmt: skip
+
+
+def _prepare(path, roles, processing, out, name, memory_limit, threads, progress) -> dict:
+    start = time.perf_counter()
+    steps = tqdm(total=4, desc=f"{name}: duckdb", unit="step", disable=not progress)
+    with work_folder(out.parent) as work:
+        con = _connect(work, memory_limit, threads)
+        con.execute("SET TimeZone = 'UTC'")  # a date-time without an offset is UTC
+        steps.set_postfix_str("read, check, deduplicate, sessionise")
+        types = _read(con, path, roles)
+        counts = _log(con, path, roles, types)
+        steps.update()
+        steps.set_postfix_str("split")
+        _impressions(con, roles, processing.split_ratios)
+        steps.update()
+        written, vocabulary, dims, hashed = map_and_write(
+            con, out, steps, processing, list(roles.categorical), list(roles.numerical),
+            list(roles.labels), False, set(),
+        )  # fmt: skip
+        steps.close()
+        con.close()
+    return save_meta(
+        out, written, vocabulary, counts, {"roles": asdict(roles), "processing": asdict(processing)},
+        engine_record(memory_limit, threads, start), name=name, source="custom",
+        tasks=list(roles.labels), categorical=list(roles.categorical), field_dims=dims,
+        numerical=list(roles.numerical), has_true_probs=False, hashed_fields=hashed,
         raw_files=[file_digest(path)],
-        row_counts=counts,
-    )
+    )  # fmt: skip

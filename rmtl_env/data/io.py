@@ -46,8 +46,34 @@ def file_digest(path: Path) -> dict[str, object]:
 
 
 def _read_header(path: Path) -> list[str]:
-    reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16))
-    return reader.schema.names
+    """The first line of a CSV file (plain or gzip) as column names; the rows are not parsed,
+    so a damaged row further down is left to the reader that names its line."""
+    import csv
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", newline="", encoding="utf-8") as handle:
+        return next(csv.reader(handle), [])
+
+
+def require_header(path: Path, columns: Sequence[str], label: str) -> list[str]:
+    """The header of the CSV file ``path`` (``label`` names it in errors), which must hold
+    ``columns``: a ``DataFormatError`` for an empty or unreadable file or missing columns."""
+    if path.stat().st_size == 0:
+        raise DataFormatError(f"{label} is empty; expected a header with columns {list(columns)}")
+    try:
+        header = _read_header(path)
+    except (pa.ArrowInvalid, UnicodeDecodeError, csv_error()) as exc:
+        raise DataFormatError(f"{label}: cannot read a CSV header ({exc})") from exc
+    except OSError as exc:  # e.g. "Truncated compressed stream" from a cut-off .gz
+        raise DataFormatError(f"{label} cannot be read ({exc}); {_CORRUPT_HINT}") from exc
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataFormatError(
+            f"{label}: missing column(s) {missing}; found columns {header}, "
+            f"expected at least {list(columns)}"
+        )
+    return header
 
 
 def read_csv_checked(
@@ -65,20 +91,7 @@ def read_csv_checked(
     missing value in a column not listed in ``nullable``.
     """
     label = f"{what} file {path}" if what else f"file {path}"
-    if path.stat().st_size == 0:
-        raise DataFormatError(f"{label} is empty; expected a header with columns {list(schema)}")
-    try:
-        header = _read_header(path)
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        raise DataFormatError(f"{label}: cannot read a CSV header ({exc})") from exc
-    except OSError as exc:  # e.g. "Truncated compressed stream" from a cut-off .gz
-        raise DataFormatError(f"{label} cannot be read ({exc}); {_CORRUPT_HINT}") from exc
-    missing = [c for c in schema if c not in header]
-    if missing:
-        raise DataFormatError(
-            f"{label}: missing column(s) {missing}; found columns {header}, "
-            f"expected at least {list(schema)}"
-        )
+    require_header(path, list(schema), label)
     try:
         table = _read_table(path, schema)
     except (OSError, pa.ArrowInvalid, pa.ArrowKeyError, UnicodeDecodeError) as exc:
@@ -92,6 +105,12 @@ def read_csv_checked(
             table.column(column), column, kind, label, column in nullable
         )
     return pd.DataFrame(frame)
+
+
+def csv_error() -> type[Exception]:
+    import csv
+
+    return csv.Error
 
 
 _CORRUPT_HINT = "the file may be truncated or corrupt: download or copy it again"

@@ -1,8 +1,8 @@
-"""KuaiRand-1K and KuaiRand-27K (Zenodo record 10439422) raw files to an impression table.
+"""KuaiRand-1K and KuaiRand-27K (Zenodo record 10439422) raw files prepared with DuckDB.
 
 The two versions share one schema; they differ in file names (27K splits each standard log into
 ``_part1``/``_part2``) and size (27K: 27,285 users, 32,038,725 videos, 322,278,385 standard log
-rows, about 23 GB of logs: prepare it out of core with ``rmtl_env.data.outofcore``).
+rows, about 23 GB of logs: DuckDB prepares it out of core, under ``memory_limit``).
 
 Impressions are the rows of the standard logs (optionally also the random-policy log). Tasks are
 0/1 feedback columns of the log: ``is_click`` (CTR) and ``long_view`` (the second task) by default;
@@ -22,32 +22,56 @@ of ``user_features_1k.csv`` (activity degree, streamer/author flags, the ``*_ran
 and the log of the user's follow/fans/friend counts and register days. The statistic file is
 never read: its values average over the whole month, the future included.
 
-Bad input: rows identical in every column the loader reads are removed and counted; rows are
-sorted by (user, time); a missing column, a bad value, a label outside {0, 1} or an empty file
-raises :class:`DataFormatError` naming the file and column.
+The steps in SQL (``rmtl_env.data.engine`` runs the ones every source shares): the CSV scans
+with their checks, the removal of duplicate rows, sessionising with window functions, the joins
+of the user and video features and of the twin's true probabilities, and the nesting fix.
+
+Bad input: rows identical in every column the loader reads are removed and counted (a duplicate
+counts at its first occurrence); rows with equal (user, time) keep their file order; a missing
+column, a bad value, a label outside {0, 1} or an empty file raises :class:`DataFormatError`
+naming the file and column.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from rmtl_env.data.dataset import label_column, true_prob_column
+from rmtl_env.data.engine import (
+    _check_truth,
+    _connect,
+    _quote,
+    _sessions,
+    engine_record,
+    fetch_one,
+    first_empty,
+    map_and_write,
+    nest_labels,
+    read_checked,
+    require_content,
+    run_preparation,
+    save_meta,
+    sessionised,
+    sorted_in_file_order,
+    work_folder,
+)
 from rmtl_env.data.errors import DataFormatError, MissingRawFilesError, name_list
 from rmtl_env.data.io import (
     FLOAT,
     INTEGER,
     STRING,
-    check_binary,
     file_digest,
     find_raw_file,
-    plain,
     read_csv_checked,
+    require_header,
 )
-from rmtl_env.data.processing import ImpressionTable, enforce_nesting, sessionize_by_gap
+from rmtl_env.data.processing import ProcessingConfig
 
 URL = "https://zenodo.org/records/10439422 (KuaiRand-1K.tar.gz)"
 STANDARD_LOGS = ("log_standard_4_08_to_4_21_1k.csv", "log_standard_4_22_to_5_08_1k.csv")
@@ -218,24 +242,6 @@ def read_user_features(path: Path) -> pd.DataFrame:
     return users.set_index("user_id")
 
 
-def read_video_features(path: Path) -> pd.DataFrame:
-    """``video_features_basic_*.csv`` indexed by ``video_id`` with the first ``tag`` as ``tag``."""
-    videos = read_csv_checked(path, VIDEO_SCHEMA, nullable=VIDEO_NULLABLE, what="video features")
-    if videos["video_id"].duplicated().any():
-        raise DataFormatError(f"video features file {path}: column 'video_id' must be unique")
-    videos["tag"] = videos["tag"].str.split(",").str[0]
-    upload = pd.to_datetime(videos["upload_dt"], format="%Y-%m-%d", errors="coerce")
-    bad = upload.isna() & videos["upload_dt"].notna()
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataFormatError(
-            f"video features file {path}: column 'upload_dt' has value "
-            f"{plain(videos['upload_dt'].iloc[row])!r} at data row {row + 1}; expected YYYY-MM-DD"
-        )
-    videos["upload_day"] = (upload - pd.Timestamp("1970-01-01")).dt.days.astype("float64")
-    return videos.set_index("video_id")
-
-
 def _canonical_text(values: pd.Series) -> pd.Series:
     numeric = pd.to_numeric(values, errors="coerce")
     whole = numeric.notna() & (numeric == np.round(numeric))
@@ -277,132 +283,243 @@ def loader_params(config: KuaiRandConfig) -> dict:
     }
 
 
-def read_logs(paths: tuple[Path, ...], tasks: tuple[str, ...]) -> tuple[pd.DataFrame, dict]:
-    """Read, check, deduplicate and sort the interaction logs."""
-    used = used_log_columns(tasks)
-    frames = []
-    for path in paths:
-        header_check = {c: INTEGER for c in LOG_COLUMNS}
-        log = read_csv_checked(path, {c: header_check[c] for c in used}, what="interaction log")
-        _require_columns(path, LOG_COLUMNS)
-        check_binary(
-            log, [c for c in used if c in FEEDBACK_COLUMNS], f"interaction log file {path}"
-        )
-        frames.append(log)
-    log = pd.concat(frames, ignore_index=True)
-    counts = {"log_rows_read": len(log)}
-    duplicated = log.duplicated()
-    counts["duplicate_log_rows_removed"] = int(duplicated.sum())
-    log = log[~duplicated.to_numpy()]
-    order = np.lexsort((log["time_ms"].to_numpy(), log["user_id"].to_numpy()))
-    counts["log_rows_were_sorted"] = bool((order == np.arange(len(order))).all())
-    return log.iloc[order].reset_index(drop=True), counts
-
-
 def _require_columns(path: Path, columns: tuple[str, ...]) -> None:
-    import pyarrow.csv as pacsv
-
-    header = pacsv.open_csv(str(path)).schema.names
+    label = f"interaction log file {path}"
+    header = require_header(path, [], label)
     missing = [c for c in columns if c not in header]
     if missing:
         raise DataFormatError(
-            f"interaction log file {path}: missing column(s) {missing}; expected the KuaiRand "
-            f"header {list(columns)}"
+            f"{label}: missing column(s) {missing}; expected the KuaiRand header {list(columns)}"
         )
 
 
-def build_impressions(
-    files: KuaiRandFiles, config: KuaiRandConfig, name: str = "kuairand-1k"
-) -> ImpressionTable:
-    """Sessions, labels and user/video/context features of every logged impression."""
-    log, counts = read_logs(files.logs, config.tasks)
-    users = read_user_features(files.user_features)
-    videos = read_video_features(files.video_features)
-    user, time = log["user_id"].to_numpy(), log["time_ms"].to_numpy()
-    frame = pd.DataFrame(
-        {
-            "session": sessionize_by_gap(user, time, int(config.session_gap_minutes * 60_000)),
-            "timestamp": time,
-            "raw_user_id": user,
-            "raw_item_id": log["video_id"].to_numpy(),
-        }
+VIDEO_TYPES = {
+    "video_id": "BIGINT", "author_id": "BIGINT", "video_type": "VARCHAR", "upload_dt": "VARCHAR",
+    "upload_type": "VARCHAR", "visible_status": "DOUBLE", "video_duration": "DOUBLE",
+    "server_width": "DOUBLE", "server_height": "DOUBLE", "music_id": "BIGINT",
+    "music_type": "DOUBLE", "tag": "VARCHAR",
+}  # fmt: skip
+
+
+def _read_logs(con, files: KuaiRandFiles, used: list[str]) -> None:
+    """Every log file into ``raw_log`` with its file number and line, checked."""
+    columns = ", ".join(f"{_quote(c)} BIGINT" for c in used)
+    con.execute(f"CREATE TABLE raw_log ({columns})")  # rowid: the (file, line) order
+    types = "{" + ", ".join(f"'{c}': 'BIGINT'" for c in used) + "}"
+    select = ", ".join(_quote(c) for c in used)
+    outside = ", ".join(f"count(*) FILTER (WHERE {_quote(c)} NOT IN (0, 1))"
+                        for c in used if c in FEEDBACK_COLUMNS)  # fmt: skip
+    start = 0
+    for path in files.logs:
+        require_content(path, "interaction log file")  # before pyarrow reads the header
+        _require_columns(path, LOG_COLUMNS)
+        read_checked(
+            con,
+            f"INSERT INTO raw_log SELECT {select} FROM read_csv(?, header = true, types = {types})",
+            path,
+            "interaction log file",
+        )
+        rows = fetch_one(con, f"SELECT count(*) FROM raw_log WHERE rowid >= {start}")[0]
+        if rows == 0:
+            raise DataFormatError(f"interaction log file {path} has a header but no data rows")
+        empty = first_empty(con, "raw_log", used, f"rowid >= {start}")
+        if empty:
+            raise DataFormatError(f"interaction log file {path}: column '{empty[0]}' has "
+                                  f"{empty[1]} empty value(s)")  # fmt: skip
+        bad = con.execute(f"SELECT {outside} FROM raw_log WHERE rowid >= {start}").fetchall()[0]
+        for column, count in zip([c for c in used if c in FEEDBACK_COLUMNS], bad, strict=True):
+            if count:
+                raise DataFormatError(
+                    f"interaction log file {path}: label column '{column}' has {count} value(s) "
+                    "outside {0, 1}; expected 0 or 1"
+                )
+        start += rows
+
+
+def read_video_features(con, path: Path) -> None:
+    """``video_features_basic_*.csv`` into the table ``videos`` of the DuckDB connection
+    ``con``: the feature columns, the first ``tag`` as ``tag`` and ``upload_day`` (days since
+    1970), checked."""
+    types = "{" + ", ".join(f"'{k}': '{v}'" for k, v in VIDEO_TYPES.items()) + "}"
+    read_checked(
+        con,
+        "CREATE TABLE videos AS SELECT video_id, author_id, video_type, upload_type, "
+        "visible_status, video_duration, server_width, server_height, music_type, "
+        "split_part(tag, ',', 1) AS tag, upload_dt, "
+        "date_diff('day', DATE '1970-01-01', try_strptime(upload_dt, '%Y-%m-%d')::DATE) "
+        f"AS upload_day FROM read_csv(?, header = true, types = {types})",
+        path,
+        "video features file",
     )
-    for task in config.tasks:
-        frame[label_column(task)] = log[task].to_numpy().astype(np.int8)
-    counts["nesting_violations_changed"] = enforce_nesting(
-        frame, list(config.nested_tasks), "ignore" if config.nesting == "ignore" else config.nesting,
-        f"interaction logs {[p.name for p in files.logs]}",
+    bad = fetch_one(
+        con,
+        "SELECT upload_dt FROM videos WHERE upload_day IS NULL AND upload_dt IS NOT NULL LIMIT 1",
+    )
+    if bad:
+        raise DataFormatError(
+            f"video features file {path}: column 'upload_dt' has value {bad[0]!r}; expected "
+            "YYYY-MM-DD"
+        )
+    dup = fetch_one(con, "SELECT count(*) - count(DISTINCT video_id) FROM videos")[0]
+    if dup:
+        raise DataFormatError(f"video features file {path}: column 'video_id' must be unique")
+    con.execute("UPDATE videos SET tag = NULL WHERE tag = ''")
+
+
+def _impressions(con, files: KuaiRandFiles, config: KuaiRandConfig) -> dict:
+    """The ``log`` table: one row per distinct log row (``ord``: its first file and line),
+    sessionised per user, labels nested; returns the row counts."""
+    used = used_log_columns(config.tasks)
+    _read_logs(con, files, used)
+    counts = {"log_rows_read": fetch_one(con, "SELECT count(*) FROM raw_log")[0]}
+    keys = ", ".join(_quote(c) for c in used)
+    gap = int(config.session_gap_minutes * 60_000)
+    # One row per distinct log row, keeping the first occurrence: ``ord`` is its (file, line).
+    con.execute(
+        f"CREATE TABLE kept AS SELECT {keys}, min(rowid) AS ord FROM raw_log GROUP BY {keys}"
+    )
+    con.execute("DROP TABLE raw_log")
+    con.execute(f"CREATE TABLE log AS {sessionised('kept', gap)}")
+    con.execute("DROP TABLE kept")
+    kept = fetch_one(con, "SELECT count(*) FROM log")[0]
+    counts["duplicate_log_rows_removed"] = counts["log_rows_read"] - kept
+    counts["log_rows_were_sorted"] = sorted_in_file_order(con, "log")
+    counts["nesting_violations_changed"] = _nest(con, config, [p.name for p in files.logs])
+    return counts
+
+
+def _nest(con, config: KuaiRandConfig, names: list[str]) -> int:
+    """``processing.enforce_nesting`` on the ``log`` table."""
+    what = f"interaction logs {names}"
+    return nest_labels(con, list(config.nested_tasks), config.nesting, what, first_row=False)
+
+
+def _features(
+    con, files: KuaiRandFiles, config: KuaiRandConfig, ratios: tuple[float, float, float]
+) -> tuple[list[str], list[str], bool]:
+    """The ``imp`` table: every kept row with its session id, split and raw features (in no
+    order: session order is (``session_id``, ``timestamp``, ``ord``)); returns the categorical
+    and numerical fields and whether the twin's true probabilities were joined."""
+    users = read_user_features(files.user_features).reset_index()  # 27K rows: pandas
+    users = users.astype({c: "string" for c in USER_CATEGORICAL})
+    con.register("users_frame", users)
+    read_video_features(con, files.video_features)
+    categorical = categorical_fields(config)
+    day = f"(l.time_ms + {BEIJING_OFFSET_MS}) // 86400000"
+
+    def clipped(x: str) -> str:  # log1p's argument (``_write`` takes it); NULL stays NULL
+        return f"CASE WHEN {x} IS NULL THEN NULL ELSE greatest({x}, 0)::DOUBLE END"
+
+    sql = {
+        "log_duration_s": clipped("v.video_duration / 1000"),
+        "log_video_age_days": clipped(f"{day} - v.upload_day"),
+        **{f"log_{c}": clipped(f"u.{c}") for c in USER_NUMERICAL},
+    }
+    numerical = {name: sql[name] for name in NUMERICAL_FIELDS}  # the in-memory loader's order
+    user_cols = ", ".join(f"u.{_quote(c)}" for c in USER_CATEGORICAL)
+    video_cols = ", ".join(f"v.{_quote(c)}" for c in VIDEO_CATEGORICAL)
+    tasks = ", ".join(f"l.{_quote(t)} AS {_quote(label_column(t))}" for t in config.tasks)
+    extra = ", l.video_id AS video_id" if config.include_video_id else ""
+    _sessions(con, ratios)
+    truth_join, truth_cols = _truth_join(con, files.truth, config.tasks)
+    con.execute(f"""
+        CREATE TABLE imp AS
+        SELECT l.ord, s.session_id, s.split, l.time_ms AS timestamp, l.user_id AS raw_user_id,
+               l.video_id AS raw_item_id, l.user_id AS user_id{extra}, {user_cols},
+               {video_cols}, l.tab, ((l.time_ms + {BEIJING_OFFSET_MS}) // 3600000) % 24 AS hour,
+               {", ".join(f"{sql} AS {_quote(n)}" for n, sql in numerical.items())}, {tasks}
+               {truth_cols}, u.user_id IS NULL AS no_user, v.video_id IS NULL AS no_video
+        FROM log l
+        JOIN session_ids s USING (user_id, user_session)
+        LEFT JOIN users_frame u ON u.user_id = l.user_id
+        LEFT JOIN videos v ON v.video_id = l.video_id
+        {truth_join}
+        ORDER BY s.session_id, l.time_ms, l.ord  -- the processed rows' order
+    """)
+    con.execute("DROP TABLE log")
+    return categorical, list(numerical), bool(truth_join)
+
+
+def _truth_join(con, path: Path | None, tasks: tuple[str, ...]) -> tuple[str, str]:
+    """The join and columns of the synthetic twin's true probabilities
+    (``kuairand._attach_truth``), or two empty strings."""
+    if path is None:
+        return "", ""
+    header = require_header(
+        path, ["user_id", "video_id", "time_ms"], f"synthetic truth file {path}"
+    )
+    if not all(f"p_{t}" in header for t in tasks):
+        return "", ""
+    con.execute(
+        "CREATE TABLE truth AS SELECT * FROM read_csv(?, header = true) QUALIFY row_number() "
+        "OVER (PARTITION BY user_id, video_id, time_ms) = 1",
+        [str(path)],
+    )
+    join = (
+        "LEFT JOIN truth t ON t.user_id = l.user_id AND t.video_id = l.video_id "
+        "AND t.time_ms = l.time_ms"
+    )
+    cols = "".join(f", t.{_quote('p_' + t)} AS {_quote(true_prob_column(t))}" for t in tasks)
+    return join, cols
+
+
+def prepare_kuairand(
+    files: KuaiRandFiles,
+    config: KuaiRandConfig,
+    processing: ProcessingConfig,
+    out: Path,
+    name: str = "kuairand-1k",
+    memory_limit: str = "4GB",
+    threads: int = 2,
+    progress: bool = True,
+) -> dict:
+    """Write the processed dataset of ``files`` into the (new, empty) folder ``out`` with DuckDB
+    and return its ``meta``. ``memory_limit`` is DuckDB's (``"4GB"``, ``"500MB"``)."""
+    return run_preparation(
+        name, processing, memory_limit, threads,
+        lambda: _prepare(files, config, processing, out, name, memory_limit, threads, progress),
     )  # fmt: skip
 
-    user_rows = users.index.get_indexer(user)
-    video_rows = videos.index.get_indexer(log["video_id"].to_numpy())
-    counts["rows_without_user_features"] = int((user_rows < 0).sum())
-    counts["rows_without_video_features"] = int((video_rows < 0).sum())
 
-    def gather(table: pd.DataFrame, column: str, rows: np.ndarray) -> np.ndarray:
-        values = table[column].to_numpy(dtype=object if table[column].dtype != "float64" else None)
-        taken = values[np.maximum(rows, 0)] if len(values) else np.full(len(rows), np.nan)
-        return np.where(rows >= 0, taken, np.nan)
-
-    if config.include_user_id:
-        frame["user_id"] = user
-    for column in USER_CATEGORICAL:
-        frame[column] = gather(users, column, user_rows)
-    if config.include_video_id:
-        frame["video_id"] = log["video_id"].to_numpy()
-    for column in VIDEO_CATEGORICAL:
-        frame[column] = gather(videos, column, video_rows)
-    frame["tab"] = log["tab"].to_numpy()
-    frame["hour"] = ((time + BEIJING_OFFSET_MS) // 3_600_000) % 24
-
-    frame["log_duration_s"] = np.log1p(
-        np.clip(gather(videos, "video_duration", video_rows).astype(float), 0, None) / 1000
-    )
-    impression_day = (time + BEIJING_OFFSET_MS) // 86_400_000
-    age = impression_day - gather(videos, "upload_day", video_rows).astype(float)
-    frame["log_video_age_days"] = np.log1p(np.clip(age, 0, None))
-    for column in USER_NUMERICAL:
-        frame[f"log_{column}"] = np.log1p(
-            np.clip(gather(users, column, user_rows).astype(float), 0, None)
+def _prepare(files, config, processing, out, name, memory_limit, threads, progress) -> dict:
+    start = time.perf_counter()
+    steps = tqdm(total=5, desc=f"{name}: duckdb", unit="step", disable=not progress)
+    with work_folder(out.parent) as work:
+        con = _connect(work, memory_limit, threads)
+        steps.set_postfix_str("read, deduplicate, sessionise")
+        counts = _impressions(con, files, config)
+        steps.update()
+        steps.set_postfix_str("join features, split")
+        categorical, numerical, has_truth = _features(con, files, config, processing.split_ratios)
+        counts["rows_without_user_features"], counts["rows_without_video_features"] = fetch_one(
+            con, "SELECT count(*) FILTER (WHERE no_user), count(*) FILTER (WHERE no_video) FROM imp"
         )
-
-    raw_files = [file_digest(p) for p in (*files.logs, files.user_features, files.video_features)]
-    if files.truth is not None:
-        _attach_truth(frame, files.truth, config.tasks)
-        raw_files.append(file_digest(files.truth))
-    return ImpressionTable(
-        name=name,
-        source=f"kuairand-{files.version}",
-        frame=frame,
-        categorical=categorical_fields(config),
-        numerical=list(NUMERICAL_FIELDS),
-        tasks=list(config.tasks),
-        params={"kuairand": loader_params(config)},
-        raw_files=raw_files,
-        row_counts=counts,
-    )
-
-
-def _attach_truth(frame: pd.DataFrame, path: Path, tasks: tuple[str, ...]) -> None:
-    """Join the synthetic twin's true probabilities on (user, video, time); tasks without a
-    column in the file get none, and then the dataset carries no oracle."""
-    import pyarrow.csv as pacsv
-
-    header = pacsv.open_csv(str(path)).schema.names
-    available = [t for t in tasks if f"p_{t}" in header]
-    if len(available) != len(tasks):
-        return
-    schema = {"user_id": INTEGER, "video_id": INTEGER, "time_ms": INTEGER}
-    schema.update({f"p_{t}": FLOAT for t in tasks})
-    truth = read_csv_checked(path, schema, what="synthetic truth")
-    keys = ["raw_user_id", "raw_item_id", "timestamp"]
-    truth = truth.rename(columns={"user_id": keys[0], "video_id": keys[1], "time_ms": keys[2]})
-    merged = frame[keys].merge(truth.drop_duplicates(keys), on=keys, how="left")
-    if merged[f"p_{tasks[0]}"].isna().any():
-        raise DataFormatError(f"synthetic truth file {path} lacks rows for some impressions")
-    for task in tasks:
-        frame[true_prob_column(task)] = merged[f"p_{task}"].to_numpy(np.float32)
-
-
-__all__ = ["KuaiRandConfig", "KuaiRandFiles", "build_impressions", "read_user_features",
-           "read_video_features", "STRING"]  # fmt: skip
+        if has_truth:
+            _check_truth(con, files.truth, config.tasks)
+        steps.update()
+        written, vocabulary, dims, hashed = map_and_write(
+            con,
+            out,
+            steps,
+            processing,
+            categorical,
+            numerical,
+            config.tasks,
+            has_truth,
+            set(numerical),
+        )
+        con.close()
+    steps.set_postfix_str("checksums")
+    raw = [file_digest(p) for p in (*files.logs, files.user_features, files.video_features)]
+    if has_truth:
+        raw.append(file_digest(files.truth))
+    steps.update()
+    steps.close()
+    return save_meta(
+        out, written, vocabulary, counts,
+        {"kuairand": loader_params(config), "processing": asdict(processing)},
+        engine_record(memory_limit, threads, start), name=name,
+        source=f"kuairand-{files.version}", tasks=list(config.tasks), categorical=categorical,
+        field_dims=dims, numerical=numerical, has_true_probs=has_truth, hashed_fields=hashed,
+        raw_files=raw,
+    )  # fmt: skip

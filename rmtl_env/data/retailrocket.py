@@ -1,4 +1,4 @@
-"""RetailRocket (Kaggle ``retailrocket/ecommerce-dataset``) raw files to an impression table.
+"""RetailRocket (Kaggle ``retailrocket/ecommerce-dataset``) raw files prepared with DuckDB.
 
 Impressions are ``view`` events. For a view of item i by visitor v in session s:
 
@@ -17,35 +17,56 @@ its own time (the latest snapshot at or before it): no future value leaks in. An
 impression before the item's first snapshot, without a value gets the unknown id 0. A property
 value is one categorical value as a whole, hashed tokens included (``n552.000``, ``1116713 n277.200``).
 
-Bad input: exact duplicate event or property rows are removed and counted in ``meta.json``; rows
-are sorted by (visitor, time), keeping the file order of ties; a missing column, an unparsable
-value, an unknown event type or an empty file raises :class:`DataFormatError`.
+The steps in SQL (``rmtl_env.data.engine`` runs the ones every source shares): the events scan
+with its checks, removal of duplicate events, sessionising by inactivity gap over every event
+type (window functions), the labels, the position of each view in its session, and the as-of
+joins of the item properties (``ASOF LEFT JOIN``: the latest snapshot at or before the view).
+
+Bad input: exact duplicate event or property rows are removed and counted in ``meta.json``
+(a duplicate counts once, at its first occurrence); events with equal (visitor, time) keep their
+file order; of property rows with equal (item, property, time) the last in file order is in
+force; a missing column, an unparsable value, an unknown event type or an empty file raises
+:class:`DataFormatError`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
+from tqdm.auto import tqdm
 
-from rmtl_env.data.dataset import label_column, true_prob_column
+from rmtl_env.data.dataset import label_column
+from rmtl_env.data.engine import (
+    _check_truth,
+    _connect,
+    _quote,
+    _sessions,
+    engine_record,
+    fetch_one,
+    first_empty,
+    map_and_write,
+    read_checked,
+    run_preparation,
+    save_meta,
+    sessionised,
+    sorted_in_file_order,
+    work_folder,
+)
 from rmtl_env.data.errors import DataFormatError, MissingRawFilesError
 from rmtl_env.data.io import (
     FLOAT,
     INTEGER,
-    STRING,
     check_epoch_unit,
     file_digest,
     find_raw_file,
-    plain,
     read_csv_checked,
+    require_header,
 )
-from rmtl_env.data.processing import ImpressionTable, sessionize_by_gap
+from rmtl_env.data.processing import ProcessingConfig
 
 URL = "https://www.kaggle.com/datasets/retailrocket/ecommerce-dataset"
 EVENTS_FILE = "events.csv"
@@ -56,15 +77,9 @@ TRUTH_FILE = "synthetic_truth.csv"  # written only by the synthetic twin, never 
 OFFICIAL_PROPERTIES = ("785", "591", "814", "available", "categoryid", "364", "776")
 EVENT_TYPES = ("view", "addtocart", "transaction")
 TASKS = ["ctr", "ctcvr"]
-EVENTS_SCHEMA = {
-    "timestamp": INTEGER,
-    "visitorid": INTEGER,
-    "event": STRING,
-    "itemid": INTEGER,
-    "transactionid": FLOAT,
-}
-PROPERTIES_SCHEMA = {"timestamp": INTEGER, "itemid": INTEGER, "property": STRING, "value": STRING}
 CATEGORY_TREE_SCHEMA = {"categoryid": INTEGER, "parentid": FLOAT}
+NUMERICAL = ["log_position"]
+EVENT_COLUMNS = ("timestamp", "visitorid", "event", "itemid", "transactionid")
 
 
 @dataclass
@@ -121,225 +136,6 @@ class RetailRocketFiles:
         )
 
 
-def read_events(path: Path) -> tuple[pd.DataFrame, dict]:
-    """Read, check, deduplicate and sort ``events.csv``. Returns the frame and row counts."""
-    events = read_csv_checked(path, EVENTS_SCHEMA, nullable=["transactionid"], what="events")
-    unknown = ~events["event"].isin(EVENT_TYPES)
-    if unknown.any():
-        row = int(np.flatnonzero(unknown.to_numpy())[0])
-        raise DataFormatError(
-            f"events file {path}: column 'event' has value {plain(events['event'].iloc[row])!r} at data "
-            f"row {row + 1}; expected one of {list(EVENT_TYPES)}"
-        )
-    check_epoch_unit(events["timestamp"].to_numpy(), "ms", f"events file {path}", "timestamp")
-    counts = {"events_read": len(events)}
-    duplicated = events.duplicated()
-    counts["duplicate_events_removed"] = int(duplicated.sum())
-    events = events[~duplicated.to_numpy()]
-    order = np.lexsort((events["timestamp"].to_numpy(), events["visitorid"].to_numpy()))
-    counts["events_were_sorted"] = bool((order == np.arange(len(order))).all())
-    return events.iloc[order].reset_index(drop=True), counts
-
-
-@dataclass
-class PropertyLog:
-    """The wanted rows of the property logs as arrays: ``property`` indexes the wanted names and
-    ``value`` indexes ``values`` (each distinct value text once, so 20M rows stay small)."""
-
-    timestamp: np.ndarray
-    itemid: np.ndarray
-    property: np.ndarray
-    value: np.ndarray
-    names: tuple[str, ...]
-    values: np.ndarray
-
-    def rows_of(self, name: str) -> np.ndarray:
-        return np.flatnonzero(self.property == self.names.index(name))
-
-
-def read_item_properties(
-    paths: tuple[Path, ...], wanted: tuple[str, ...], block_size: int = 1 << 25
-) -> tuple[PropertyLog, dict]:
-    """Rows of the property logs whose ``property`` is in ``wanted``, streamed block by block so
-    the 20M-row files never sit whole in memory. Exact duplicates (across parts too) are removed."""
-    wanted_array = pa.array(list(wanted), type=pa.string())
-    types = {
-        "timestamp": pa.int64(),
-        "itemid": pa.int64(),
-        "property": pa.string(),
-        "value": pa.string(),
-    }
-    times, items, props, values = [], [], [], []
-    rows_read = 0
-    for path in paths:
-        if path.stat().st_size == 0:
-            raise DataFormatError(f"item properties file {path} is empty")
-        try:
-            reader = pacsv.open_csv(
-                str(path),
-                read_options=pacsv.ReadOptions(block_size=block_size),
-                convert_options=pacsv.ConvertOptions(
-                    include_columns=list(PROPERTIES_SCHEMA), column_types=types
-                ),
-            )
-            for batch in reader:
-                rows_read += batch.num_rows
-                batch = batch.filter(pc.is_in(batch.column("property"), value_set=wanted_array))
-                for column in ("timestamp", "itemid"):
-                    if batch.column(column).null_count:
-                        raise DataFormatError(
-                            f"item properties file {path}: column '{column}' has empty values; "
-                            f"expected an integer in every row"
-                        )
-                times.append(batch.column("timestamp").to_numpy())
-                items.append(batch.column("itemid").to_numpy())
-                props.append(
-                    pc.index_in(batch.column("property"), value_set=wanted_array).to_numpy()
-                )
-                values.append(batch.column("value"))
-        except (pa.ArrowInvalid, KeyError):
-            # The typed streaming read failed: re-read with checks to name the column and row.
-            read_csv_checked(path, PROPERTIES_SCHEMA, what="item properties")
-            raise
-    if rows_read == 0:
-        raise DataFormatError(f"item properties files {[str(p) for p in paths]} have no data rows")
-    encoded = pc.dictionary_encode(pa.chunked_array(values, type=pa.string()).combine_chunks())
-    log = PropertyLog(
-        timestamp=np.concatenate(times) if times else np.zeros(0, np.int64),
-        itemid=np.concatenate(items) if items else np.zeros(0, np.int64),
-        property=np.concatenate(props).astype(np.int8) if props else np.zeros(0, np.int8),
-        value=pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64),
-        names=tuple(wanted),
-        values=encoded.dictionary.to_numpy(zero_copy_only=False),
-    )
-    order = np.lexsort((log.value, log.property, log.itemid, log.timestamp))
-    keys = (log.timestamp, log.itemid, log.property, log.value)
-    same = np.ones(max(len(order) - 1, 0), dtype=bool)
-    for key in keys:
-        same &= key[order[1:]] == key[order[:-1]]
-    keep = np.sort(np.concatenate([order[:1], order[1:][~same]]))
-    for name in ("timestamp", "itemid", "property", "value"):
-        setattr(log, name, getattr(log, name)[keep])
-    counts = {
-        "property_rows_read": rows_read,
-        "property_rows_used": len(keep),
-        "duplicate_property_rows_removed": int(same.sum()),
-    }
-    return log, counts
-
-
-def value_in_force(
-    item: np.ndarray, time: np.ndarray, log_item: np.ndarray, log_time: np.ndarray
-) -> np.ndarray:
-    """Index into the log of the latest row with the same item and ``log_time <= time``; -1 where
-    none exists. A vectorised as-of join on a packed (item, time) key."""
-    if len(log_item) == 0:
-        return np.full(len(item), -1, dtype=np.int64)
-    items, codes = np.unique(np.concatenate([item, log_item]), return_inverse=True)
-    item_code, log_code = codes[: len(item)], codes[len(item) :]
-    t0 = min(time.min(initial=0), log_time.min())
-    span = int(max(time.max(initial=0), log_time.max()) - t0) + 1
-    time_bits = max(span.bit_length(), 1)
-    if time_bits + max(len(items).bit_length(), 1) > 62:
-        raise DataFormatError("timestamps span too wide to join item properties")
-    log_key = (log_code.astype(np.int64) << time_bits) | (log_time - t0)
-    order = np.argsort(log_key, kind="stable")
-    sorted_key = log_key[order]
-    query = (item_code.astype(np.int64) << time_bits) | (time - t0)
-    pos = np.searchsorted(sorted_key, query, side="right") - 1
-    hit = pos >= 0
-    found = np.full(len(item), -1, dtype=np.int64)
-    found[hit] = order[pos[hit]]
-    same_item = np.zeros(len(item), dtype=bool)
-    same_item[hit] = log_code[found[hit]] == item_code[hit]
-    return np.where(same_item, found, -1)
-
-
-def build_impressions(
-    files: RetailRocketFiles, config: RetailRocketConfig, name: str = "retailrocket"
-) -> ImpressionTable:
-    """Sessions, labels and as-of item features of every view impression."""
-    events, counts = read_events(files.events)
-    visitor = events["visitorid"].to_numpy()
-    time = events["timestamp"].to_numpy()
-    if config.session_key == "gap":
-        session = sessionize_by_gap(visitor, time, int(config.session_gap_minutes * 60_000))
-    else:
-        session = visitor.astype(np.int64)
-    kind = events["event"].to_numpy()
-    item = events["itemid"].to_numpy()
-
-    item_key = item.max() + 1
-    pair = session.astype(np.int64) * item_key + item
-    is_view = kind == "view"
-    view_pair, view_time = pair[is_view], time[is_view]
-    labels = {}
-    for task, positive in (("ctr", ("addtocart", "transaction")), ("ctcvr", ("transaction",))):
-        mask = np.isin(kind, positive)
-        last = pd.Series(time[mask]).groupby(pair[mask]).max()
-        latest = last.reindex(view_pair).to_numpy()
-        labels[task] = (view_time <= np.nan_to_num(latest, nan=-np.inf)).astype(np.int8)
-    counts["sessions_without_views_dropped"] = int(
-        len(np.unique(session)) - len(np.unique(session[is_view]))
-    )
-    counts["non_view_events"] = int((~is_view).sum())
-
-    views = pd.DataFrame(
-        {
-            "session": session[is_view],
-            "timestamp": view_time,
-            "raw_user_id": visitor[is_view],
-            "raw_item_id": item[is_view],
-        }
-    )
-    categorical = list(config.properties)
-    view_item = views["raw_item_id"].to_numpy()
-    if files.properties:
-        log, prop_counts = read_item_properties(files.properties, config.properties)
-        counts.update(prop_counts)
-    for prop in config.properties:
-        if files.properties:
-            rows = log.rows_of(prop)
-            where = value_in_force(view_item, view_time, log.itemid[rows], log.timestamp[rows])
-            # A property absent from the files leaves every view without it (code -1, counted
-            # in ``views_without_<prop>``); index only the rows that found a value.
-            value_code = np.full(len(view_item), -1, dtype=np.int64)
-            value_code[where >= 0] = log.value[rows][where[where >= 0]]
-            categories = pd.Index(log.values, dtype=object)
-        else:
-            value_code, categories = np.full(len(views), -1), pd.Index([], dtype=object)
-        views[prop] = pd.Categorical.from_codes(value_code, categories=categories)
-        counts[f"views_without_{prop}"] = int((value_code < 0).sum())
-    if config.category_parent:
-        views["category_parent"] = _category_parent(files.category_tree, views["categoryid"])
-        categorical.append("category_parent")
-    if config.include_itemid:
-        views["itemid"] = view_item
-        categorical.append("itemid")
-
-    position = views.groupby("session", sort=False).cumcount().to_numpy()
-    views["log_position"] = np.log1p(position)
-    for task in TASKS:
-        views[label_column(task)] = labels[task]
-    raw_files = [file_digest(files.events), *(file_digest(p) for p in files.properties)]
-    if files.category_tree is not None:
-        raw_files.append(file_digest(files.category_tree))
-    if files.truth is not None:
-        _attach_truth(views, files.truth)
-        raw_files.append(file_digest(files.truth))
-    return ImpressionTable(
-        name=name,
-        source="retailrocket",
-        frame=views,
-        categorical=categorical,
-        numerical=["log_position"],
-        tasks=list(TASKS),
-        params={"retailrocket": _config_dict(config)},
-        raw_files=raw_files,
-        row_counts=counts,
-    )
-
-
 def _config_dict(config: RetailRocketConfig) -> dict:
     return {
         "session_key": config.session_key,
@@ -358,31 +154,280 @@ def read_category_tree(path: Path) -> pd.DataFrame:
     return tree
 
 
-def _category_parent(path: Path | None, category: pd.Series) -> pd.Series:
-    if path is None:
+def _read_events(con, path: Path) -> dict:
+    """``events`` (checked, one row per distinct event at its first line ``ord``) and counts."""
+    types = "{'timestamp': 'BIGINT', 'visitorid': 'BIGINT', 'event': 'VARCHAR', " \
+            "'itemid': 'BIGINT', 'transactionid': 'DOUBLE'}"  # fmt: skip
+    require_header(path, list(EVENT_COLUMNS), f"events file {path}")
+    read_checked(
+        con,
+        "CREATE TABLE raw_events AS SELECT timestamp, visitorid, event, itemid, transactionid "
+        f"FROM read_csv(?, header = true, types = {types})",
+        path,
+        "events file",
+    )
+    read = fetch_one(con, "SELECT count(*) FROM raw_events")[0]
+    if read == 0:
+        raise DataFormatError(f"events file {path} has a header but no data rows")
+    empty = first_empty(con, "raw_events", ["timestamp", "visitorid", "event", "itemid"])
+    if empty:
+        raise DataFormatError(f"events file {path}: column '{empty[0]}' has {empty[1]} empty "
+                              "value(s); expected a value in every row")  # fmt: skip
+    kinds = ", ".join(f"'{k}'" for k in EVENT_TYPES)
+    unknown = fetch_one(
+        con,
+        f"SELECT rowid + 1, event FROM raw_events WHERE event NOT IN ({kinds}) ORDER BY rowid "
+        "LIMIT 1",
+    )
+    if unknown:
+        raise DataFormatError(
+            f"events file {path}: column 'event' has value {unknown[1]!r} at data row "
+            f"{unknown[0]}; expected one of {list(EVENT_TYPES)}"
+        )
+    low, high = fetch_one(con, "SELECT min(timestamp), max(timestamp) FROM raw_events")
+    check_epoch_unit(np.array([low, high]), "ms", f"events file {path}", "timestamp")
+    con.execute(
+        "CREATE TABLE events AS SELECT timestamp AS time_ms, visitorid AS user_id, event, itemid, "
+        "min(rowid) AS ord FROM raw_events GROUP BY ALL"  # rowid: the file order
+    )
+    con.execute("DROP TABLE raw_events")
+    kept = fetch_one(con, "SELECT count(*) FROM events")[0]
+    return {"events_read": read, "duplicate_events_removed": read - kept,
+            "events_were_sorted": sorted_in_file_order(con, "events")}  # fmt: skip
+
+
+def _views(con, config: RetailRocketConfig) -> dict:
+    """``log``: one row per view with its visitor's session number, labels and position."""
+    if config.session_key == "gap":
+        gap = int(config.session_gap_minutes * 60_000)
+        con.execute(f"CREATE TABLE sessioned AS {sessionised('events', gap)}")
+    else:  # one session per visitor, as the official code
+        con.execute("CREATE TABLE sessioned AS SELECT *, 0 AS user_session FROM events")
+    con.execute("DROP TABLE events")
+    con.execute("""
+        CREATE TABLE positives AS
+        SELECT user_id, user_session, itemid,
+               max(time_ms) FILTER (WHERE event IN ('addtocart', 'transaction')) AS last_click,
+               max(time_ms) FILTER (WHERE event = 'transaction') AS last_pay
+        FROM sessioned WHERE event <> 'view' GROUP BY ALL
+    """)
+    ctr, ctcvr = (_quote(label_column(t)) for t in TASKS)
+    con.execute(f"""
+        CREATE TABLE log AS
+        SELECT s.user_id, s.user_session, s.time_ms, s.itemid, s.ord,
+               coalesce(s.time_ms <= p.last_click, false)::TINYINT AS {ctr},
+               coalesce(s.time_ms <= p.last_pay, false)::TINYINT AS {ctcvr},
+               (row_number() OVER (PARTITION BY s.user_id, s.user_session
+                                   ORDER BY s.time_ms, s.ord) - 1)::DOUBLE AS log_position
+        FROM sessioned s LEFT JOIN positives p USING (user_id, user_session, itemid)
+        WHERE s.event = 'view'
+    """)
+    sessions, with_views, non_views = fetch_one(
+        con,
+        "SELECT count(DISTINCT (user_id, user_session)), "
+        "(SELECT count(DISTINCT (user_id, user_session)) FROM log), "
+        "count(*) FILTER (WHERE event <> 'view') FROM sessioned",
+    )
+    con.execute("DROP TABLE sessioned")
+    con.execute("DROP TABLE positives")
+    return {"sessions_without_views_dropped": sessions - with_views, "non_view_events": non_views}
+
+
+def _properties(con, files: RetailRocketFiles, wanted: tuple[str, ...]) -> dict:
+    """``props``: the wanted property rows, duplicates removed (first occurrence), one row per
+    (item, property, time): the last in file order."""
+    con.execute(
+        "CREATE TABLE raw_props (timestamp BIGINT, itemid BIGINT, property VARCHAR, value VARCHAR)"
+    )
+    names = ", ".join(f"'{p}'" for p in wanted)
+    types = "{'timestamp': 'BIGINT', 'itemid': 'BIGINT', 'property': 'VARCHAR', 'value': 'VARCHAR'}"
+    scan = f"read_csv(?, header = true, types = {types})"
+    read = 0
+    for path in files.properties:
+        require_header(path, ["timestamp", "itemid", "property", "value"],
+                       f"item properties file {path}")  # fmt: skip
+        # One cheap scan checks and counts every row; only the wanted rows are kept, in file
+        # order (the table's rowid is then the (file, line) order: no window over the scan).
+        read_checked(con, "CREATE TEMP TABLE file_counts AS SELECT count(*) AS n, count(*) "
+                     f"FILTER (WHERE timestamp IS NULL OR itemid IS NULL) AS bad FROM {scan}",
+                     path, "item properties file")  # fmt: skip
+        rows, bad = fetch_one(con, "SELECT n, bad FROM file_counts")
+        con.execute("DROP TABLE file_counts")
+        if bad:
+            raise DataFormatError(
+                f"item properties file {path}: {bad} row(s) have an empty timestamp or itemid; "
+                "expected an integer in every row"
+            )
+        read += rows
+        read_checked(con, "INSERT INTO raw_props SELECT timestamp, itemid, property, "
+                     f"coalesce(value, '') FROM {scan} WHERE property IN ({names})", path,
+                     "item properties file")  # fmt: skip
+    if read == 0:
+        raise DataFormatError(
+            f"item properties files {[str(p) for p in files.properties]} have no data rows"
+        )
+    wanted_rows = fetch_one(con, "SELECT count(*) FROM raw_props")[0]
+    con.execute(
+        "CREATE TABLE kept_props AS SELECT timestamp, itemid, property, value, min(rowid) AS ord "
+        "FROM raw_props GROUP BY ALL"
+    )
+    con.execute("DROP TABLE raw_props")
+    used = fetch_one(con, "SELECT count(*) FROM kept_props")[0]
+    # Of rows with equal (item, property, time) the last in file order is in force.
+    con.execute(
+        "CREATE TABLE props AS SELECT itemid, property, timestamp, arg_max(value, ord) AS value "
+        "FROM kept_props GROUP BY itemid, property, timestamp"
+    )
+    con.execute("DROP TABLE kept_props")
+    return {"property_rows_read": read, "property_rows_used": used,
+            "duplicate_property_rows_removed": wanted_rows - used}  # fmt: skip
+
+
+def _values_in_force(con, properties: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """``in_force``: per view (``ord``), the code of each property's value in force at its time
+    (the latest snapshot at or before it). The as-of joins run over narrow rows of integer
+    codes; returns the columns and joins that bring the values' text into the main query."""
+    con.execute(
+        "CREATE TABLE value_codes AS SELECT property, value, row_number() OVER "
+        "(ORDER BY property, value) AS code FROM (SELECT DISTINCT property, value FROM props)"
+    )
+    asof, codes, columns, joins = [], [], [], ["JOIN in_force f ON f.ord = l.ord"]
+    for i, prop in enumerate(properties):
+        con.execute(
+            f"CREATE TABLE prop_{i} AS SELECT p.itemid, p.timestamp, c.code FROM props p "
+            "JOIN value_codes c USING (property, value) WHERE p.property = ?",
+            [prop],
+        )
+        asof.append(f"ASOF LEFT JOIN prop_{i} p{i} ON p{i}.itemid = l.itemid "
+                    f"AND p{i}.timestamp <= l.time_ms")  # fmt: skip
+        codes.append(f"p{i}.code AS c{i}")
+        columns.append(f"v{i}.value AS {_quote(prop)}")
+        joins.append(f"LEFT JOIN value_codes v{i} ON v{i}.code = f.c{i}")
+    con.execute(
+        f"CREATE TABLE in_force AS SELECT l.ord, {', '.join(codes)} "
+        f"FROM (SELECT ord, itemid, time_ms FROM log) l {' '.join(asof)}"
+    )
+    for i in range(len(properties)):
+        con.execute(f"DROP TABLE prop_{i}")
+    return columns, joins
+
+
+def _truth(con, files: RetailRocketFiles) -> tuple[str, str]:
+    """The join and columns of the synthetic twin's true probabilities, or two empty strings."""
+    if files.truth is None:
+        return "", ""
+    con.execute(
+        "CREATE TABLE truth AS SELECT * FROM read_csv(?, header = true) QUALIFY row_number() "
+        "OVER (PARTITION BY visitorid, itemid, timestamp) = 1",
+        [str(files.truth)],
+    )
+    join = ("LEFT JOIN truth t ON t.visitorid = l.user_id AND t.itemid = l.itemid "
+            "AND t.timestamp = l.time_ms")  # fmt: skip
+    return join, ', t.p_ctr::FLOAT AS "p_true:ctr", t.p_ctcvr::FLOAT AS "p_true:ctcvr"'
+
+
+def _category_parent(con, files: RetailRocketFiles, categoryid: str) -> tuple[str, str]:
+    """The column and join of ``categoryid``'s parent in ``category_tree.csv``."""
+    if files.category_tree is None:
         raise MissingRawFilesError(
             "retailrocket", "(data folder)", [CATEGORY_TREE_FILE], URL, "retailrocket-synthetic"
         )
-    tree = read_category_tree(path)
-    parent = dict(zip(tree["categoryid"].astype(str), tree["parentid"], strict=True))
-    return category.astype(object).map(parent)
+    tree = read_category_tree(files.category_tree)  # 1.7k rows
+    tree["categoryid"] = tree["categoryid"].astype(str)
+    con.register("tree_frame", tree)
+    return (
+        ", tr.parentid AS category_parent",
+        f"LEFT JOIN tree_frame tr ON tr.categoryid = {categoryid}",
+    )
 
 
-def _attach_truth(views: pd.DataFrame, path: Path) -> None:
-    """Join the synthetic twin's true probabilities on (visitor, item, timestamp)."""
-    schema = {
-        "visitorid": INTEGER,
-        "itemid": INTEGER,
-        "timestamp": INTEGER,
-        "p_ctr": FLOAT,
-        "p_ctcvr": FLOAT,
-    }
-    truth = read_csv_checked(path, schema, what="synthetic truth")
-    keys = ["raw_user_id", "raw_item_id", "timestamp"]
-    truth = truth.rename(columns={"visitorid": "raw_user_id", "itemid": "raw_item_id"})
-    truth = truth.drop_duplicates(keys)
-    merged = views[keys].merge(truth, on=keys, how="left", validate="many_to_one")
-    if merged["p_ctr"].isna().any():
-        raise DataFormatError(f"synthetic truth file {path} lacks rows for some view impressions")
-    views[true_prob_column("ctr")] = merged["p_ctr"].to_numpy(np.float32)
-    views[true_prob_column("ctcvr")] = merged["p_ctcvr"].to_numpy(np.float32)
+def _impressions(con, files: RetailRocketFiles, config: RetailRocketConfig, ratios) -> tuple:
+    """``imp``: every view with its session id, split, features and labels."""
+    _sessions(con, ratios)
+    categorical = list(config.properties)
+    if files.properties:
+        columns, joins = _values_in_force(con, config.properties)
+    else:
+        columns, joins = [f"NULL::VARCHAR AS {_quote(p)}" for p in config.properties], []
+    extra, extra_join = "", ""
+    if config.category_parent:
+        categoryid = columns[config.properties.index("categoryid")].split(" AS ")[0]
+        extra, extra_join = _category_parent(con, files, categoryid)
+        categorical.append("category_parent")
+    if config.include_itemid:
+        extra += ", l.itemid AS itemid"
+        categorical.append("itemid")
+    truth_join, truth_cols = _truth(con, files)
+    labels = ", ".join(_quote(label_column(t)) for t in TASKS)
+    con.execute(f"""
+        CREATE TABLE imp AS
+        SELECT l.ord, s.session_id, s.split, l.time_ms AS timestamp, l.user_id AS raw_user_id,
+               l.itemid AS raw_item_id, {", ".join(columns)}, l.log_position, {labels}
+               {truth_cols}{extra}
+        FROM log l JOIN session_ids s USING (user_id, user_session)
+        {" ".join(joins)} {truth_join} {extra_join}
+        ORDER BY s.session_id, l.time_ms, l.ord  -- the processed rows' order
+    """)
+    counts = {}
+    for prop in config.properties:
+        counts[f"views_without_{prop}"] = fetch_one(
+            con, f"SELECT count(*) FROM imp WHERE {_quote(prop)} IS NULL"
+        )[0]
+    con.execute("DROP TABLE log")
+    return categorical, counts, bool(truth_join)
+
+
+def prepare_retailrocket(
+    files: RetailRocketFiles,
+    config: RetailRocketConfig,
+    processing: ProcessingConfig,
+    out: Path,
+    name: str = "retailrocket",
+    memory_limit: str = "4GB",
+    threads: int = 2,
+    progress: bool = True,
+) -> dict:
+    """Write the processed dataset of ``files`` into the (new, empty) folder ``out`` with DuckDB
+    and return its ``meta`` (``prepare_kuairand``'s RetailRocket twin)."""
+    return run_preparation(
+        name, processing, memory_limit, threads,
+        lambda: _prepare(files, config, processing, out, name, memory_limit, threads, progress),
+    )  # fmt: skip
+
+
+def _prepare(files, config, processing, out, name, memory_limit, threads, progress) -> dict:
+    start = time.perf_counter()
+    steps = tqdm(total=4, desc=f"{name}: duckdb", unit="step", disable=not progress)
+    with work_folder(out.parent) as work:
+        con = _connect(work, memory_limit, threads)
+        steps.set_postfix_str("events, sessions, labels")
+        counts = _read_events(con, files.events)
+        counts.update(_views(con, config))
+        steps.update()
+        steps.set_postfix_str("properties, split")
+        if files.properties:
+            counts.update(_properties(con, files, config.properties))
+        categorical, prop_counts, has_truth = _impressions(
+            con, files, config, processing.split_ratios
+        )
+        counts.update(prop_counts)
+        if has_truth:
+            _check_truth(con, files.truth, tuple(TASKS))
+        steps.update()
+        written, vocabulary, dims, hashed = map_and_write(
+            con, out, steps, processing, categorical, NUMERICAL, TASKS, has_truth, set(NUMERICAL)
+        )
+        steps.close()
+        con.close()
+    raw = [file_digest(files.events), *(file_digest(p) for p in files.properties)]
+    if files.category_tree is not None:
+        raw.append(file_digest(files.category_tree))
+    if has_truth:
+        raw.append(file_digest(files.truth))
+    return save_meta(
+        out, written, vocabulary, counts,
+        {"retailrocket": _config_dict(config), "processing": asdict(processing)},
+        engine_record(memory_limit, threads, start), name=name, source="retailrocket",
+        tasks=list(TASKS), categorical=categorical, field_dims=dims, numerical=NUMERICAL,
+        has_true_probs=has_truth, hashed_fields=hashed, raw_files=raw,
+    )  # fmt: skip

@@ -10,9 +10,7 @@ import pytest
 
 from rmtl_env.data import ColumnRoles, DataFormatError, MissingRawFilesError, load_dataset
 from rmtl_env.data.kuairand import KuaiRandConfig, KuaiRandFiles
-from rmtl_env.data.kuairand import build_impressions as build_kuairand
-from rmtl_env.data.processing import ProcessingConfig, build_processed
-from rmtl_env.data.retailrocket import RetailRocketConfig, RetailRocketFiles, build_impressions
+from rmtl_env.data.retailrocket import RetailRocketFiles
 from rmtl_env.data.synthetic import write_twin
 
 HEADER = "timestamp,visitorid,event,itemid,transactionid\n"
@@ -46,61 +44,61 @@ def test_missing_files_are_listed_with_source_and_twin(tmp_path):
         load_dataset("kuairand-1k", data_dir=tmp_path)
 
 
-def test_renamed_column(tmp_path):
+def test_renamed_column(prepare, tmp_path):
     files = _events(tmp_path, "timestamp,visitor,event,itemid,transactionid\n1,2,view,3,\n")
     with pytest.raises(DataFormatError, match=r"events\.csv.*missing column\(s\) \['visitorid'\]"):
-        build_impressions(files, RetailRocketConfig())
+        prepare(files)
 
 
-def test_wrong_dtype_names_column_value_and_row(tmp_path):
+def test_wrong_dtype_names_column_value_and_row(prepare, tmp_path):
     files = _events(tmp_path, HEADER + "1,2,view,3,\n12x,2,view,4,\n")
-    with pytest.raises(DataFormatError, match=r"column 'timestamp' has value '12x' at data row 2"):
-        build_impressions(files, RetailRocketConfig())
+    with pytest.raises(
+        DataFormatError, match=r"column 'timestamp' has value '12x' at line 3; expected an integer"
+    ):
+        prepare(files)
 
 
-def test_unknown_event_type(tmp_path):
+def test_unknown_event_type(prepare, tmp_path):
     files = _events(tmp_path, HEADER + "1,2,view,3,\n5,2,purchase,3,\n")
     with pytest.raises(DataFormatError, match=r"column 'event' has value 'purchase'"):
-        build_impressions(files, RetailRocketConfig())
+        prepare(files)
 
 
 @pytest.mark.parametrize("text", ["", HEADER])
-def test_empty_file(tmp_path, text):
+def test_empty_file(prepare, tmp_path, text):
     with pytest.raises(DataFormatError, match="events file .*empty|no data rows"):
-        build_impressions(_events(tmp_path, text), RetailRocketConfig())
+        prepare(_events(tmp_path, text))
 
 
-def test_missing_value_in_required_column(tmp_path):
+def test_missing_value_in_required_column(prepare, tmp_path):
     files = _events(tmp_path, HEADER + "1,,view,3,\n")
     with pytest.raises(DataFormatError, match="column 'visitorid' has 1 empty value"):
-        build_impressions(files, RetailRocketConfig())
+        prepare(files)
 
 
-def test_duplicates_removed_and_counted_unsorted_rows_sorted(tmp_path, rr_raw):
+def test_duplicates_removed_and_counted_unsorted_rows_sorted(prepare, tmp_path, rr_raw):
     events = pd.read_csv(rr_raw / "events.csv")
     clean = events.drop_duplicates().sort_values(["visitorid", "timestamp"], kind="stable")
     folder = tmp_path / "sorted"
     shutil.copytree(rr_raw, folder)
     clean.to_csv(folder / "events.csv", index=False)
-    reference = build_impressions(RetailRocketFiles.in_folder(folder), RetailRocketConfig())
-    assert reference.row_counts["duplicate_events_removed"] == 0
+    reference = prepare(RetailRocketFiles.in_folder(folder))
+    assert reference.meta["row_counts"]["duplicate_events_removed"] == 0
     noisy = pd.concat([clean, clean.iloc[:7]]).sample(frac=1, random_state=0)
     noisy.to_csv(folder / "events.csv", index=False)
-    table = build_impressions(RetailRocketFiles.in_folder(folder), RetailRocketConfig())
-    assert table.row_counts["duplicate_events_removed"] == 7
-    assert table.row_counts["events_were_sorted"] is False
-    a = build_processed(reference, ProcessingConfig()).frame
-    b = build_processed(table, ProcessingConfig()).frame
-    pd.testing.assert_frame_equal(a, b)
+    table = prepare(RetailRocketFiles.in_folder(folder))
+    assert table.meta["row_counts"]["duplicate_events_removed"] == 7
+    assert table.meta["row_counts"]["events_were_sorted"] is False
+    pd.testing.assert_frame_equal(reference.frame, table.frame)
 
 
-def test_property_file_bad_value(tmp_path, rr_raw):
+def test_property_file_bad_value(prepare, tmp_path, rr_raw):
     folder = tmp_path / "props"
     shutil.copytree(rr_raw, folder)
     path = folder / "item_properties_part2.csv"
     path.write_text(path.read_text() + "notatime,5,available,1\n")
     with pytest.raises(DataFormatError, match=r"item_properties_part2\.csv: column 'timestamp'"):
-        build_impressions(RetailRocketFiles.in_folder(folder), RetailRocketConfig())
+        prepare(RetailRocketFiles.in_folder(folder))
 
 
 def _rewrite_log(kr_raw, tmp_path, edit):
@@ -113,7 +111,7 @@ def _rewrite_log(kr_raw, tmp_path, edit):
     return KuaiRandFiles.in_folder(folder)
 
 
-def test_label_outside_binary(kr_raw, tmp_path):
+def test_label_outside_binary(prepare, kr_raw, tmp_path):
     files = _rewrite_log(
         kr_raw,
         tmp_path,
@@ -122,38 +120,38 @@ def test_label_outside_binary(kr_raw, tmp_path):
     with pytest.raises(
         DataFormatError, match=r"label column 'is_click' has 1 value\(s\) outside \{0, 1\}"
     ):
-        build_kuairand(files, KuaiRandConfig())
+        prepare(files)
 
 
-def test_label_nan(kr_raw, tmp_path):
+def test_label_nan(prepare, kr_raw, tmp_path):
     def edit(log):
         log["long_view"] = log["long_view"].astype(float)
         log.loc[5, "long_view"] = np.nan
 
     files = _rewrite_log(kr_raw, tmp_path, edit)
     with pytest.raises(DataFormatError, match="column 'long_view' has 1 empty value"):
-        build_kuairand(files, KuaiRandConfig())
+        prepare(files)
 
 
-def test_log_missing_column(kr_raw, tmp_path):
+def test_log_missing_column(prepare, kr_raw, tmp_path):
     files = _rewrite_log(kr_raw, tmp_path, lambda log: log.pop("is_rand"))
     with pytest.raises(DataFormatError, match=r"missing column\(s\) \['is_rand'\]"):
-        build_kuairand(files, KuaiRandConfig())
+        prepare(files)
 
 
-def test_second_task_without_first(kr_raw, tmp_path):
+def test_second_task_without_first(prepare, kr_raw, tmp_path):
     def edit(log):
         rows = log.index[log["is_click"] == 0][:4]
         log.loc[rows, "long_view"] = 1
 
     files = _rewrite_log(kr_raw, tmp_path, edit)
     with pytest.raises(DataFormatError, match="have long_view=1 but is_click=0"):
-        build_kuairand(files, KuaiRandConfig(nesting="error"))
-    fixed = build_kuairand(files, KuaiRandConfig(nesting="fix"))
-    assert fixed.row_counts["nesting_violations_changed"] >= 4
+        prepare(files, KuaiRandConfig(nesting="error"))
+    fixed = prepare(files, KuaiRandConfig(nesting="fix"))
+    assert fixed.meta["row_counts"]["nesting_violations_changed"] >= 4
     labels = fixed.frame[["label:is_click", "label:long_view"]].to_numpy()
     assert (labels[:, 1] <= labels[:, 0]).all()
-    kept = build_kuairand(files, KuaiRandConfig(nesting="ignore"))
+    kept = prepare(files, KuaiRandConfig(nesting="ignore"))
     assert (kept.frame["label:long_view"] > kept.frame["label:is_click"]).sum() >= 4
 
 

@@ -22,7 +22,7 @@ def test_second_load_reuses_the_cache_without_rebuilding(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the cached dataset was rebuilt")
 
-    monkeypatch.setattr(catalog, "build_processed", refuse)
+    monkeypatch.setattr(catalog.retailrocket, "prepare_retailrocket", refuse)
     second = load_dataset("retailrocket-synthetic", scale="tiny", seed=11)
     assert second.meta["cache_key"] == first.meta["cache_key"]
     assert second.frame.equals(first.frame)

@@ -21,6 +21,7 @@ from rmtl_env.data import (
     kuairand,
     retailrocket,
 )
+from rmtl_env.data.processing import ProcessingConfig
 from rmtl_env.data.synthetic import write_twin
 
 DOCUMENTED = (DataFormatError, MissingRawFilesError)
@@ -86,13 +87,23 @@ def read_mutated_copy(source: Path, tmp_path: Path, which: str, mutation, read) 
         read(folder)
 
 
+def _out(folder: Path) -> Path:
+    out = folder.parent / f"{folder.name}-processed"
+    out.mkdir()
+    return out
+
+
 def read_retailrocket(folder: Path) -> None:
     files = retailrocket.RetailRocketFiles.in_folder(folder)
-    retailrocket.build_impressions(files, retailrocket.RetailRocketConfig())
+    config = retailrocket.RetailRocketConfig(category_parent=True)  # the tree is read too
+    retailrocket.prepare_retailrocket(files, config, ProcessingConfig(), _out(folder),
+                                      progress=False)  # fmt: skip
 
 
 def read_kuairand(folder: Path) -> None:
-    kuairand.build_impressions(kuairand.KuaiRandFiles.in_folder(folder), kuairand.KuaiRandConfig())
+    files = kuairand.KuaiRandFiles.in_folder(folder)
+    kuairand.prepare_kuairand(files, kuairand.KuaiRandConfig(), ProcessingConfig(), _out(folder),
+                              progress=False)  # fmt: skip
 
 
 @FUZZ
@@ -120,4 +131,4 @@ def test_own_log_reader(twins, tmp_path, mutation) -> None:
     roles = ColumnRoles(user="user_id", timestamp="time_ms", labels=["is_click", "long_view"],
                         categorical=["video_id"], numerical=["play_time_ms"])  # fmt: skip
     with contextlib.suppress(*DOCUMENTED):
-        custom.build_impressions(path, roles)
+        custom.prepare_custom(path, roles, ProcessingConfig(), _out(path), "fuzz", progress=False)

@@ -21,8 +21,7 @@ from rmtl_env.data.official import (
     identity_catemap,
     read_official_split,
 )
-from rmtl_env.data.processing import ProcessingConfig, build_processed
-from rmtl_env.data.retailrocket import RetailRocketConfig, RetailRocketFiles, build_impressions
+from rmtl_env.data.retailrocket import RetailRocketFiles
 
 
 @pytest.fixture(scope="module")
@@ -102,12 +101,10 @@ def test_exported_loader_matches_our_split(tiny, tmp_path):
     del torch
 
 
-def test_export_of_the_real_events_sample(shared_raw, tmp_path):
-    table = build_impressions(
-        RetailRocketFiles(events=shared_raw / "retailrocket/events_sample_5000visitors.csv.gz"),
-        RetailRocketConfig(),
+def test_export_of_the_real_events_sample(shared_raw, tmp_path, prepare):
+    dataset = prepare(
+        RetailRocketFiles(events=shared_raw / "retailrocket/events_sample_5000visitors.csv.gz")
     )
-    dataset = build_processed(table, ProcessingConfig())
     export = export_official(dataset, tmp_path / "official")
     check_reads_back(dataset, export.root)
     assert sum(export.rows.values()) == len(dataset.frame)

@@ -1,4 +1,4 @@
-"""The shared processing recipe: sessions, temporal split, id mapping, as-of join."""
+"""The shared processing recipe, through the engine: sessions, temporal split, id mapping."""
 
 from __future__ import annotations
 
@@ -6,23 +6,33 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rmtl_env.data import ProcessingConfig, label_column
-from rmtl_env.data.processing import (
-    ImpressionTable,
-    build_processed,
-    fit_category_ids,
-    sessionize_by_gap,
-)
-from rmtl_env.data.retailrocket import value_in_force
+from rmtl_env.data import ColumnRoles, ProcessingConfig, load_dataset
 
 
-def test_sessionize_by_gap():
-    user = np.array([1, 1, 1, 1, 2, 2])
-    time = np.array([0, 10, 100, 105, 106, 500])
-    assert sessionize_by_gap(user, time, 50).tolist() == [0, 0, 1, 1, 2, 3]
+def one_field_log(tmp_path, values: list, **processing):
+    """A log of one impression per session, in time order, with one categorical field ``v``;
+    returns the processed dataset and its ``v`` ids in the log's order."""
+    frame = pd.DataFrame({"s": range(len(values)), "t": range(len(values)), "v": values,
+                          "y": [i % 2 for i in range(len(values))]})  # fmt: skip
+    path = tmp_path / "log.csv"
+    frame.to_csv(path, index=False)
+    roles = ColumnRoles(session="s", timestamp="t", labels=["y"], categorical=["v"])
+    dataset = load_dataset(path, roles=roles, **processing)
+    return dataset, dataset.frame["v"].tolist()
+
+
+def test_sessions_split_at_the_inactivity_gap(tmp_path) -> None:
+    frame = pd.DataFrame({"u": [1, 1, 1, 1, 2, 2], "t": [0, 10, 100, 105, 106, 500],
+                          "y": [0, 1, 0, 1, 0, 1]})  # fmt: skip
+    frame.to_csv(tmp_path / "log.csv", index=False)
+    roles = ColumnRoles(user="u", timestamp="t", labels=["y"], session_gap_minutes=50 / 60_000)
+    dataset = load_dataset(tmp_path / "log.csv", roles=roles)
+    assert dataset.frame["session_id"].tolist() == [0, 0, 1, 1, 2, 3]
 
 
 def test_value_in_force_never_looks_ahead():
+    from rmtl_env.data.synthetic.retailrocket import value_in_force
+
     log_item = np.array([7, 7, 7, 9])
     log_time = np.array([100, 200, 300, 50])
     item = np.array([7, 7, 7, 7, 9, 9, 8])
@@ -30,49 +40,33 @@ def test_value_in_force_never_looks_ahead():
     assert value_in_force(item, time, log_item, log_time).tolist() == [-1, 0, 1, 2, -1, 3, -1]
 
 
-def test_category_ids_fitted_on_train_only():
-    values = pd.Series(["a", "a", "b", "b", "b", "c", None, "d", "a"])
-    train = np.array([1, 1, 1, 1, 1, 1, 1, 0, 0], dtype=bool)
-    ids, size, vocab = fit_category_ids(values, train, min_count=2)
-    # b (3 in train) -> 1, a (2) -> 2, c (1 < min_count) -> 0, missing -> 0, d (test only) -> 0.
-    assert ids.tolist() == [2, 2, 1, 1, 1, 0, 0, 0, 2]
-    assert size == 3
-    assert vocab.set_index("value")["id"].to_dict() == {"b": 1, "a": 2}
+def test_category_ids_fitted_on_train_only(tmp_path) -> None:
+    # 9 one-row sessions: the first 6 are the training split (6:2:2).
+    dataset, ids = one_field_log(tmp_path, ["a", "a", "b", "b", "b", "c", None, "d", "a"])
+    # b (3 in train) -> 1, a (2) -> 2, c (1 < min_count) -> 0, missing -> 0, d (val only) -> 0.
+    assert ids == [2, 2, 1, 1, 1, 0, 0, 0, 2]
+    assert dataset.field_dims == [3]
+    assert dataset.vocabulary.set_index("value")["id"].to_dict() == {"b": 1, "a": 2}
 
 
-def test_share_threshold_matches_official_rule():
-    values = pd.Series(list("aaaaabbbccd"))  # shares .45 .27 .18 .09
-    ids, size, _ = fit_category_ids(values, np.ones(11, dtype=bool), 1, share_threshold=0.75)
+def test_share_threshold_matches_official_rule(tmp_path) -> None:
+    # 18 rows: the first 11 are the training split, with shares .45 .27 .18 .09.
+    values = list("aaaaabbbccd") + ["z"] * 7
+    dataset, ids = one_field_log(tmp_path, values, share_threshold={"v": 0.75})
     # a (cum .45) and b (cum .73) keep own ids; c, the first past .75, and all rarer share one.
-    assert dict(zip(values, ids, strict=True)) == {"a": 1, "b": 2, "c": 3, "d": 3}
-    assert size == 4
+    assert dict(zip(values, ids, strict=True)) == {"a": 1, "b": 2, "c": 3, "d": 3, "z": 0}
+    assert dataset.field_dims == [4]
 
 
-def _table(n_sessions=50, seed=0):
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(1, 6, n_sessions)
-    session = np.repeat(rng.permutation(n_sessions) * 10, lengths)
-    start = rng.permutation(n_sessions)[np.repeat(np.arange(n_sessions), lengths)] * 10_000
-    frame = pd.DataFrame(
-        {
-            "session": session,
-            "timestamp": start + np.concatenate([np.arange(n) for n in lengths]),
-            "raw_user_id": session,
-            "raw_item_id": rng.integers(0, 20, len(session)),
-            "color": rng.choice(["red", "blue", None], len(session)),
-            "price": np.where(
-                rng.random(len(session)) < 0.1, np.nan, rng.normal(5, 2, len(session))
-            ),
-            label_column("click"): rng.integers(0, 2, len(session)),
-        }
-    )
-    return ImpressionTable(
-        "toy", "custom", frame.sample(frac=1, random_state=1), ["color"], ["price"], ["click"]
-    )
+def test_max_vocab_keeps_the_most_frequent_training_values(tmp_path) -> None:
+    values = ["a"] * 5 + ["b"] * 4 + ["c"] * 3 + ["d"] * 2 + ["a"] * 10
+    dataset, ids = one_field_log(tmp_path, values, max_vocab={"v": 2})
+    assert dataset.field_dims == [3] and dataset.vocabulary["value"].tolist() == ["a", "b"]
+    assert ids == [1] * 5 + [2] * 4 + [0] * 5 + [1] * 10
 
 
 def test_temporal_split_keeps_sessions_whole_and_ordered():
-    dataset = build_processed(_table(), ProcessingConfig(split_ratios=(0.6, 0.2, 0.2)))
+    dataset = load_dataset("retailrocket-synthetic", scale="tiny")
     frame = dataset.frame
     assert frame.groupby("session_id")["split"].nunique().max() == 1
     assert (np.diff(frame["session_id"]) >= 0).all()
@@ -82,18 +76,16 @@ def test_temporal_split_keeps_sessions_whole_and_ordered():
     assert starts.is_monotonic_increasing  # numbered by start time
     split = frame.groupby("session_id")["split"].first().cat.codes
     assert split.is_monotonic_increasing  # train, then val, then test
-    price = dataset.meta["numerical_stats"]["price"]
-    assert price["missing"] > 0
-    train_price = frame.loc[frame["split"] == "train", "price"]
-    assert abs(train_price.mean()) < 1e-5  # standardised on train
+    position = frame.loc[frame["split"] == "train", "log_position"]
+    assert abs(position.mean()) < 1e-5  # standardised on train
 
 
 def test_split_arrays_and_session_offsets():
-    dataset = build_processed(_table(), ProcessingConfig())
+    dataset = load_dataset("kuairand-synthetic", scale="tiny")
     for name in ("train", "val", "test"):
         split = dataset.split(name)
-        assert split.categorical.shape == (len(split), 1)
-        assert split.numerical.dtype == np.float32 and split.labels.shape == (len(split), 1)
+        assert split.categorical.shape == (len(split), len(dataset.categorical_fields))
+        assert split.numerical.dtype == np.float32 and split.labels.shape == (len(split), 2)
         assert split.session_starts[-1] == len(split)
         for j in range(split.num_sessions):
             rows = split.session_id[split.session_starts[j] : split.session_starts[j + 1]]
@@ -109,16 +101,6 @@ def test_bad_processing_parameters():
         ProcessingConfig(split_ratios=(0.5, 0.5, 0.5))
     with pytest.raises(ValueError, match="min_count"):
         ProcessingConfig(min_count=0)
-
-
-def test_max_vocab_keeps_the_most_frequent_training_values() -> None:
-    from rmtl_env.data.processing import fit_category_ids
-
-    values = pd.Series(["a"] * 5 + ["b"] * 4 + ["c"] * 3 + ["d"] * 2)
-    train = np.ones(len(values), dtype=bool)
-    ids, size, vocab = fit_category_ids(values, train, min_count=2, max_vocab=2)
-    assert size == 3 and vocab["value"].tolist() == ["a", "b"]
-    assert ids.tolist() == [1] * 5 + [2] * 4 + [0] * 5
 
 
 def test_hashed_ids_are_stable_in_range_and_cover_unseen_values() -> None:

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from rmtl_env.data.dataset import label_column
-from rmtl_env.data.processing import ProcessingConfig, build_processed
-from rmtl_env.data.retailrocket import RetailRocketConfig, RetailRocketFiles, build_impressions
+from rmtl_env.data.retailrocket import RetailRocketConfig, RetailRocketFiles
 
 SAMPLE = "retailrocket/events_sample_5000visitors.csv.gz"
 GAP_MS = 30 * 60_000
@@ -56,20 +55,18 @@ def hand_count(path, session_key: str):
 
 
 @pytest.mark.parametrize("session_key", ["gap", "visitor"])
-def test_sessions_and_labels_match_hand_count(shared_raw, session_key):
+def test_sessions_and_labels_match_hand_count(shared_raw, session_key, prepare):
     path = shared_raw / SAMPLE
-    table = build_impressions(
-        RetailRocketFiles(events=path), RetailRocketConfig(session_key=session_key)
-    )
-    dataset = build_processed(table, ProcessingConfig())
+    dataset = prepare(RetailRocketFiles(events=path), RetailRocketConfig(session_key=session_key))
     expected = hand_count(path, session_key)
     frame = dataset.frame
     assert frame["session_id"].nunique() == expected["sessions"]
     assert len(frame) == expected["views"]
     assert int(frame[label_column("ctr")].sum()) == expected["clicks"]
     assert int(frame[label_column("ctcvr")].sum()) == expected["pays"]
-    assert table.row_counts["events_read"] == 9385  # the sample's documented row count
-    assert table.row_counts["duplicate_events_removed"] == 9385 - len(set(map(tuple, _rows(path))))
+    counts = dataset.meta["row_counts"]
+    assert counts["events_read"] == 9385  # the sample's documented row count
+    assert counts["duplicate_events_removed"] == 9385 - len(set(map(tuple, _rows(path))))
 
 
 def _rows(path):
@@ -79,9 +76,8 @@ def _rows(path):
         return [row[:5] for row in reader]
 
 
-def test_real_sample_has_no_properties_so_all_features_unknown(shared_raw):
-    table = build_impressions(RetailRocketFiles(events=shared_raw / SAMPLE), RetailRocketConfig())
-    dataset = build_processed(table, ProcessingConfig())
+def test_real_sample_has_no_properties_so_all_features_unknown(shared_raw, prepare):
+    dataset = prepare(RetailRocketFiles(events=shared_raw / SAMPLE))
     train = dataset.split("train")
     assert (train.categorical == 0).all()
     assert dataset.field_dims == [1] * 7

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--dataset", "kuairand-synthetic", "--scale", "tiny", "--embed-dim", "8",
@@ -52,16 +51,14 @@ def test_dple_sb3(tmp_path: Path) -> None:
 
 
 def test_rmtl_ddpg_on_the_27k_twin_out_of_core_and_streamed(tmp_path: Path) -> None:
-    pytest.importorskip("duckdb", reason="DuckDB is in the scale extra")
-    twin = ["--dataset", "kuairand-27k-synthetic", "--scale", "1/4000", "--engine", "duckdb"]
+    twin = ["--dataset", "kuairand-27k-synthetic", "--scale", "1/4000"]
     done = run("rmtl_ddpg", *TINY, *twin, "--backbone", "esmm", "--critic-embed-dim", "8",
                "--critic-batch-size", "512", "--critic-epochs", "1", "--stream",
                "--buffer-rows", "1000", "--dropout-masks", "int16", "--run-dir", str(tmp_path))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "rmtl-esmm" in done.stdout and "oracle" in done.stdout
     config = json.loads((tmp_path / "config.json").read_text())
-    assert (config["dataset"], config["scale"], config["engine"]) == (
-        "kuairand-27k-synthetic", "1/4000", "duckdb"
-    )  # fmt: skip
+    assert (config["dataset"], config["scale"]) == ("kuairand-27k-synthetic", "1/4000")
+    assert "engine" not in config  # retired: DuckDB prepares every source
     assert config["stream"] is True and config["buffer_rows"] == 1000
     assert config["train"]["dropout_masks"] == "int16"

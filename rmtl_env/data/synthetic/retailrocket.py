@@ -45,7 +45,6 @@ from rmtl_env.data.retailrocket import (
     OFFICIAL_PROPERTIES,
     PROPERTY_FILES,
     TRUTH_FILE,
-    value_in_force,
 )
 from rmtl_env.data.synthetic.common import (
     check_scale,
@@ -464,6 +463,33 @@ def _write_properties(rng: np.random.Generator, catalog: dict, out: Path) -> Non
     cut = int(len(order) * 10_999_999 / 20_275_902)  # the real part1 / part2 proportion
     write_csv(table.slice(0, cut), out / PROPERTY_FILES[0])
     write_csv(table.slice(cut), out / PROPERTY_FILES[1])
+
+
+def value_in_force(
+    item: np.ndarray, time: np.ndarray, log_item: np.ndarray, log_time: np.ndarray
+) -> np.ndarray:
+    """Index into the log of the latest row with the same item and ``log_time <= time``; -1 where
+    none exists. A vectorised as-of join on a packed (item, time) key."""
+    if len(log_item) == 0:
+        return np.full(len(item), -1, dtype=np.int64)
+    items, codes = np.unique(np.concatenate([item, log_item]), return_inverse=True)
+    item_code, log_code = codes[: len(item)], codes[len(item) :]
+    t0 = min(time.min(initial=0), log_time.min())
+    span = int(max(time.max(initial=0), log_time.max()) - t0) + 1
+    time_bits = max(span.bit_length(), 1)
+    if time_bits + max(len(items).bit_length(), 1) > 62:
+        raise ValueError("timestamps span too wide to join item properties")
+    log_key = (log_code.astype(np.int64) << time_bits) | (log_time - t0)
+    order = np.argsort(log_key, kind="stable")
+    sorted_key = log_key[order]
+    query = (item_code.astype(np.int64) << time_bits) | (time - t0)
+    pos = np.searchsorted(sorted_key, query, side="right") - 1
+    hit = pos >= 0
+    found = np.full(len(item), -1, dtype=np.int64)
+    found[hit] = order[pos[hit]]
+    same_item = np.zeros(len(item), dtype=bool)
+    same_item[hit] = log_code[found[hit]] == item_code[hit]
+    return np.where(same_item, found, -1)
 
 
 __all__ = ["OFFICIAL_PROPERTIES", "SCALE_SIZES", "TWIN_KNOBS", "write_retailrocket_twin"]

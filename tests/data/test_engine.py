@@ -1,17 +1,12 @@
-"""Out-of-core preparation with DuckDB gives the rows of the in-memory path."""
+"""The DuckDB engine: KuaiRand preparation, bounded memory, work folders and error messages."""
 
 from __future__ import annotations
-
-import json
-import math
 
 import pandas as pd
 import pytest
 
 from rmtl_env.data import load_dataset
 from rmtl_env.data.errors import DataFormatError
-
-pytest.importorskip("duckdb", reason="DuckDB is in the scale extra")
 
 
 def tiny_kuairand_raw(tmp_path):
@@ -25,57 +20,37 @@ def tiny_kuairand_raw(tmp_path):
     return folder
 
 
-def assert_same_dataset(ours, theirs) -> None:
-    """Equal rows, order, ids, labels, sessions, splits, numerical features (bit for bit) and
-    vocabulary; meta equal but for the engine's record and the oracle's float sums."""
-    a, b = ours.frame, theirs.frame
-    assert list(a.columns) == list(b.columns) and len(a) == len(b)
-    for column in a.columns:
-        assert a[column].equals(b[column]), column
-    pd.testing.assert_frame_equal(ours.vocabulary, theirs.vocabulary)
-    assert ours.meta["numerical_stats"] == theirs.meta["numerical_stats"]
-
-    def close(x, y, where: str) -> None:
-        if isinstance(x, dict):
-            assert set(x) == set(y), where
-            for key in x:
-                close(x[key], y[key], f"{where}.{key}")
-        elif isinstance(x, float):
-            same_nan = math.isnan(x) and math.isnan(y)  # an empty split's label rate
-            assert same_nan or math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12), where
-        else:
-            assert x == y, where
-
-    skip = {"params", "path", "cache_key"}
-    close({k: v for k, v in ours.meta.items() if k not in skip},
-          {k: v for k, v in theirs.meta.items() if k not in skip}, "meta")  # fmt: skip
-    assert ours.meta["params"]["outofcore"]["engine"] == "duckdb"
-    ours.meta["params"].pop("outofcore")
-    as_json = lambda params: json.loads(json.dumps(params))  # noqa: E731 (tuples as lists)
-    assert as_json(ours.meta["params"]) == as_json(theirs.meta["params"])
-
-
-def test_a_tiny_memory_limit_gives_the_in_memory_rows() -> None:
+def test_a_tiny_memory_limit_gives_the_same_rows() -> None:
     """100 MB and one thread (the small twin's raw tables alone are larger): DuckDB spills."""
-    theirs = load_dataset("kuairand-synthetic", scale="small")
-    ours = load_dataset(
-        "kuairand-synthetic", scale="small", engine="duckdb", memory_limit="100MB", threads=1
-    )
-    assert ours.meta["path"] != theirs.meta["path"]
-    assert_same_dataset(ours, theirs)
+    from test_processed_digest import CASES, dataset_digest
+
+    digest, name, params = CASES["kuairand-synthetic small"]
+    ours = load_dataset(name, memory_limit="100MB", threads=1, refresh=True, **params)
+    assert ours.meta["params"]["engine"]["memory_limit"] == "100MB"
+    assert dataset_digest(ours) == digest
 
 
-def test_27k_twin_with_random_log_and_video_ids() -> None:
-    params = {"scale": "1/4000", "include_random_log": True, "include_video_id": True}
-    theirs = load_dataset("kuairand-27k-synthetic", **params)
-    ours = load_dataset("kuairand-27k-synthetic", engine="duckdb", **params)
-    assert ours.meta["source"] == "kuairand-27k"
-    assert_same_dataset(ours, theirs)
+def test_capped_and_hashed_vocabularies() -> None:
+    params = {
+        "scale": "tiny",
+        "include_video_id": True,
+        "max_vocab": {"author_id": 50},
+        "hash_buckets": {"video_id": 997, "user_id": 31},
+    }
+    data = load_dataset("kuairand-synthetic", **params)
+    dims = dict(zip(data.categorical_fields, data.field_dims, strict=True))
+    assert dims["author_id"] == 51 and dims["video_id"] == 998 and dims["user_id"] == 32
+    assert data.meta["hashed_fields"] == {"video_id": 997, "user_id": 31}
+    assert set(data.vocabulary["field"]).isdisjoint({"video_id", "user_id"})
 
 
 def test_bad_labels_name_the_file_and_column(tmp_path) -> None:
-    from rmtl_env.data.kuairand import STANDARD_LOGS, KuaiRandConfig, KuaiRandFiles
-    from rmtl_env.data.outofcore import prepare_kuairand
+    from rmtl_env.data.kuairand import (
+        STANDARD_LOGS,
+        KuaiRandConfig,
+        KuaiRandFiles,
+        prepare_kuairand,
+    )
     from rmtl_env.data.processing import ProcessingConfig
 
     folder = tiny_kuairand_raw(tmp_path)
@@ -85,15 +60,20 @@ def test_bad_labels_name_the_file_and_column(tmp_path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(
-        DataFormatError, match=f"{STANDARD_LOGS[1]}: column 'long_view' has 1 values outside"
+        DataFormatError,
+        match=f"{STANDARD_LOGS[1]}: label column 'long_view' has 1 value\\(s\\) outside",
     ):
         prepare_kuairand(KuaiRandFiles.in_folder(folder), KuaiRandConfig(), ProcessingConfig(), out)
 
 
 def test_an_empty_file_is_named_not_a_pyarrow_error(tmp_path) -> None:
     from rmtl_env.data.catalog import synthetic_raw_dir
-    from rmtl_env.data.kuairand import STANDARD_LOGS, KuaiRandConfig, KuaiRandFiles
-    from rmtl_env.data.outofcore import prepare_kuairand
+    from rmtl_env.data.kuairand import (
+        STANDARD_LOGS,
+        KuaiRandConfig,
+        KuaiRandFiles,
+        prepare_kuairand,
+    )
     from rmtl_env.data.processing import ProcessingConfig
 
     raw = synthetic_raw_dir("kuairand-synthetic", "tiny", 0)
@@ -109,41 +89,17 @@ def test_an_empty_file_is_named_not_a_pyarrow_error(tmp_path) -> None:
             prepare_kuairand(files, KuaiRandConfig(), ProcessingConfig(), out)
 
 
-def test_a_processed_folder_opens_with_either_engine_and_an_unknown_one_is_named() -> None:
-    folder = load_dataset("kuairand-synthetic", scale="tiny").meta["path"]
-    assert len(load_dataset(folder, engine="duckdb").frame) == len(load_dataset(folder).frame)
-    with pytest.raises(ValueError, match="engine must be 'pandas' or 'duckdb'"):
-        load_dataset("kuairand-synthetic", scale="tiny", engine="spark")
-
-
-def test_capped_and_hashed_vocabularies_agree_across_engines() -> None:
-    params = {
-        "scale": "tiny",
-        "include_video_id": True,
-        "max_vocab": {"author_id": 50},
-        "hash_buckets": {"video_id": 997, "user_id": 31},
-    }
-    theirs = load_dataset("kuairand-synthetic", **params)
-    ours = load_dataset("kuairand-synthetic", engine="duckdb", **params)
-    assert_same_dataset(ours, theirs)
-    dims = dict(zip(theirs.categorical_fields, theirs.field_dims, strict=True))
-    assert dims["author_id"] == 51 and dims["video_id"] == 998 and dims["user_id"] == 32
-    assert theirs.meta["hashed_fields"] == {"video_id": 997, "user_id": 31}
-    assert set(theirs.vocabulary["field"]).isdisjoint({"video_id", "user_id"})
-
-
 def test_readme_scale_example(run_readme) -> None:
     ns = run_readme("# Scale", {'scale="1/20"': 'scale="1/4000"'})
     data = ns["data"]
     dims = dict(zip(data.categorical_fields, data.field_dims, strict=True))
     assert dims["video_id"] == 1_000_001 and dims["author_id"] <= 200_001
-    assert data.meta["params"]["outofcore"]["memory_limit"] == "4GB"
+    assert data.meta["params"]["engine"]["memory_limit"] == "4GB"
 
 
 def test_a_memory_limit_too_small_is_named(tmp_path) -> None:
     from rmtl_env.data.catalog import synthetic_raw_dir
-    from rmtl_env.data.kuairand import KuaiRandConfig, KuaiRandFiles
-    from rmtl_env.data.outofcore import prepare_kuairand
+    from rmtl_env.data.kuairand import KuaiRandConfig, KuaiRandFiles, prepare_kuairand
     from rmtl_env.data.processing import ProcessingConfig
 
     files = KuaiRandFiles.in_folder(synthetic_raw_dir("kuairand-synthetic", "small", 0))
@@ -154,9 +110,13 @@ def test_a_memory_limit_too_small_is_named(tmp_path) -> None:
                          threads=1, progress=False)  # fmt: skip
 
 
-def test_a_header_only_log_is_refused_as_the_in_memory_reader_refuses_it(tmp_path) -> None:
-    from rmtl_env.data.kuairand import STANDARD_LOGS, KuaiRandConfig, KuaiRandFiles
-    from rmtl_env.data.outofcore import prepare_kuairand
+def test_a_header_only_log_is_refused(tmp_path) -> None:
+    from rmtl_env.data.kuairand import (
+        STANDARD_LOGS,
+        KuaiRandConfig,
+        KuaiRandFiles,
+        prepare_kuairand,
+    )
     from rmtl_env.data.processing import ProcessingConfig
 
     folder = tiny_kuairand_raw(tmp_path)
@@ -175,11 +135,11 @@ def test_memory_limits_and_threads_are_checked_before_any_work(limit, tmp_path, 
     from rmtl_env.data.__main__ import main
 
     with pytest.raises(ValueError, match=f"memory_limit must be a positive size.*got {limit!r}"):
-        load_dataset("kuairand-synthetic", scale="tiny", engine="duckdb", memory_limit=limit,
+        load_dataset("kuairand-synthetic", scale="tiny", memory_limit=limit,
                      refresh=True)  # fmt: skip
     with pytest.raises(ValueError, match="threads must be an integer >= 1, got 0"):
-        load_dataset("kuairand-synthetic", scale="tiny", engine="duckdb", threads=0)
-    args = ["prepare", "kuairand-synthetic", "--scale", "tiny", "--engine", "duckdb"]
+        load_dataset("kuairand-synthetic", scale="tiny", threads=0)
+    args = ["prepare", "kuairand-synthetic", "--scale", "tiny"]
     with pytest.raises(SystemExit) as exit_:
         main([*args, f"--memory-limit={limit}"])
     assert exit_.value.code == 2 and "--memory-limit must be a positive size" in (
@@ -195,7 +155,7 @@ def test_a_dead_runs_work_folder_is_removed_and_sigterm_cleans_up(tmp_path) -> N
     import signal
     import subprocess
 
-    from rmtl_env.data.outofcore import work_folder
+    from rmtl_env.data.engine import work_folder
 
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -211,8 +171,13 @@ def test_a_dead_runs_work_folder_is_removed_and_sigterm_cleans_up(tmp_path) -> N
 
 
 def test_a_wrong_value_is_named_in_our_words_not_duckdbs(tmp_path) -> None:
-    from rmtl_env.data.kuairand import STANDARD_LOGS, KuaiRandConfig, KuaiRandFiles
-    from rmtl_env.data.outofcore import csv_problem, prepare_kuairand
+    from rmtl_env.data.engine import csv_problem
+    from rmtl_env.data.kuairand import (
+        STANDARD_LOGS,
+        KuaiRandConfig,
+        KuaiRandFiles,
+        prepare_kuairand,
+    )
     from rmtl_env.data.processing import ProcessingConfig
 
     folder = tiny_kuairand_raw(tmp_path)

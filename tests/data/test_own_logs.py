@@ -1,17 +1,19 @@
-"""Own logs prepared with DuckDB: the in-memory path's dataset from CSV, Parquet and JSON lines,
-and the same refusals, naming the file, the column and the data row."""
+"""Own logs prepared with DuckDB from CSV, Parquet and JSON lines: the datasets the retired pandas
+engine gave (pinned digests), and refusals naming the file, the column and the data row."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
+from test_processed_digest import dataset_digest
 
 from rmtl_env.data import ColumnRoles, DataFormatError, load_dataset
 
-pytest.importorskip("duckdb", reason="DuckDB is in the scale extra")
-
-from test_outofcore import assert_same_dataset  # noqa: E402
+# Digests taken with the retired pandas engine (commit d6a6016): the DuckDB engine gives them.
+CSV_DIGEST = "c2fcf8b6c68f312ab0c5d0e533592fd9bb271d15652d8949e57e272aaf71664e"
+PARQUET_DIGEST = "de3216569272aedb9a35430312619340daee88c4a587516e9a57b08a784d65b4"
+ISO_DIGEST = "0faf012cfd2455db6fbd30eb24aa815abb13c4bbef173d9d7e2c85f1a2874908"
 
 
 def own_log(n: int = 300, seed: int = 0) -> pd.DataFrame:
@@ -37,17 +39,11 @@ ROLES = ColumnRoles(user="user_id", timestamp="time_ms", labels=["click", "buy"]
                     item="item", nested_labels=True)  # fmt: skip
 
 
-def both(path, roles, **params):
-    theirs = load_dataset(path, roles=roles, **params)
-    ours = load_dataset(path, roles=roles, engine="duckdb", **params)
-    return ours, theirs
-
-
-def test_csv_gives_the_in_memory_dataset(tmp_path) -> None:
+def test_csv_gives_the_pinned_dataset(tmp_path) -> None:
     path = tmp_path / "log.csv"
     own_log().to_csv(path, index=False)
-    ours, theirs = both(path, ROLES, min_count=1)
-    assert_same_dataset(ours, theirs)
+    ours = load_dataset(path, roles=ROLES, min_count=1)
+    assert dataset_digest(ours) == CSV_DIGEST
     assert ours.meta["row_counts"]["duplicate_rows_removed"] == 5
     assert "3.0" in set(ours.vocabulary.query("field == 'grade'")["value"])  # pandas' text
     assert set(ours.vocabulary.query("field == 'promo'")["value"]) == {"True", "False"}
@@ -61,8 +57,8 @@ def test_a_session_column_iso_times_and_a_tiny_memory_limit(tmp_path) -> None:
     frame.to_csv(path, index=False)
     roles = ColumnRoles(session="user_id", timestamp="time_ms", labels=["click"],
                         categorical=["shop"], numerical=["price"])  # fmt: skip
-    ours, theirs = both(path, roles, memory_limit="30MB", threads=1)
-    assert_same_dataset(ours, theirs)
+    ours = load_dataset(path, roles=roles, memory_limit="30MB", threads=1)
+    assert dataset_digest(ours) == ISO_DIGEST
 
 
 def test_parquet_and_json_lines_give_the_csv_dataset(tmp_path) -> None:
@@ -70,11 +66,11 @@ def test_parquet_and_json_lines_give_the_csv_dataset(tmp_path) -> None:
     roles = ColumnRoles(user="user_id", timestamp="time_ms", labels=["click", "buy"],
                         categorical=["shop", "grade"], numerical=["price"], item="item")  # fmt: skip
     frame.to_parquet(tmp_path / "log.parquet", index=False)
-    ours, theirs = both(tmp_path / "log.parquet", roles)
-    assert_same_dataset(ours, theirs)
+    ours = load_dataset(tmp_path / "log.parquet", roles=roles)
+    assert dataset_digest(ours) == PARQUET_DIGEST
     frame["shop"] = frame["shop"].astype(object)
     frame.to_json(tmp_path / "log.jsonl", orient="records", lines=True)
-    from_json = load_dataset(tmp_path / "log.jsonl", roles=roles, engine="duckdb")
+    from_json = load_dataset(tmp_path / "log.jsonl", roles=roles)
     for column in ["session_id", "timestamp", "raw_item_id", "price", "label:buy", "split"]:
         assert from_json.frame[column].equals(ours.frame[column]), column
 
@@ -114,10 +110,9 @@ def test_refusals_name_the_file_column_and_row(tmp_path, change, message) -> Non
     change(own_log().drop(columns=["promo"]).iloc[:-5]).to_csv(path, index=False)
     roles = ColumnRoles(user="user_id", timestamp="time_ms", labels=["click", "buy"],
                         categorical=["shop"], numerical=["price"], nested_labels=True)  # fmt: skip
-    for engine in ("pandas", "duckdb"):
-        with pytest.raises(DataFormatError, match=message) as error:
-            load_dataset(path, roles=roles, engine=engine)
-        assert str(path) in str(error.value)
+    with pytest.raises(DataFormatError, match=message) as error:
+        load_dataset(path, roles=roles)
+    assert str(path) in str(error.value)
 
 
 def test_a_repeated_header_line_is_named(tmp_path) -> None:
@@ -127,8 +122,7 @@ def test_a_repeated_header_line_is_named(tmp_path) -> None:
     header = text.splitlines()[0]
     path.write_text(text + header + "\n" + frame.iloc[:3].to_csv(index=False, header=False))
     with pytest.raises(DataFormatError, match="line 22 repeats the header"):
-        load_dataset(path, roles=ROLES.__class__(**{**ROLES.__dict__, "categorical": ["shop"]}),
-                     engine="duckdb")  # fmt: skip
+        load_dataset(path, roles=ColumnRoles(**{**ROLES.__dict__, "categorical": ["shop"]}))
 
 
 def test_a_feature_may_not_take_a_processed_column_name() -> None:

@@ -1,61 +1,31 @@
-"""RetailRocket prepared with DuckDB gives the rows of the in-memory path (twins and the real
-5,000-visitor sample)."""
+"""RetailRocket prepared with DuckDB: bounded memory, the property tie rules, bad input."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from rmtl_env.data import SessionDataset, load_dataset
+from rmtl_env.data import load_dataset
 from rmtl_env.data.errors import DataFormatError
 
-pytest.importorskip("duckdb", reason="DuckDB is in the scale extra")
 
-from test_outofcore import assert_same_dataset  # noqa: E402
+def test_a_tiny_memory_limit_gives_the_same_rows() -> None:
+    from test_processed_digest import CASES, dataset_digest
 
-
-def test_a_tiny_memory_limit_gives_the_in_memory_rows() -> None:
-    theirs = load_dataset("retailrocket-synthetic", scale="small")
-    ours = load_dataset(
-        "retailrocket-synthetic", scale="small", engine="duckdb", memory_limit="100MB", threads=1
-    )
+    digest, name, params = CASES["retailrocket-synthetic small"]
+    ours = load_dataset(name, memory_limit="100MB", threads=1, refresh=True, **params)
     assert ours.meta["source"] == "retailrocket" and ours.has_true_probs
-    assert_same_dataset(ours, theirs)
-
-
-@pytest.mark.parametrize(
-    "params",
-    [
-        {"session_key": "visitor", "include_itemid": True, "category_parent": True},
-        {"session_gap_minutes": 5.0, "hash_buckets": {"785": 64}, "max_vocab": {"categoryid": 20}},
-        {"share_threshold": {"776": 0.2, "364": 0.2}, "min_count": 3},  # the official rule
-    ],
-)
-def test_loader_and_vocabulary_options(params) -> None:
-    theirs = load_dataset("retailrocket-synthetic", scale="tiny", **params)
-    ours = load_dataset("retailrocket-synthetic", scale="tiny", engine="duckdb", **params)
-    assert_same_dataset(ours, theirs)
-
-
-def test_the_real_events_sample(shared_raw, tmp_path) -> None:
-    from rmtl_env.data.outofcore_retailrocket import prepare_retailrocket
-    from rmtl_env.data.processing import ProcessingConfig, build_processed
-    from rmtl_env.data.retailrocket import RetailRocketConfig, RetailRocketFiles, build_impressions
-
-    files = RetailRocketFiles(events=shared_raw / "retailrocket/events_sample_5000visitors.csv.gz")
-    config, processing = RetailRocketConfig(), ProcessingConfig()
-    theirs = build_processed(build_impressions(files, config, "sample"), processing)
-    out = tmp_path / "sample"
-    out.mkdir()
-    prepare_retailrocket(files, config, processing, out, "sample", progress=False)
-    assert_same_dataset(SessionDataset.load(out), theirs)
+    assert dataset_digest(ours) == digest
 
 
 def test_an_unknown_event_type_names_the_file_and_row(tmp_path) -> None:
     from rmtl_env.data.catalog import synthetic_raw_dir
-    from rmtl_env.data.outofcore_retailrocket import prepare_retailrocket
     from rmtl_env.data.processing import ProcessingConfig
-    from rmtl_env.data.retailrocket import RetailRocketConfig, RetailRocketFiles
+    from rmtl_env.data.retailrocket import (
+        RetailRocketConfig,
+        RetailRocketFiles,
+        prepare_retailrocket,
+    )
 
     raw = synthetic_raw_dir("retailrocket-synthetic", "tiny", 0)
     folder = tmp_path / "raw"
@@ -87,10 +57,7 @@ def test_property_ties_the_last_distinct_row_in_file_order_is_in_force(tmp_path)
     (tmp_path / "item_properties_part2.csv").write_text(
         header + "1500,1,categoryid,x\n2500,1,785,b\n2500,1,785,c\n"
     )
-    params = {"data_dir": tmp_path, "min_count": 1}
-    theirs = load_dataset("retailrocket", **params)
-    ours = load_dataset("retailrocket", engine="duckdb", **params)
-    assert_same_dataset(ours, theirs)
+    ours = load_dataset("retailrocket", data_dir=tmp_path, min_count=1)
     text = dict(zip(ours.vocabulary["id"].astype(str) + ours.vocabulary["field"],
                     ours.vocabulary["value"], strict=True))  # fmt: skip
     values = [text.get(f"{i}categoryid") for i in ours.frame["categoryid"]]

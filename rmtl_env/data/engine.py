@@ -1,20 +1,19 @@
-"""KuaiRand (1K and 27K) prepared out of core with DuckDB: the same processed dataset as the
-in-memory path (``kuairand.build_impressions`` + ``processing.build_processed``), for logs that
-do not fit in memory (KuaiRand-27K: 322M rows, 23 GB of CSV).
+"""The DuckDB preparation engine: the steps every source shares, under a memory limit.
 
-DuckDB (an optional extra: ``pip install -e ".[scale]"``) runs every step as SQL under the
-``memory_limit`` and ``threads`` the caller sets, spilling to a temporary folder beside the
-output: the CSV scan, the removal of duplicate rows, the sort by (user, time), sessionising with
-window functions, the joins of the user and video features, the nesting fix, the temporal split,
-train-only vocabularies with rare values mapped to 0, the standardisation, and one Parquet file
-``impressions.parquet`` in session order (row groups of ``ROW_GROUP_SIZE`` rows, so a reader can
-stream it) with ``vocabulary.parquet`` and ``meta.json``, as the processed-dataset contract says.
+Each source module (``retailrocket``, ``kuairand``, ``custom``) reads and checks its raw files in
+SQL and builds the ``imp`` table: one row per impression with ``ord`` (its place in the files),
+``session_id``, ``split``, the raw categorical and numerical values and the labels, written in
+the processed rows' order (session, time, file order). This module holds the shared steps of
+the processed-dataset contract (``rmtl_env.data.processing`` states it), each written once:
+sessionising by inactivity gap, the temporal split, the nesting of labels, train-only
+vocabularies (with ``min_count``, ``max_vocab``, ``share_threshold`` and ``hash_buckets``), the
+standardisation (NumPy, for bit-identical features), the streamed Parquet writer and the
+per-split statistics.
 
-Equal to the in-memory path: the same rows in the same order, sessions, splits, labels, ids and
-vocabulary; the numerical features agree to float32 rounding (DuckDB's sums and ``ln(1 + x)``
-are not NumPy's pairwise sums and ``log1p``). The tie-breaks follow the in-memory path: rows
-with equal (user, time) keep their file order, and values with equal training counts get ids by
-first appearance in session order.
+DuckDB runs every step under the ``memory_limit`` and ``threads`` the caller sets, spilling to
+a temporary folder beside the output that is removed on success, on failure and on interrupt.
+Tie-breaks are fixed: rows with equal (user, time) keep their file order, and values with
+equal training counts get ids by first appearance in session order.
 """
 
 from __future__ import annotations
@@ -29,12 +28,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from rmtl_env.data.dataset import (
     IMPRESSIONS_FILE,
@@ -46,23 +43,6 @@ from rmtl_env.data.dataset import (
     true_prob_column,
 )
 from rmtl_env.data.errors import DataFormatError
-from rmtl_env.data.io import file_digest
-from rmtl_env.data.kuairand import (
-    BEIJING_OFFSET_MS,
-    FEEDBACK_COLUMNS,
-    LOG_COLUMNS,
-    NUMERICAL_FIELDS,
-    USER_CATEGORICAL,
-    USER_NUMERICAL,
-    VIDEO_CATEGORICAL,
-    KuaiRandConfig,
-    KuaiRandFiles,
-    _require_columns,
-    categorical_fields,
-    loader_params,
-    read_user_features,
-    used_log_columns,
-)
 from rmtl_env.data.processing import (
     ProcessingConfig,
     fit_scaling,
@@ -72,12 +52,6 @@ from rmtl_env.data.processing import (
 )
 
 ROW_GROUP_SIZE = 1_000_000
-VIDEO_TYPES = {
-    "video_id": "BIGINT", "author_id": "BIGINT", "video_type": "VARCHAR", "upload_dt": "VARCHAR",
-    "upload_type": "VARCHAR", "visible_status": "DOUBLE", "video_duration": "DOUBLE",
-    "server_width": "DOUBLE", "server_height": "DOUBLE", "music_id": "BIGINT",
-    "music_type": "DOUBLE", "tag": "VARCHAR",
-}  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -158,6 +132,21 @@ def read_checked(con, sql: str, path: Path, what: str) -> None:
         raise DataFormatError(f"{what} {path}: {csv_problem(str(exc))}") from None
 
 
+def fetch_one(con, sql: str, params: list | None = None) -> tuple | None:
+    """The first row of ``sql`` (None if it gives none), its result fetched to the end: DuckDB
+    refuses the next statement while a result is unfinished."""
+    rows = con.execute(sql, params or []).fetchall()
+    return rows[0] if rows else None
+
+
+def first_empty(con, table: str, columns: list[str], where: str = "true") -> tuple[str, int] | None:
+    """The first of ``columns`` with empty (NULL) values in the rows of ``table`` meeting
+    ``where``, and its count of them; None if every value is present."""
+    counts = ", ".join(f"count(*) FILTER (WHERE {_quote(c)} IS NULL)" for c in columns)
+    found = con.execute(f"SELECT {counts} FROM {table} WHERE {where}").fetchall()[0]
+    return next(((c, n) for c, n in zip(columns, found, strict=True) if n), None)
+
+
 DUCKDB_TYPES = {"BIGINT": "an integer", "INTEGER": "an integer", "DOUBLE": "a number",
                 "FLOAT": "a number", "VARCHAR": "text"}  # fmt: skip
 
@@ -182,89 +171,6 @@ def csv_problem(message: str) -> str:
     return f"cannot be read: {first}{where}"
 
 
-def _read_logs(con, files: KuaiRandFiles, used: list[str]) -> None:
-    """Every log file into ``raw_log`` with its file number and line, checked."""
-    columns = ", ".join(f"{_quote(c)} BIGINT" for c in used)
-    con.execute(f"CREATE TABLE raw_log ({columns})")  # rowid: the (file, line) order
-    types = "{" + ", ".join(f"'{c}': 'BIGINT'" for c in used) + "}"
-    select = ", ".join(_quote(c) for c in used)
-    bad_values = ", ".join(  # feedback: outside {0, 1}; every column: empty
-        f"count(*) FILTER (WHERE {_quote(c)} IS NULL"
-        + (f" OR {_quote(c)} NOT IN (0, 1))" if c in FEEDBACK_COLUMNS else ")")
-        for c in used
-    )
-    start = 0
-    for path in files.logs:
-        require_content(path, "interaction log file")  # before pyarrow reads the header
-        _require_columns(path, LOG_COLUMNS)
-        read_checked(
-            con,
-            f"INSERT INTO raw_log SELECT {select} FROM read_csv(?, header = true, types = {types})",
-            path,
-            "interaction log file",
-        )
-        ((rows, *bad_counts),) = con.execute(
-            f"SELECT count(*), {bad_values} FROM raw_log WHERE rowid >= {start}"
-        ).fetchall()
-        start += rows
-        if rows == 0:  # as the in-memory reader refuses it
-            raise DataFormatError(f"interaction log file {path} has a header but no data rows")
-        for column, bad in zip(used, bad_counts, strict=True):
-            if bad:
-                kind = "values outside {0, 1}" if column in FEEDBACK_COLUMNS else "empty values"
-                raise DataFormatError(
-                    f"interaction log file {path}: column '{column}' has {bad} {kind}"
-                )
-
-
-def _read_videos(con, path: Path) -> None:
-    types = "{" + ", ".join(f"'{k}': '{v}'" for k, v in VIDEO_TYPES.items()) + "}"
-    read_checked(
-        con,
-        "CREATE TABLE videos AS SELECT video_id, author_id, video_type, upload_type, "
-        "visible_status, video_duration, server_width, server_height, music_type, "
-        "split_part(tag, ',', 1) AS tag, upload_dt, "
-        "date_diff('day', DATE '1970-01-01', try_strptime(upload_dt, '%Y-%m-%d')::DATE) "
-        f"AS upload_day FROM read_csv(?, header = true, types = {types})",
-        path,
-        "video features file",
-    )
-    bad = con.execute(
-        "SELECT upload_dt FROM videos WHERE upload_day IS NULL AND upload_dt IS NOT NULL LIMIT 1"
-    ).fetchone()
-    if bad:
-        raise DataFormatError(
-            f"video features file {path}: column 'upload_dt' has value {bad[0]!r}; expected "
-            "YYYY-MM-DD"
-        )
-    dup = con.execute("SELECT count(*) - count(DISTINCT video_id) FROM videos").fetchone()[0]
-    if dup:
-        raise DataFormatError(f"video features file {path}: column 'video_id' must be unique")
-    con.execute("UPDATE videos SET tag = NULL WHERE tag = ''")
-
-
-def _impressions(con, files: KuaiRandFiles, config: KuaiRandConfig) -> dict:
-    """The ``log`` table: one row per distinct log row (``ord``: its first file and line),
-    sessionised per user, labels nested; returns the row counts."""
-    used = used_log_columns(config.tasks)
-    _read_logs(con, files, used)
-    counts = {"log_rows_read": con.execute("SELECT count(*) FROM raw_log").fetchone()[0]}
-    keys = ", ".join(_quote(c) for c in used)
-    gap = int(config.session_gap_minutes * 60_000)
-    # One row per distinct log row, keeping the first occurrence: ``ord`` is its (file, line).
-    con.execute(
-        f"CREATE TABLE kept AS SELECT {keys}, min(rowid) AS ord FROM raw_log GROUP BY {keys}"
-    )
-    con.execute("DROP TABLE raw_log")
-    con.execute(f"CREATE TABLE log AS {sessionised('kept', gap)}")
-    con.execute("DROP TABLE kept")
-    kept = con.execute("SELECT count(*) FROM log").fetchone()[0]
-    counts["duplicate_log_rows_removed"] = counts["log_rows_read"] - kept
-    counts["log_rows_were_sorted"] = sorted_in_file_order(con, "log")
-    counts["nesting_violations_changed"] = _nest(con, config, [p.name for p in files.logs])
-    return counts
-
-
 def sessionised(table: str, gap_ms: int) -> str:
     """A query of ``table`` (``user_id``, ``time_ms``, ``ord``) with ``user_session``: a user's
     rows in (time, file) order split where the time since the previous row exceeds ``gap_ms``
@@ -283,19 +189,16 @@ def sessionised(table: str, gap_ms: int) -> str:
 def sorted_in_file_order(con, table: str) -> bool:
     """Whether (``user_id``, ``time_ms``) never decreases in file order (``ord``): the in-memory
     path's stable sort was then a no-op."""
-    unsorted = con.execute(f"""
+    unsorted = fetch_one(
+        con,
+        f"""
         SELECT count(*) FROM (
             SELECT user_id, time_ms, lag(user_id) OVER w AS u0, lag(time_ms) OVER w AS t0
             FROM {table} WINDOW w AS (ORDER BY ord)
         ) WHERE user_id < u0 OR (user_id = u0 AND time_ms < t0)
-    """).fetchone()[0]
+    """,
+    )[0]
     return unsorted == 0
-
-
-def _nest(con, config: KuaiRandConfig, names: list[str]) -> int:
-    """``processing.enforce_nesting`` on the ``log`` table."""
-    what = f"interaction logs {names}"
-    return nest_labels(con, list(config.nested_tasks), config.nesting, what, first_row=False)
 
 
 def nest_labels(con, tasks: list[str], policy: str, what: str, first_row: bool = True) -> int:
@@ -309,9 +212,7 @@ def nest_labels(con, tasks: list[str], policy: str, what: str, first_row: bool =
     changed = 0
     for earlier, later in zip(tasks[:-1], tasks[1:], strict=True):
         a, b = _quote(column[earlier]), _quote(column[later])
-        count, row = con.execute(
-            f"SELECT count(*), min(ord) FROM log WHERE {b} = 1 AND {a} = 0"
-        ).fetchone()
+        count, row = fetch_one(con, f"SELECT count(*), min(ord) FROM log WHERE {b} = 1 AND {a} = 0")
         if count and policy == "error":
             where = f" (first at data row {row})" if first_row else ""
             raise DataFormatError(
@@ -325,58 +226,12 @@ def nest_labels(con, tasks: list[str], policy: str, what: str, first_row: bool =
     return changed
 
 
-def _features(
-    con, files: KuaiRandFiles, config: KuaiRandConfig, ratios: tuple[float, float, float]
-) -> tuple[list[str], list[str], bool]:
-    """The ``imp`` table: every kept row with its session id, split and raw features (in no
-    order: session order is (``session_id``, ``timestamp``, ``ord``)); returns the categorical
-    and numerical fields and whether the twin's true probabilities were joined."""
-    users = read_user_features(files.user_features).reset_index()  # 27K rows: pandas
-    users = users.astype({c: "string" for c in USER_CATEGORICAL})
-    con.register("users_frame", users)
-    _read_videos(con, files.video_features)
-    categorical = categorical_fields(config)
-    day = f"(l.time_ms + {BEIJING_OFFSET_MS}) // 86400000"
-
-    def clipped(x: str) -> str:  # log1p's argument (``_write`` takes it); NULL stays NULL
-        return f"CASE WHEN {x} IS NULL THEN NULL ELSE greatest({x}, 0)::DOUBLE END"
-
-    sql = {
-        "log_duration_s": clipped("v.video_duration / 1000"),
-        "log_video_age_days": clipped(f"{day} - v.upload_day"),
-        **{f"log_{c}": clipped(f"u.{c}") for c in USER_NUMERICAL},
-    }
-    numerical = {name: sql[name] for name in NUMERICAL_FIELDS}  # the in-memory loader's order
-    user_cols = ", ".join(f"u.{_quote(c)}" for c in USER_CATEGORICAL)
-    video_cols = ", ".join(f"v.{_quote(c)}" for c in VIDEO_CATEGORICAL)
-    tasks = ", ".join(f"l.{_quote(t)} AS {_quote(label_column(t))}" for t in config.tasks)
-    extra = ", l.video_id AS video_id" if config.include_video_id else ""
-    _sessions(con, ratios)
-    truth_join, truth_cols = _truth_join(con, files.truth, config.tasks)
-    con.execute(f"""
-        CREATE TABLE imp AS
-        SELECT l.ord, s.session_id, s.split, l.time_ms AS timestamp, l.user_id AS raw_user_id,
-               l.video_id AS raw_item_id, l.user_id AS user_id{extra}, {user_cols},
-               {video_cols}, l.tab, ((l.time_ms + {BEIJING_OFFSET_MS}) // 3600000) % 24 AS hour,
-               {", ".join(f"{sql} AS {_quote(n)}" for n, sql in numerical.items())}, {tasks}
-               {truth_cols}, u.user_id IS NULL AS no_user, v.video_id IS NULL AS no_video
-        FROM log l
-        JOIN session_ids s USING (user_id, user_session)
-        LEFT JOIN users_frame u ON u.user_id = l.user_id
-        LEFT JOIN videos v ON v.video_id = l.video_id
-        {truth_join}
-        ORDER BY s.session_id, l.time_ms, l.ord  -- the processed rows' order
-    """)
-    con.execute("DROP TABLE log")
-    return categorical, list(numerical), bool(truth_join)
-
-
 def _sessions(con, ratios: tuple[float, float, float]) -> None:
     """``session_ids``: one row per session, numbered by (start, user, the user's session
     number), the in-memory order, with its split (``processing._temporal_split``: the split in
     which the session's first row falls)."""
     cuts = np.cumsum(ratios)[:2]
-    n = con.execute("SELECT count(*) FROM log").fetchone()[0]
+    n = fetch_one(con, "SELECT count(*) FROM log")[0]
     con.execute(f"""
         CREATE TABLE session_ids AS
         WITH numbered AS (
@@ -478,54 +333,13 @@ def _standardisation(con, numerical: list[str], log1p: set[str]) -> dict[str, di
     return stats
 
 
-def _truth_join(con, path: Path | None, tasks: tuple[str, ...]) -> tuple[str, str]:
-    """The join and columns of the synthetic twin's true probabilities
-    (``kuairand._attach_truth``), or two empty strings."""
-    if path is None:
-        return "", ""
-    import pyarrow.csv as pacsv
-
-    header = pacsv.open_csv(str(path)).schema.names
-    if not all(f"p_{t}" in header for t in tasks):
-        return "", ""
-    con.execute(
-        "CREATE TABLE truth AS SELECT * FROM read_csv(?, header = true) QUALIFY row_number() "
-        "OVER (PARTITION BY user_id, video_id, time_ms) = 1",
-        [str(path)],
-    )
-    join = (
-        "LEFT JOIN truth t ON t.user_id = l.user_id AND t.video_id = l.video_id "
-        "AND t.time_ms = l.time_ms"
-    )
-    cols = "".join(f", t.{_quote('p_' + t)} AS {_quote(true_prob_column(t))}" for t in tasks)
-    return join, cols
-
-
 def _check_truth(con, path: Path | None, tasks: tuple[str, ...]) -> None:
     """Every impression must have its true probabilities."""
-    missing = con.execute(
-        f"SELECT count(*) FROM imp WHERE {_quote(true_prob_column(tasks[0]))} IS NULL"
-    ).fetchone()[0]
+    missing = fetch_one(
+        con, f"SELECT count(*) FROM imp WHERE {_quote(true_prob_column(tasks[0]))} IS NULL"
+    )[0]
     if missing:
         raise DataFormatError(f"synthetic truth file {path} lacks rows for {missing} impressions")
-
-
-def prepare_kuairand(
-    files: KuaiRandFiles,
-    config: KuaiRandConfig,
-    processing: ProcessingConfig,
-    out: Path,
-    name: str = "kuairand-1k",
-    memory_limit: str = "4GB",
-    threads: int = 2,
-    progress: bool = True,
-) -> dict:
-    """Write the processed dataset of ``files`` into the (new, empty) folder ``out`` with DuckDB
-    and return its ``meta``. ``memory_limit`` is DuckDB's (``"4GB"``, ``"500MB"``)."""
-    return run_preparation(
-        name, processing, memory_limit, threads,
-        lambda: _prepare(files, config, processing, out, name, memory_limit, threads, progress),
-    )  # fmt: skip
 
 
 def run_preparation(name: str, processing: ProcessingConfig, memory_limit: str, threads: int,
@@ -554,10 +368,10 @@ def save_meta(
 ) -> dict:
     """Write ``vocabulary.parquet`` and ``meta.json`` (``processing.processed_meta``) beside
     ``_write``'s ``impressions.parquet`` and return the meta; ``run``: the engine's record,
-    ``params["outofcore"]``."""
+    ``params["engine"]``."""
     vocabulary.to_parquet(out / VOCABULARY_FILE, index=False)
     meta = processed_meta(
-        numerical_stats=written["numerical_stats"], params={**params, "outofcore": run},
+        numerical_stats=written["numerical_stats"], params={**params, "engine": run},
         row_counts={**counts, "impressions": written["splits_total"]}, **description,
     )  # fmt: skip
     meta["splits"] = written["splits"]
@@ -589,50 +403,6 @@ def map_and_write(con, out: Path, steps, processing: ProcessingConfig, categoric
 def engine_record(memory_limit: str, threads: int, started: float) -> dict:
     return {"engine": "duckdb", "memory_limit": memory_limit, "threads": int(threads),
             "seconds": time.perf_counter() - started}  # fmt: skip
-
-
-def _prepare(files, config, processing, out, name, memory_limit, threads, progress) -> dict:
-    start = time.perf_counter()
-    steps = tqdm(total=5, desc=f"{name}: duckdb", unit="step", disable=not progress)
-    with work_folder(out.parent) as work:
-        con = _connect(work, memory_limit, threads)
-        steps.set_postfix_str("read, deduplicate, sessionise")
-        counts = _impressions(con, files, config)
-        steps.update()
-        steps.set_postfix_str("join features, split")
-        categorical, numerical, has_truth = _features(con, files, config, processing.split_ratios)
-        counts["rows_without_user_features"], counts["rows_without_video_features"] = con.execute(
-            "SELECT count(*) FILTER (WHERE no_user), count(*) FILTER (WHERE no_video) FROM imp"
-        ).fetchone()
-        if has_truth:
-            _check_truth(con, files.truth, config.tasks)
-        steps.update()
-        written, vocabulary, dims, hashed = map_and_write(
-            con,
-            out,
-            steps,
-            processing,
-            categorical,
-            numerical,
-            config.tasks,
-            has_truth,
-            set(numerical),
-        )
-        con.close()
-    steps.set_postfix_str("checksums")
-    raw = [file_digest(p) for p in (*files.logs, files.user_features, files.video_features)]
-    if has_truth:
-        raw.append(file_digest(files.truth))
-    steps.update()
-    steps.close()
-    return save_meta(
-        out, written, vocabulary, counts,
-        {"kuairand": loader_params(config), "processing": asdict(processing)},
-        engine_record(memory_limit, threads, start), name=name,
-        source=f"kuairand-{files.version}", tasks=list(config.tasks), categorical=categorical,
-        field_dims=dims, numerical=numerical, has_true_probs=has_truth, hashed_fields=hashed,
-        raw_files=raw,
-    )  # fmt: skip
 
 
 def _write(con, out: Path, categorical, numerical, stats, tasks, has_truth, hashed) -> dict:
@@ -740,7 +510,9 @@ def _split_statistics(con, tasks, has_truth: bool) -> dict:
 
 def _oracle(con, split: int, task: str) -> dict:
     y, p = _quote(label_column(task)), _quote(true_prob_column(task))
-    auc, loss = con.execute(f"""
+    auc, loss = fetch_one(
+        con,
+        f"""
         WITH ranked AS (
             SELECT {y} AS y, {p}::FLOAT AS p, rank() OVER (ORDER BY {p}) AS r,
                    count(*) OVER (PARTITION BY {p}) AS ties
@@ -751,5 +523,6 @@ def _oracle(con, split: int, task: str) -> dict:
                avg(-(y * ln(least(greatest(p, {PROB_EPS}), 1 - {PROB_EPS}))
                      + (1 - y) * ln(1 - least(greatest(p, {PROB_EPS}), 1 - {PROB_EPS}))))
         FROM ranked
-    """).fetchone()
+    """,
+    )
     return {"auc": float(auc) if auc is not None else float("nan"), "logloss": float(loss)}
