@@ -43,6 +43,7 @@ from rmtl_env.data.dataset import (
     true_prob_column,
 )
 from rmtl_env.data.errors import DataFormatError
+from rmtl_env.data.io import require_header
 from rmtl_env.data.processing import (
     ProcessingConfig,
     fit_scaling,
@@ -145,6 +146,34 @@ def first_empty(con, table: str, columns: list[str], where: str = "true") -> tup
     counts = ", ".join(f"count(*) FILTER (WHERE {_quote(c)} IS NULL)" for c in columns)
     found = con.execute(f"SELECT {counts} FROM {table} WHERE {where}").fetchall()[0]
     return next(((c, n) for c, n in zip(columns, found, strict=True) if n), None)
+
+
+# The cells a feature table's reader takes for missing (pyarrow's defaults, which the tables were
+# read with before DuckDB read them).
+MISSING_CELLS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+                 "1.#QNAN", "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null"]  # fmt: skip
+
+
+def read_table(con, table: str, path: Path, types: dict[str, str], what: str,
+               nullable: tuple[str, ...] = ()) -> None:  # fmt: skip
+    """The ``types`` columns of the CSV file ``path`` (a feature table, ``what`` names it) into
+    ``table``, checked: the header, the values' types, no empty value outside ``nullable``, the
+    first column unique."""
+    label = f"{what} file {path}"
+    require_header(path, list(types), label)
+    spec = "{" + ", ".join(f"'{c}': '{t}'" for c, t in types.items()) + "}"
+    missing = "[" + ", ".join(f"'{m}'" for m in MISSING_CELLS) + "]"
+    columns = ", ".join(_quote(c) for c in types)
+    read_checked(con, f"CREATE TABLE {table} AS SELECT {columns} FROM read_csv(?, header = true, "
+                 f"types = {spec}, nullstr = {missing})", path, what + " file")  # fmt: skip
+    if fetch_one(con, f"SELECT count(*) FROM {table}")[0] == 0:
+        raise DataFormatError(f"{label} has a header but no data rows")
+    empty = first_empty(con, table, [c for c in types if c not in nullable])
+    if empty:
+        raise DataFormatError(f"{label}: column '{empty[0]}' has {empty[1]} empty value(s)")
+    key = _quote(next(iter(types)))
+    if fetch_one(con, f"SELECT count(*) - count(DISTINCT {key}) FROM {table}")[0]:
+        raise DataFormatError(f"{label}: column '{next(iter(types))}' must be unique")
 
 
 DUCKDB_TYPES = {"BIGINT": "an integer", "INTEGER": "an integer", "DOUBLE": "a number",
@@ -483,7 +512,9 @@ def _write(con, out: Path, categorical, numerical, stats, tasks, has_truth, hash
 
 
 def _split_statistics(con, tasks, has_truth: bool) -> dict:
-    """``stats.split_statistics`` in SQL: one grouped scan for the counts and label rates, one
+    """Sessions, impressions, users, items, label rates and mean session length per split, and
+    for a synthetic twin the oracle AUC and Logloss of its true probabilities: one grouped scan for
+    the counts and label rates, one
     rank query per split and task for the oracle AUC (ties averaged)."""
     rates = "".join(f", avg({_quote(label_column(t))})" for t in tasks)
     rows = con.execute(

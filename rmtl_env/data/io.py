@@ -1,8 +1,10 @@
-"""Reading raw CSV files with schema checks, file digests and atomic writes."""
+"""Raw files (their header, digest and epoch units) and atomic writes."""
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import gzip
 import hashlib
 import os
 import shutil
@@ -11,15 +13,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pacsv
 
 from rmtl_env.data.errors import DataFormatError
-
-INTEGER = "int64"
-FLOAT = "float64"
-STRING = "string"
 
 
 def find_raw_file(folder: Path, name: str) -> Path | None:
@@ -48,9 +43,6 @@ def file_digest(path: Path) -> dict[str, object]:
 def _read_header(path: Path) -> list[str]:
     """The first line of a CSV file (plain or gzip) as column names; the rows are not parsed,
     so a damaged row further down is left to the reader that names its line."""
-    import csv
-    import gzip
-
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", newline="", encoding="utf-8") as handle:
         return next(csv.reader(handle), [])
@@ -63,7 +55,7 @@ def require_header(path: Path, columns: Sequence[str], label: str) -> list[str]:
         raise DataFormatError(f"{label} is empty; expected a header with columns {list(columns)}")
     try:
         header = _read_header(path)
-    except (pa.ArrowInvalid, UnicodeDecodeError, csv_error()) as exc:
+    except (UnicodeDecodeError, csv.Error) as exc:
         raise DataFormatError(f"{label}: cannot read a CSV header ({exc})") from exc
     except OSError as exc:  # e.g. "Truncated compressed stream" from a cut-off .gz
         raise DataFormatError(f"{label} cannot be read ({exc}); {_CORRUPT_HINT}") from exc
@@ -76,120 +68,12 @@ def require_header(path: Path, columns: Sequence[str], label: str) -> list[str]:
     return header
 
 
-def read_csv_checked(
-    path: Path,
-    schema: dict[str, str],
-    *,
-    nullable: Sequence[str] = (),
-    what: str = "",
-) -> pd.DataFrame:
-    """Read a CSV whose header must contain the columns of ``schema``.
-
-    Columns are read with the given types (``int64``, ``float64`` or ``string``); other columns
-    in the file are ignored. Raises :class:`DataFormatError` naming the file and column on a
-    missing column, an empty file, a value that does not parse as the expected type, or a
-    missing value in a column not listed in ``nullable``.
-    """
-    label = f"{what} file {path}" if what else f"file {path}"
-    require_header(path, list(schema), label)
-    try:
-        table = _read_table(path, schema)
-    except (OSError, pa.ArrowInvalid, pa.ArrowKeyError, UnicodeDecodeError) as exc:
-        # Truncated, not UTF-8, or rows that do not match the header.
-        raise DataFormatError(f"{label} cannot be read ({exc}); {_CORRUPT_HINT}") from exc
-    if table.num_rows == 0:
-        raise DataFormatError(f"{label} has a header but no data rows")
-    frame = {}
-    for column, kind in schema.items():
-        frame[column] = _convert_column(
-            table.column(column), column, kind, label, column in nullable
-        )
-    return pd.DataFrame(frame)
-
-
-def csv_error() -> type[Exception]:
-    import csv
-
-    return csv.Error
-
-
 _CORRUPT_HINT = "the file may be truncated or corrupt: download or copy it again"
-
-
-def _read_table(path: Path, schema: dict[str, str]) -> pa.Table:
-    """The schema's columns of ``path``, typed; as text where a value does not parse, so that
-    the caller can name the bad value's column and row."""
-    types = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string()}
-    try:
-        return pacsv.read_csv(
-            path,
-            convert_options=pacsv.ConvertOptions(
-                include_columns=list(schema),
-                column_types={c: types[k] for c, k in schema.items()},
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-    except pa.ArrowInvalid:
-        return pacsv.read_csv(
-            path,
-            convert_options=pacsv.ConvertOptions(
-                include_columns=list(schema),
-                column_types={c: pa.string() for c in schema},
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-
-
-def _convert_column(
-    values: pa.ChunkedArray, column: str, kind: str, label: str, nullable: bool
-) -> np.ndarray | pd.Series:
-    nulls = values.null_count
-    if nulls and not nullable:
-        first = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
-        raise DataFormatError(
-            f"{label}: column '{column}' has {nulls} empty value(s) (first at data row {first + 1}); "
-            f"expected a {kind} in every row"
-        )
-    if kind == STRING:
-        # Dictionary-encoded: each distinct text is held once (event types, property names).
-        return values.dictionary_encode().to_pandas()
-    target = pa.int64() if kind == INTEGER else pa.float64()
-    try:
-        converted = values if values.type == target else values.cast(target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        text = values.to_pandas()
-        numeric = pd.to_numeric(text, errors="coerce")
-        bad = numeric.isna() & text.notna()
-        if kind == INTEGER and not bad.any():
-            bad = numeric.notna() & (numeric != np.floor(numeric))
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataFormatError(
-            f"{label}: column '{column}' has value {plain(text.iloc[row])!r} at data row {row + 1}; "
-            f"expected {'an integer' if kind == INTEGER else 'a number'}"
-        ) from None
-    if kind == INTEGER and nulls:
-        return pd.array(converted.to_pandas(), dtype="Int64")
-    return converted.to_numpy()
 
 
 def plain(value: object) -> object:
     """A numpy scalar as its Python value, for messages (``18``, not ``np.int64(18)``)."""
     return value.item() if isinstance(value, np.generic) else value
-
-
-def check_binary(frame: pd.DataFrame, columns: Sequence[str], label: str) -> None:
-    """Raise unless every value of ``columns`` is 0 or 1 (no NaN)."""
-    for column in columns:
-        values = frame[column]
-        bad = ~values.isin([0, 1]) | values.isna()
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataFormatError(
-                f"{label}: label column '{column}' has {int(bad.sum())} value(s) outside {{0, 1}} "
-                f"(first: {plain(values.iloc[row])!r} at data row {row + 1}); expected 0 or 1"
-            )
 
 
 def _umask() -> int:

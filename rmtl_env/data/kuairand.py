@@ -38,8 +38,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 from tqdm.auto import tqdm
 
 from rmtl_env.data.dataset import label_column, true_prob_column
@@ -54,6 +52,7 @@ from rmtl_env.data.engine import (
     map_and_write,
     nest_labels,
     read_checked,
+    read_table,
     require_content,
     run_preparation,
     save_meta,
@@ -63,12 +62,8 @@ from rmtl_env.data.engine import (
 )
 from rmtl_env.data.errors import DataFormatError, MissingRawFilesError, name_list
 from rmtl_env.data.io import (
-    FLOAT,
-    INTEGER,
-    STRING,
     file_digest,
     find_raw_file,
-    read_csv_checked,
     require_header,
 )
 from rmtl_env.data.processing import ProcessingConfig
@@ -123,25 +118,6 @@ USER_CATEGORICAL = (
 )  # fmt: skip
 USER_NUMERICAL = ("follow_user_num", "fans_user_num", "friend_user_num", "register_days")
 USER_NULLABLE = ("onehot_feat4", *(f"onehot_feat{i}" for i in range(12, 18)))
-USER_SCHEMA = {
-    "user_id": INTEGER,
-    **{c: STRING for c in USER_CATEGORICAL},
-    **{c: FLOAT for c in USER_NUMERICAL},
-}
-VIDEO_SCHEMA = {
-    "video_id": INTEGER,
-    "author_id": INTEGER,
-    "video_type": STRING,
-    "upload_dt": STRING,
-    "upload_type": STRING,
-    "visible_status": FLOAT,
-    "video_duration": FLOAT,
-    "server_width": FLOAT,
-    "server_height": FLOAT,
-    "music_id": INTEGER,
-    "music_type": FLOAT,
-    "tag": STRING,
-}
 VIDEO_NULLABLE = ("video_type", "upload_dt", "upload_type", "visible_status", "video_duration",
                   "server_width", "server_height", "music_type", "tag", "author_id", "music_id")  # fmt: skip
 VIDEO_CATEGORICAL = (
@@ -229,25 +205,22 @@ class KuaiRandFiles:
         )
 
 
-def read_user_features(path: Path) -> pd.DataFrame:
-    """``user_features_*.csv`` indexed by ``user_id``: categorical fields as text (NaN = unknown)
-    and the raw counts used for the numerical features."""
-    users = read_csv_checked(path, USER_SCHEMA, nullable=USER_NULLABLE, what="user features")
-    if users["user_id"].duplicated().any():
-        raise DataFormatError(f"user features file {path}: column 'user_id' must be unique")
-    # onehot_feat columns with NaN are floats in the file ("1.0"); the same value written "1"
-    # must map to the same category.
-    for column in USER_CATEGORICAL:
-        users[column] = _canonical_text(users[column])
-    return users.set_index("user_id")
-
-
-def _canonical_text(values: pd.Series) -> pd.Series:
-    numeric = pd.to_numeric(values, errors="coerce")
-    whole = numeric.notna() & (numeric == np.round(numeric))
-    out = values.astype(object)
-    out[whole] = numeric[whole].astype(np.int64).astype(str)
-    return out
+def read_user_features(con, path: Path) -> None:
+    """``user_features_*.csv`` into the table ``users`` of the DuckDB connection ``con``:
+    categorical fields as text (missing = unknown) and the raw counts of the numerical
+    features, checked."""
+    types = {"user_id": "BIGINT", **{c: "VARCHAR" for c in USER_CATEGORICAL},
+             **{c: "DOUBLE" for c in USER_NUMERICAL}}  # fmt: skip
+    read_table(con, "users", path, types, "user features", nullable=USER_NULLABLE)
+    # onehot_feat columns with an empty cell are floats in the file ("1.0"); the same value
+    # written "1" must be the same category: a whole number's text is the integer's.
+    canonical = ", ".join(
+        f"{_quote(c)} = CASE WHEN TRY_CAST({_quote(c)} AS DOUBLE) = "
+        f"round(TRY_CAST({_quote(c)} AS DOUBLE)) THEN "
+        f"CAST(CAST(TRY_CAST({_quote(c)} AS DOUBLE) AS BIGINT) AS VARCHAR) ELSE {_quote(c)} END"
+        for c in USER_CATEGORICAL
+    )
+    con.execute(f"UPDATE users SET {canonical}")
 
 
 def used_log_columns(tasks: tuple[str, ...]) -> list[str]:
@@ -340,17 +313,15 @@ def read_video_features(con, path: Path) -> None:
     """``video_features_basic_*.csv`` into the table ``videos`` of the DuckDB connection
     ``con``: the feature columns, the first ``tag`` as ``tag`` and ``upload_day`` (days since
     1970), checked."""
-    types = "{" + ", ".join(f"'{k}': '{v}'" for k, v in VIDEO_TYPES.items()) + "}"
-    read_checked(
-        con,
+    read_table(con, "raw_videos", path, VIDEO_TYPES, "video features", nullable=VIDEO_NULLABLE)
+    con.execute(
         "CREATE TABLE videos AS SELECT video_id, author_id, video_type, upload_type, "
         "visible_status, video_duration, server_width, server_height, music_type, "
-        "split_part(tag, ',', 1) AS tag, upload_dt, "
+        "nullif(split_part(tag, ',', 1), '') AS tag, upload_dt, "
         "date_diff('day', DATE '1970-01-01', try_strptime(upload_dt, '%Y-%m-%d')::DATE) "
-        f"AS upload_day FROM read_csv(?, header = true, types = {types})",
-        path,
-        "video features file",
+        "AS upload_day FROM raw_videos"
     )
+    con.execute("DROP TABLE raw_videos")
     bad = fetch_one(
         con,
         "SELECT upload_dt FROM videos WHERE upload_day IS NULL AND upload_dt IS NOT NULL LIMIT 1",
@@ -360,10 +331,6 @@ def read_video_features(con, path: Path) -> None:
             f"video features file {path}: column 'upload_dt' has value {bad[0]!r}; expected "
             "YYYY-MM-DD"
         )
-    dup = fetch_one(con, "SELECT count(*) - count(DISTINCT video_id) FROM videos")[0]
-    if dup:
-        raise DataFormatError(f"video features file {path}: column 'video_id' must be unique")
-    con.execute("UPDATE videos SET tag = NULL WHERE tag = ''")
 
 
 def _impressions(con, files: KuaiRandFiles, config: KuaiRandConfig) -> dict:
@@ -400,9 +367,7 @@ def _features(
     """The ``imp`` table: every kept row with its session id, split and raw features (in no
     order: session order is (``session_id``, ``timestamp``, ``ord``)); returns the categorical
     and numerical fields and whether the twin's true probabilities were joined."""
-    users = read_user_features(files.user_features).reset_index()  # 27K rows: pandas
-    users = users.astype({c: "string" for c in USER_CATEGORICAL})
-    con.register("users_frame", users)
+    read_user_features(con, files.user_features)
     read_video_features(con, files.video_features)
     categorical = categorical_fields(config)
     day = f"(l.time_ms + {BEIJING_OFFSET_MS}) // 86400000"
@@ -431,7 +396,7 @@ def _features(
                {truth_cols}, u.user_id IS NULL AS no_user, v.video_id IS NULL AS no_video
         FROM log l
         JOIN session_ids s USING (user_id, user_session)
-        LEFT JOIN users_frame u ON u.user_id = l.user_id
+        LEFT JOIN users u ON u.user_id = l.user_id
         LEFT JOIN videos v ON v.video_id = l.video_id
         {truth_join}
         ORDER BY s.session_id, l.time_ms, l.ord  -- the processed rows' order

@@ -36,7 +36,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from tqdm.auto import tqdm
 
 from rmtl_env.data.dataset import label_column
@@ -50,6 +49,7 @@ from rmtl_env.data.engine import (
     first_empty,
     map_and_write,
     read_checked,
+    read_table,
     run_preparation,
     save_meta,
     sessionised,
@@ -58,12 +58,9 @@ from rmtl_env.data.engine import (
 )
 from rmtl_env.data.errors import DataFormatError, MissingRawFilesError
 from rmtl_env.data.io import (
-    FLOAT,
-    INTEGER,
     check_epoch_unit,
     file_digest,
     find_raw_file,
-    read_csv_checked,
     require_header,
 )
 from rmtl_env.data.processing import ProcessingConfig
@@ -77,7 +74,6 @@ TRUTH_FILE = "synthetic_truth.csv"  # written only by the synthetic twin, never 
 OFFICIAL_PROPERTIES = ("785", "591", "814", "available", "categoryid", "364", "776")
 EVENT_TYPES = ("view", "addtocart", "transaction")
 TASKS = ["ctr", "ctcvr"]
-CATEGORY_TREE_SCHEMA = {"categoryid": INTEGER, "parentid": FLOAT}
 NUMERICAL = ["log_position"]
 EVENT_COLUMNS = ("timestamp", "visitorid", "event", "itemid", "transactionid")
 
@@ -144,14 +140,6 @@ def _config_dict(config: RetailRocketConfig) -> dict:
         "include_itemid": config.include_itemid,
         "category_parent": config.category_parent,
     }
-
-
-def read_category_tree(path: Path) -> pd.DataFrame:
-    """``category_tree.csv``: ``categoryid`` (unique int) and ``parentid`` (NaN for roots)."""
-    tree = read_csv_checked(path, CATEGORY_TREE_SCHEMA, nullable=["parentid"], what="category tree")
-    if tree["categoryid"].duplicated().any():
-        raise DataFormatError(f"category tree file {path}: column 'categoryid' must be unique")
-    return tree
 
 
 def _read_events(con, path: Path) -> dict:
@@ -332,12 +320,11 @@ def _category_parent(con, files: RetailRocketFiles, categoryid: str) -> tuple[st
         raise MissingRawFilesError(
             "retailrocket", "(data folder)", [CATEGORY_TREE_FILE], URL, "retailrocket-synthetic"
         )
-    tree = read_category_tree(files.category_tree)  # 1.7k rows
-    tree["categoryid"] = tree["categoryid"].astype(str)
-    con.register("tree_frame", tree)
+    types = {"categoryid": "BIGINT", "parentid": "DOUBLE"}  # a root has no parent
+    read_table(con, "tree", files.category_tree, types, "category tree", nullable=("parentid",))
     return (
         ", tr.parentid AS category_parent",
-        f"LEFT JOIN tree_frame tr ON tr.categoryid = {categoryid}",
+        f"LEFT JOIN tree tr ON CAST(tr.categoryid AS VARCHAR) = {categoryid}",
     )
 
 

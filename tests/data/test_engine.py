@@ -205,3 +205,20 @@ def test_a_wrong_value_is_named_in_our_words_not_duckdbs(tmp_path) -> None:
     assert csv_problem("Binder Error: no such column\nLINE 1: select") == (
         "cannot be read: no such column"
     )
+
+
+def test_split_statistics_and_the_oracle_match_scikit_learn() -> None:
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    data = load_dataset("kuairand-synthetic", scale="tiny")
+    for name, entry in data.meta["splits"].items():
+        part = data.frame[data.frame["split"] == name]
+        assert entry["impressions"] == len(part)
+        assert entry["sessions"] == part["session_id"].nunique()
+        for task in data.tasks:
+            labels, probs = part[f"label:{task}"], part[f"p_true:{task}"].astype("float64")
+            assert entry["label_rate"][task] == pytest.approx(labels.mean())
+            oracle = entry["oracle"][task]
+            assert oracle["auc"] == pytest.approx(roc_auc_score(labels, probs), abs=1e-12)
+            clipped = probs.clip(1e-7, 1 - 1e-7)
+            assert oracle["logloss"] == pytest.approx(log_loss(labels, clipped), rel=1e-6)

@@ -94,8 +94,14 @@ def test_real_sample_has_no_properties_so_all_features_unknown(shared_raw, prepa
 
 
 def test_category_tree_is_read(shared_raw):
-    from rmtl_env.data.retailrocket import read_category_tree
+    import duckdb
 
-    tree = read_category_tree(shared_raw / "retailrocket/category_tree.csv.gz")
+    from rmtl_env.data.engine import read_table
+
+    con = duckdb.connect()
+    types = {"categoryid": "BIGINT", "parentid": "DOUBLE"}
+    path = shared_raw / "retailrocket/category_tree.csv.gz"
+    read_table(con, "tree", path, types, "category tree", nullable=("parentid",))
+    tree = con.execute("SELECT * FROM tree").df()
     assert len(tree) == 1669
     assert tree["parentid"].isna().sum() == 25
