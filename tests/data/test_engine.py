@@ -222,3 +222,28 @@ def test_split_statistics_and_the_oracle_match_scikit_learn() -> None:
             assert oracle["auc"] == pytest.approx(roc_auc_score(labels, probs), abs=1e-12)
             clipped = probs.clip(1e-7, 1 - 1e-7)
             assert oracle["logloss"] == pytest.approx(log_loss(labels, clipped), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("table", "edit", "message"),
+    [
+        ("video_features_basic_1k.csv", lambda f: pd.concat([f, f.iloc[:1]]),
+         "column 'video_id' must be unique"),
+        ("user_features_1k.csv", lambda f: f.assign(user_id=f["user_id"].astype(object).where(
+            f.index != 2, "")), r"column 'user_id' has 1 empty value\(s\)"),
+        ("user_features_1k.csv", lambda f: f.assign(follow_user_num=f["follow_user_num"].astype(
+            object).where(f.index != 4, "many")), "column 'follow_user_num' has value 'many'"),
+    ],
+)
+def test_a_bad_feature_table_is_named(tmp_path, table, edit, message) -> None:
+    from rmtl_env.data.kuairand import KuaiRandConfig, KuaiRandFiles, prepare_kuairand
+    from rmtl_env.data.processing import ProcessingConfig
+
+    folder = tiny_kuairand_raw(tmp_path)
+    edit(pd.read_csv(folder / table)).to_csv(folder / table, index=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(DataFormatError, match=message) as error:
+        prepare_kuairand(KuaiRandFiles.in_folder(folder), KuaiRandConfig(), ProcessingConfig(),
+                         out, progress=False)  # fmt: skip
+    assert str(folder / table) in str(error.value)

@@ -128,3 +128,27 @@ def test_a_repeated_header_line_is_named(tmp_path) -> None:
 def test_a_feature_may_not_take_a_processed_column_name() -> None:
     with pytest.raises(ValueError, match=r"feature column\(s\) \['split'\]"):
         ColumnRoles(user="u", timestamp="t", labels=["y"], categorical=["split"])
+
+
+def test_awkward_but_valid_logs_are_read(tmp_path) -> None:
+    """A gzipped CSV, text session ids, 0.0/1.0 labels, date-like categorical text kept as
+    written, float epoch seconds."""
+    frame = pd.DataFrame({
+        "sid": ["s-01", "s-01", "s-02", "s-02", "s-03", "s-03"],
+        "when": [1_600_000_000.25, 1_600_000_001.5, 1_600_000_100.0, 1_600_000_100.75,
+                 1_600_000_200.0, 1_600_000_300.125],
+        "day": ["2024-01-02", "2024-01-02", "2024-01-03", "2024-01-02", "2024-01-03",
+                "2024-01-02"],
+        "y": [1.0, 0.0, 0.0, 1.0, 1.0, 0.0],
+    })  # fmt: skip
+    path = tmp_path / "log.csv.gz"
+    frame.to_csv(path, index=False)
+    roles = ColumnRoles(session="sid", timestamp="when", timestamp_unit="s", labels=["y"],
+                        categorical=["day"])  # fmt: skip
+    data = load_dataset(path, roles=roles, min_count=1)
+    assert data.frame["timestamp"].tolist() == [1_600_000_000_250, 1_600_000_001_500,
+                                                1_600_000_100_000, 1_600_000_100_750,
+                                                1_600_000_200_000, 1_600_000_300_125]  # fmt: skip
+    assert data.frame["label:y"].tolist() == [1, 0, 0, 1, 1, 0]
+    assert set(data.vocabulary["value"]) <= {"2024-01-02", "2024-01-03"}
+    assert data.frame["session_id"].tolist() == [0, 0, 1, 1, 2, 2]
