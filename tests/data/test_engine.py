@@ -227,12 +227,23 @@ def test_split_statistics_and_the_oracle_match_scikit_learn() -> None:
 @pytest.mark.parametrize(
     ("table", "edit", "message"),
     [
-        ("video_features_basic_1k.csv", lambda f: pd.concat([f, f.iloc[:1]]),
-         "column 'video_id' must be unique"),
-        ("user_features_1k.csv", lambda f: f.assign(user_id=f["user_id"].astype(object).where(
-            f.index != 2, "")), r"column 'user_id' has 1 empty value\(s\)"),
-        ("user_features_1k.csv", lambda f: f.assign(follow_user_num=f["follow_user_num"].astype(
-            object).where(f.index != 4, "many")), "column 'follow_user_num' has value 'many'"),
+        (
+            "video_features_basic_1k.csv",
+            lambda f: pd.concat([f, f.iloc[:1]]),
+            "column 'video_id' must be unique",
+        ),
+        (
+            "user_features_1k.csv",
+            lambda f: f.assign(user_id=f["user_id"].astype(object).where(f.index != 2, "")),
+            r"column 'user_id' has 1 empty value\(s\)",
+        ),
+        (
+            "user_features_1k.csv",
+            lambda f: f.assign(
+                follow_user_num=f["follow_user_num"].astype(object).where(f.index != 4, "many")
+            ),
+            "column 'follow_user_num' has value 'many'",
+        ),
     ],
 )
 def test_a_bad_feature_table_is_named(tmp_path, table, edit, message) -> None:
