@@ -67,7 +67,9 @@ def test_sb3_vecnormalize_leaves_the_ids_alone(run_readme) -> None:
         '"scale": "tiny"}',
         "total_timesteps=20_000": "total_timesteps=200",
     }
-    ns = run_readme("### stable-baselines3, with `VecNormalize`", replacements)
+    # SB3's make_vec_env asks every env for render_mode="rgb_array", which ours warns about
+    with pytest.warns(UserWarning, match="render_mode 'rgb_array' is not one of"):
+        ns = run_readme("### stable-baselines3, with `VecNormalize`", replacements)
     venv, td3 = ns["venv"], ns["td3"]
     assert td3.num_timesteps >= 200
     raw = venv.get_original_obs()
