@@ -55,3 +55,61 @@ def test_every_shown_command_names_a_script_and_flags_that_exist(script) -> None
     flags = shown_flags()[script]
     unknown = {f: sorted(pages) for f, pages in flags.items() if f not in help_text}
     assert not unknown, f"{script} has no flag(s) {unknown} (shown on those pages)"
+
+
+# Pages whose Python blocks are executed by tests of their own (with tiny-scale replacements):
+# the heading of each block -> the test that runs it.
+RUN_ELSEWHERE = {
+    "clients.md": "env/test_client_examples.py",
+    "rl.md": "env/test_client_examples.py, train/test_scripts.py",
+    "rmtl.md": "test_readme_examples.py",
+    "scale.md": "data/test_engine.py::test_readme_scale_example",
+}
+
+
+def own_log_file(folder: Path) -> None:
+    """The ``my_log.parquet`` the data page's own-log example reads."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 400
+    click = rng.integers(0, 2, n)
+    pd.DataFrame({
+        "uid": rng.integers(0, 30, n), "ts": rng.integers(0, 10**6, n) * 1000,
+        "item_cat": rng.choice(["a", "b", "c"], n), "shop": rng.integers(0, 9, n),
+        "price": rng.lognormal(size=n), "item_id": rng.integers(0, 50, n), "click": click,
+        "buy": click * rng.integers(0, 2, n),
+    }).to_parquet(folder / "my_log.parquet", index=False)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "page",
+    [p for p in PAGES if blocks(p, "python") and p.name not in RUN_ELSEWHERE],
+    ids=lambda p: p.name,
+)
+def test_every_python_block_runs(page, tmp_path) -> None:
+    """The page's Python blocks, in order, as one program, in a fresh process (the shared test
+    cache holds the twins)."""
+    own_log_file(tmp_path)
+    program = tmp_path / f"{page.stem}.py"
+    program.write_text("\n\n".join(blocks(page, "python")))
+    done = subprocess.run([sys.executable, str(program)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, f"{page.name}:\n{done.stderr[-3000:]}"
+
+
+@pytest.mark.parametrize("name", sorted(RUN_ELSEWHERE))
+def test_the_pages_run_elsewhere_have_their_blocks_run_by_their_tests(name) -> None:
+    """Every Python block of such a page is the first block under a heading that a test runs
+    (``readme_code``/``run_readme`` take the first block after a heading)."""
+    source = "\n".join(p.read_text() for p in (ROOT / "tests").rglob("*.py"))
+    text = (ROOT / "docs" / name).read_text()
+    for match in re.finditer(r"```python\n", text):
+        heading = re.findall(r"^(#+ .*)$", re.sub(r"```.*?```", "", text[: match.start()],
+                                                   flags=re.S), re.M)[-1]  # fmt: skip
+        before = text[: match.start()]
+        assert "```python" not in before[before.rindex(heading) :], (
+            f"{name}: a second block under {heading!r}"
+        )
+        assert heading in source, f"{name}: no test runs the block under {heading!r}"
