@@ -51,6 +51,7 @@ from rmtl_env.data.engine import (
     _connect,
     _quote,
     _sessions,
+    digests_alongside,
     engine_record,
     fetch_one,
     map_and_write,
@@ -64,7 +65,7 @@ from rmtl_env.data.engine import (
     work_folder,
 )
 from rmtl_env.data.errors import DataFormatError, name_list
-from rmtl_env.data.io import check_epoch_unit, file_digest
+from rmtl_env.data.io import check_epoch_unit
 from rmtl_env.data.processing import ProcessingConfig
 
 # Columns of every processed dataset (and of the preparation's tables): no feature may take them.
@@ -402,7 +403,7 @@ def prepare_custom(
 def _prepare(path, roles, processing, out, name, memory_limit, threads, progress) -> dict:
     start = time.perf_counter()
     steps = tqdm(total=4, desc=f"{name}: duckdb", unit="step", disable=not progress)
-    with work_folder(out.parent) as work:
+    with work_folder(out.parent) as work, digests_alongside([path]) as digests:
         con = _connect(work, memory_limit, threads)
         con.execute("SET TimeZone = 'UTC'")  # a date-time without an offset is UTC
         steps.set_postfix_str("read, check, deduplicate, sessionise")
@@ -423,5 +424,5 @@ def _prepare(path, roles, processing, out, name, memory_limit, threads, progress
         engine_record(memory_limit, threads, start), name=name, source="custom",
         tasks=list(roles.labels), categorical=list(roles.categorical), field_dims=dims,
         numerical=list(roles.numerical), has_true_probs=False, hashed_fields=hashed,
-        raw_files=[file_digest(path)],
+        raw_files=digests.result(),
     )  # fmt: skip

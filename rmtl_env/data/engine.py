@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ from rmtl_env.data.dataset import (
     true_prob_column,
 )
 from rmtl_env.data.errors import DataFormatError
-from rmtl_env.data.io import require_header
+from rmtl_env.data.io import file_digest, require_header
 from rmtl_env.data.processing import (
     ProcessingConfig,
     fit_scaling,
@@ -75,6 +76,14 @@ def work_folder(parent: Path) -> Iterator[Path]:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def digests_alongside(paths: list[Path]) -> Iterator[Future]:
+    """A future of the raw files' digests (``io.file_digest``, in ``paths`` order), computed in a
+    thread while DuckDB works: hashing and DuckDB both release the GIL."""
+    with ThreadPoolExecutor(1, thread_name_prefix="raw-digests") as pool:
+        yield pool.submit(lambda: [file_digest(p) for p in paths])
 
 
 def _alive(pid: int) -> bool:

@@ -46,6 +46,7 @@ from rmtl_env.data.engine import (
     _connect,
     _quote,
     _sessions,
+    digests_alongside,
     engine_record,
     fetch_one,
     first_empty,
@@ -62,7 +63,6 @@ from rmtl_env.data.engine import (
 )
 from rmtl_env.data.errors import DataFormatError, MissingRawFilesError, name_list
 from rmtl_env.data.io import (
-    file_digest,
     find_raw_file,
     require_header,
 )
@@ -449,7 +449,8 @@ def prepare_kuairand(
 def _prepare(files, config, processing, out, name, memory_limit, threads, progress) -> dict:
     start = time.perf_counter()
     steps = tqdm(total=5, desc=f"{name}: duckdb", unit="step", disable=not progress)
-    with work_folder(out.parent) as work:
+    paths = [*files.logs, files.user_features, files.video_features, files.truth]
+    with work_folder(out.parent) as work, digests_alongside([p for p in paths if p]) as digests:
         con = _connect(work, memory_limit, threads)
         steps.set_postfix_str("read, deduplicate, sessionise")
         counts = _impressions(con, files, config)
@@ -475,9 +476,7 @@ def _prepare(files, config, processing, out, name, memory_limit, threads, progre
         )
         con.close()
     steps.set_postfix_str("checksums")
-    raw = [file_digest(p) for p in (*files.logs, files.user_features, files.video_features)]
-    if has_truth:
-        raw.append(file_digest(files.truth))
+    raw = digests.result()[: len(paths) - 1 + has_truth]  # the truth file's only if it was used
     steps.update()
     steps.close()
     return save_meta(

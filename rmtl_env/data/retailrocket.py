@@ -44,6 +44,7 @@ from rmtl_env.data.engine import (
     _connect,
     _quote,
     _sessions,
+    digests_alongside,
     engine_record,
     fetch_one,
     first_empty,
@@ -59,7 +60,6 @@ from rmtl_env.data.engine import (
 from rmtl_env.data.errors import DataFormatError, MissingRawFilesError
 from rmtl_env.data.io import (
     check_epoch_unit,
-    file_digest,
     find_raw_file,
     require_header,
 )
@@ -255,18 +255,15 @@ def _properties(con, files: RetailRocketFiles, wanted: tuple[str, ...]) -> dict:
             f"item properties files {[str(p) for p in files.properties]} have no data rows"
         )
     wanted_rows = fetch_one(con, "SELECT count(*) FROM raw_props")[0]
+    # Duplicates count once, at their first row (``ord``); of the rows with equal (item,
+    # property, time) the last in file order is in force. ``values``: the distinct rows.
     con.execute(
-        "CREATE TABLE kept_props AS SELECT timestamp, itemid, property, value, min(rowid) AS ord "
-        "FROM raw_props GROUP BY ALL"
+        "CREATE TABLE props AS SELECT itemid, property, timestamp, arg_max(value, ord) AS value, "
+        "count(*) AS values FROM (SELECT timestamp, itemid, property, value, min(rowid) AS ord "
+        "FROM raw_props GROUP BY ALL) GROUP BY itemid, property, timestamp"
     )
     con.execute("DROP TABLE raw_props")
-    used = fetch_one(con, "SELECT count(*) FROM kept_props")[0]
-    # Of rows with equal (item, property, time) the last in file order is in force.
-    con.execute(
-        "CREATE TABLE props AS SELECT itemid, property, timestamp, arg_max(value, ord) AS value "
-        "FROM kept_props GROUP BY itemid, property, timestamp"
-    )
-    con.execute("DROP TABLE kept_props")
+    used = fetch_one(con, "SELECT sum(values) FROM props")[0] or 0
     return {"property_rows_read": read, "property_rows_used": used,
             "duplicate_property_rows_removed": wanted_rows - used}  # fmt: skip
 
@@ -283,7 +280,8 @@ def _values_in_force(con, properties: tuple[str, ...]) -> tuple[list[str], list[
     for i, prop in enumerate(properties):
         con.execute(
             f"CREATE TABLE prop_{i} AS SELECT p.itemid, p.timestamp, c.code FROM props p "
-            "JOIN value_codes c USING (property, value) WHERE p.property = ?",
+            "JOIN value_codes c USING (property, value) WHERE p.property = ? "
+            "AND p.itemid IN (SELECT itemid FROM log)",  # only the items that are viewed
             [prop],
         )
         asof.append(f"ASOF LEFT JOIN prop_{i} p{i} ON p{i}.itemid = l.itemid "
@@ -385,7 +383,8 @@ def prepare_retailrocket(
 def _prepare(files, config, processing, out, name, memory_limit, threads, progress) -> dict:
     start = time.perf_counter()
     steps = tqdm(total=4, desc=f"{name}: duckdb", unit="step", disable=not progress)
-    with work_folder(out.parent) as work:
+    paths = [files.events, *files.properties, files.category_tree, files.truth]
+    with work_folder(out.parent) as work, digests_alongside([p for p in paths if p]) as raw:
         con = _connect(work, memory_limit, threads)
         steps.set_postfix_str("events, sessions, labels")
         counts = _read_events(con, files.events)
@@ -406,15 +405,10 @@ def _prepare(files, config, processing, out, name, memory_limit, threads, progre
         )
         steps.close()
         con.close()
-    raw = [file_digest(files.events), *(file_digest(p) for p in files.properties)]
-    if files.category_tree is not None:
-        raw.append(file_digest(files.category_tree))
-    if has_truth:
-        raw.append(file_digest(files.truth))
     return save_meta(
         out, written, vocabulary, counts,
         {"retailrocket": _config_dict(config), "processing": asdict(processing)},
         engine_record(memory_limit, threads, start), name=name, source="retailrocket",
         tasks=list(TASKS), categorical=categorical, field_dims=dims, numerical=NUMERICAL,
-        has_true_probs=has_truth, hashed_fields=hashed, raw_files=raw,
+        has_true_probs=has_truth, hashed_fields=hashed, raw_files=raw.result(),
     )  # fmt: skip
