@@ -70,7 +70,7 @@ def _threads(text: str) -> int:
     return threads
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rmtl_env.data", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     prepare = commands.add_parser("prepare", help="build (or reuse) the processed dataset")
@@ -107,8 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         "export-minari", help="moved: python train/export_minari.py (the same flags)"
     )
     moved.add_argument("rest", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     start = time.perf_counter()
     if args.command == "export-minari":  # a model's actions belong to the models' side
         print("error: export-minari moved to `python train/export_minari.py` (the same flags; "
@@ -117,9 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "synth":
         out = write_twin(args.name, args.out, scale=args.scale, seed=args.seed)
-        print(
-            f"wrote {args.name} ({args.scale}, seed {args.seed}) to {out} in {time.perf_counter() - start:.1f}s"
-        )
+        print(f"wrote {args.name} ({args.scale}, seed {args.seed}) to {out} in "
+              f"{time.perf_counter() - start:.1f}s")  # fmt: skip
         return 0
     try:
         dataset = load_from_args(args)

@@ -443,27 +443,8 @@ def engine_record(memory_limit: str, threads: int, started: float) -> dict:
             "seconds": time.perf_counter() - started}  # fmt: skip
 
 
-def _write(con, out: Path, categorical, numerical, stats, tasks, has_truth, hashed) -> dict:
-    """``impressions.parquet``, streamed from ``imp`` in its (session) order: each batch's raw
-    values become ids through the vocabularies (pyarrow ``index_in``), its numerical fields are
-    standardised by NumPy (``processing.standardise``), and the batch is appended to the
-    Parquet file. ``numerical``: the fields and those of them that take ``log1p``. Also returns
-    the numerical and per-split statistics."""
-    numerical, log1p = numerical
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    lookups = []
-    for i, name in enumerate(categorical):
-        if name in hashed:
-            lookups.append(None)
-            continue
-        vocab = con.sql(f"SELECT value, id FROM vocab_{i} ORDER BY id").to_arrow_table()
-        lookups.append(
-            (vocab.column("value").combine_chunks(), vocab.column("id").combine_chunks())
-        )
-    scaled = [f"{_quote(n)}::DOUBLE AS {_quote(n)}" for n in numerical]
+def _output_query(categorical, numerical, tasks, has_truth: bool, hashed: dict) -> str:
+    """The query of ``imp`` whose rows ``_write`` turns into the processed columns."""
     per_task = []
     for t in tasks:
         per_task.append(f"{_quote(label_column(t))}::TINYINT AS {_quote(label_column(t))}")
@@ -471,53 +452,73 @@ def _write(con, out: Path, categorical, numerical, stats, tasks, has_truth, hash
             per_task.append(
                 f"{_quote(true_prob_column(t))}::FLOAT AS {_quote(true_prob_column(t))}"
             )
-    # Hashed fields as DuckDB's text of the value, which is Python's (the in-memory path hashes
-    # str(value)); the others as they are, looked up in their vocabulary.
+    # Hashed fields as DuckDB's text of the value, which is Python's (ids hash str(value)); the
+    # others as they are, looked up in their vocabulary.
     raw = [
-        f"CAST({_quote(name)} AS VARCHAR) AS {_quote(name)}"
-        if name in hashed
-        else f"{_quote(name)} AS {_quote(name)}"
+        f"CAST({_quote(name)} AS VARCHAR) AS {_quote(name)}" if name in hashed else _quote(name)
         for name in categorical
     ]
-    # con.sql streams the sorted result (con.execute would materialise all of it in memory).
-    reader = con.sql(f"""
-        SELECT {
-        ", ".join(
-            ["session_id, timestamp, raw_user_id, raw_item_id", *raw, *scaled, *per_task, "split"]
-        )
-    }
-        FROM imp
-    """).to_arrow_reader(ROW_GROUP_SIZE)
-    splits = pa.array(SPLITS)
-    summary = {"rows": 0, **{n: [np.inf, -np.inf] for n in numerical}}
-    writer = None
-    for batch in reader:
-        columns = {name: batch.column(name) for name in batch.schema.names}
-        for name, lookup in zip(categorical, lookups, strict=True):
-            if lookup is None:
-                text = columns[name].to_pandas()
-                columns[name] = pa.array(hash_category_ids(text, hashed[name]), pa.int64())
-                continue
+    scaled = [f"{_quote(n)}::DOUBLE AS {_quote(n)}" for n in numerical]
+    columns = ["session_id, timestamp, raw_user_id, raw_item_id", *raw, *scaled, *per_task]
+    return f"SELECT {', '.join(columns)}, split FROM imp"
+
+
+def _processed_batch(batch, lookups: list, hashed: dict, log1p: set[str], stats: dict):
+    """One batch of ``_output_query``'s rows as processed columns: ids through the vocabularies
+    (``lookups``: per categorical field its (values, ids) arrays, None if hashed), numerical
+    fields standardised by NumPy (``processing.standardise``), the split as a dictionary."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = {name: batch.column(name) for name in batch.schema.names}
+    for name, lookup in lookups:
+        if lookup is None:
+            text = columns[name].to_pandas()
+            columns[name] = pa.array(hash_category_ids(text, hashed[name]), pa.int64())
+        else:
             index = pc.index_in(columns[name], value_set=lookup[0])
             columns[name] = pc.fill_null(pc.take(lookup[1], index), 0).cast(pa.int64())
-        columns["split"] = pa.DictionaryArray.from_arrays(columns["split"].cast(pa.int8()), splits)
+    split = columns["split"].cast(pa.int8())
+    columns["split"] = pa.DictionaryArray.from_arrays(split, pa.array(SPLITS))
+    for n in stats:
+        values = _feature_values(columns[n].to_numpy(zero_copy_only=False), n, log1p)
+        columns[n] = pa.array(standardise(values, stats[n]["train_mean"], stats[n]["train_std"]))
+    return pa.table(columns)
+
+
+def _write(con, out: Path, categorical, numerical, stats, tasks, has_truth, hashed) -> dict:
+    """``impressions.parquet``, streamed from ``imp`` in its (session) order one batch at a time
+    (``_processed_batch``). ``numerical``: the fields and those of them that take ``log1p``.
+    Also returns the numerical and per-split statistics."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    numerical, log1p = numerical
+    lookups = []
+    for i, name in enumerate(categorical):
+        vocab = None
+        if name not in hashed:
+            table = con.sql(f"SELECT value, id FROM vocab_{i} ORDER BY id").to_arrow_table()
+            vocab = (table.column("value").combine_chunks(), table.column("id").combine_chunks())
+        lookups.append((name, vocab))
+    query = _output_query(categorical, numerical, tasks, has_truth, hashed)
+    # con.sql streams the result (con.execute would materialise all of it in memory).
+    reader = con.sql(query).to_arrow_reader(ROW_GROUP_SIZE)
+    rows, writer, ranges = 0, None, {n: [] for n in numerical}
+    for batch in reader:
+        table = _processed_batch(batch, lookups, hashed, log1p, {n: stats[n] for n in numerical})
         for n in numerical:
-            values = _feature_values(columns[n].to_numpy(zero_copy_only=False), n, log1p)
-            columns[n] = pa.array(
-                standardise(values, stats[n]["train_mean"], stats[n]["train_std"])
-            )
-            low, high = pc.min_max(columns[n]).values()
-            summary[n] = [min(summary[n][0], low.as_py()), max(summary[n][1], high.as_py())]
-        table = pa.table(columns)
+            ranges[n].append(tuple(x.as_py() for x in pc.min_max(table.column(n)).values()))
         if writer is None:
             writer = pq.ParquetWriter(out / IMPRESSIONS_FILE, table.schema)
         writer.write_table(table, row_group_size=ROW_GROUP_SIZE)
-        summary["rows"] += table.num_rows
+        rows += table.num_rows
     writer.close()
     for n in numerical:
-        stats[n].update({"min": float(summary[n][0]), "max": float(summary[n][1])})
+        stats[n].update({"min": float(min(lo for lo, _ in ranges[n])),
+                         "max": float(max(hi for _, hi in ranges[n]))})  # fmt: skip
     return {"numerical_stats": stats, "splits": _split_statistics(con, tasks, has_truth),
-            "splits_total": summary["rows"]}  # fmt: skip
+            "splits_total": rows}  # fmt: skip
 
 
 def _split_statistics(con, tasks, has_truth: bool) -> dict:

@@ -162,6 +162,56 @@ def identity_catemap(field_dims: list[int]) -> dict[str, dict[int, int]]:
     }
 
 
+def _official_tables(dataset: SessionDataset) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The impressions table (one row per impression, ``itemid`` its 1-based row number,
+    ``visitorid`` its session) and ``item_feadf.csv``'s table (the ids of each impression)."""
+    frame = dataset.frame
+    item = np.arange(1, len(frame) + 1, dtype=np.int64)
+    session = frame["session_id"].to_numpy(np.int64)
+    state, next_state = _state_columns(session, item)
+    table = pd.DataFrame(
+        {
+            "timestamp": frame["timestamp"].to_numpy(np.int64),
+            "visitorid": session,
+            "itemid": item,
+            "click": frame[label_column(dataset.tasks[0])].to_numpy(np.int64),
+            "pay": frame[label_column(dataset.tasks[1])].to_numpy(np.int64),
+            "state": state,
+            "next_state": next_state,
+            **{name: frame[name].to_numpy(np.float32) for name in dataset.numerical_fields},
+        }
+    )
+    features = pd.DataFrame({"itemid": item})
+    for ours, theirs in zip(dataset.categorical_fields, OFFICIAL_FIELDS, strict=True):
+        features[theirs] = frame[ours].to_numpy(np.int64)
+    return table, features
+
+
+def _export_record(
+    dataset: SessionDataset, file_of: dict, official_roles: bool, rows: dict
+) -> dict:
+    """``export.json``: what each file holds and the patches the official code needs."""
+    numerical = list(dataset.numerical_fields)
+    return {
+        "dataset": dataset.name,
+        "cache_key": dataset.meta.get("cache_key"),
+        "tasks": {"click": dataset.tasks[0], "pay": dataset.tasks[1]},
+        "fields": dict(zip(OFFICIAL_FIELDS, dataset.categorical_fields, strict=True)),
+        "field_dims": dataset.field_dims,
+        "numerical_columns": list(numerical),
+        "files": {split: f"dataset/rt/{name}" for split, name in file_of.items()},
+        "official_roles": official_roles,
+        "rows": rows,
+        "itemid": "row number (1-based) of the impression in the processed dataset",
+        "visitorid": "our session_id",
+        "patches": {
+            "env.py getMDP": f"NUMERICAL_COLUMNS = {list(numerical)!r}; usecols += "
+            f"NUMERICAL_COLUMNS; replace the zero numerical column with:\n{ENV_PATCH}",
+            "SLmain.py lines 49-50": "swap test.csv and val.csv unless official_roles",
+        },
+    }
+
+
 def export_official(
     dataset: SessionDataset, out: str | Path, official_roles: bool = False
 ) -> OfficialExport:
@@ -174,30 +224,12 @@ def export_official(
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"export-official: {out} exists and is not empty; choose a new --out")
-    frame = dataset.frame
-    item = np.arange(1, len(frame) + 1, dtype=np.int64)
-    session = frame["session_id"].to_numpy(np.int64)
-    state, next_state = _state_columns(session, item)
+    table, features = _official_tables(dataset)
     numerical = tuple(dataset.numerical_fields)
-    table = pd.DataFrame(
-        {
-            "timestamp": frame["timestamp"].to_numpy(np.int64),
-            "visitorid": session,
-            "itemid": item,
-            "click": frame[label_column(dataset.tasks[0])].to_numpy(np.int64),
-            "pay": frame[label_column(dataset.tasks[1])].to_numpy(np.int64),
-            "state": state,
-            "next_state": next_state,
-            **{name: frame[name].to_numpy(np.float32) for name in numerical},
-        }
-    )
-    features = pd.DataFrame({"itemid": item})
-    for ours, theirs in zip(dataset.categorical_fields, OFFICIAL_FIELDS, strict=True):
-        features[theirs] = frame[ours].to_numpy(np.int64)
     file_of = {"train": "train.csv", "val": "val.csv", "test": "test.csv"}
     if official_roles:
         file_of.update(val="test.csv", test="val.csv")
-    splits = frame["split"].astype(str).to_numpy()
+    splits = dataset.frame["split"].astype(str).to_numpy()
     rows = {}
     with atomic_directory(out) as staging:
         staging.chmod(0o755)  # mkdtemp makes it private; the export is an ordinary folder
@@ -216,24 +248,7 @@ def export_official(
         (staging / "dataset" / "rtrl.py").write_text(
             LOADER_TEMPLATE.format(numerical=list(numerical), fields=list(OFFICIAL_FIELDS))
         )
-        record = {
-            "dataset": dataset.name,
-            "cache_key": dataset.meta.get("cache_key"),
-            "tasks": {"click": dataset.tasks[0], "pay": dataset.tasks[1]},
-            "fields": dict(zip(OFFICIAL_FIELDS, dataset.categorical_fields, strict=True)),
-            "field_dims": dataset.field_dims,
-            "numerical_columns": list(numerical),
-            "files": {split: f"dataset/rt/{name}" for split, name in file_of.items()},
-            "official_roles": official_roles,
-            "rows": rows,
-            "itemid": "row number (1-based) of the impression in the processed dataset",
-            "visitorid": "our session_id",
-            "patches": {
-                "env.py getMDP": f"NUMERICAL_COLUMNS = {list(numerical)!r}; usecols += "
-                f"NUMERICAL_COLUMNS; replace the zero numerical column with:\n{ENV_PATCH}",
-                "SLmain.py lines 49-50": "swap test.csv and val.csv unless official_roles",
-            },
-        }
+        record = _export_record(dataset, file_of, official_roles, rows)
         (staging / EXPORT_FILE).write_text(json.dumps(record, indent=2))
     return OfficialExport(out, rows, numerical)
 

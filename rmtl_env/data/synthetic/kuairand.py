@@ -301,12 +301,9 @@ def _videos(rng: np.random.Generator, n: int) -> dict:
     return {"table": frame, "click": click, "long": long, "duration": duration}
 
 
-def _log(
-    rng: np.random.Generator, size: _Scale, users: dict, videos: dict, first_user: int = 0,
-    n_users: int | None = None,
-) -> dict:  # fmt: skip
-    """The log rows of users ``first_user .. first_user + n_users - 1`` (default: all)."""
-    n_users = size.users if n_users is None else n_users
+def _timeline(rng: np.random.Generator, size: _Scale, n_users: int) -> tuple:
+    """``(lengths, session_user, time)``: the sessions of ``n_users`` users (local index), their
+    lengths, and every row's time in ms, each user's sessions one after another in the month."""
     activity = rng.lognormal(0, 0.6, n_users)
     sessions = np.maximum(1, rng.poisson(size.sessions_per_user * activity / activity.mean()))
     session_user = np.repeat(np.arange(n_users), sessions)  # local user index
@@ -324,25 +321,21 @@ def _log(
     cumulative = np.cumsum(step)
     group_start = np.maximum.accumulate(np.where(first, np.arange(len(lengths)), 0))
     offset = cumulative - cumulative[group_start]
-    span = np.maximum(
-        offset[np.r_[np.flatnonzero(first)[1:] - 1, len(lengths) - 1]]
-        + duration[np.r_[np.flatnonzero(first)[1:] - 1, len(lengths) - 1]],
-        1,
-    )
-    squeeze = np.minimum(
-        1.0, (END_MS - START_MS - 86_400_000) / span
-    )  # fit busy users in the month
+    last = np.r_[np.flatnonzero(first)[1:] - 1, len(lengths) - 1]
+    span = np.maximum(offset[last] + duration[last], 1)
+    squeeze = np.minimum(1.0, (END_MS - START_MS - 86_400_000) / span)  # fit busy users in
     user_begin = START_MS + rng.random(n_users) * np.maximum(
         END_MS - START_MS - span * squeeze - 3600_000, 0
     )
     session_start = user_begin[session_user] + offset * squeeze[session_user]
     time = (np.repeat(session_start, lengths) + within).astype(np.int64)
-    user = first_user + np.repeat(session_user, lengths)
-    video = zipf_choice(rng, len(videos["click"]), total, 0.75)
-    tab = rng.choice(
-        list(TAB_SHARES), total, p=np.array(list(TAB_SHARES.values())) / sum(TAB_SHARES.values())
-    )
-    hour = ((time + BEIJING_MS) // 3_600_000) % 24
+    return lengths, session_user, time
+
+
+def _labels(rng: np.random.Generator, lengths, users: dict, videos: dict, user, video, tab,
+            hour) -> dict:  # fmt: skip
+    """Click, long view and like of every row, with their true probabilities."""
+    total = int(lengths.sum())
     tab_effect = dict(zip(TAB_SHARES, rng.normal(0, 0.4, len(TAB_SHARES)), strict=True))
     static = (
         users["click"][user]
@@ -362,22 +355,44 @@ def _log(
     like_logit = users["like"][user] - 3.2 + 0.5 * intent
     p_like_given_long = sigmoid(like_logit)
     like = long_view & (rng.random(total) < p_like_given_long)
+    return {"click": click, "long_view": long_view, "stray": stray, "like": like,
+            "p_is_click": p_click, "p_long_view": p_click * p_long_given_click,
+            "p_is_like": p_click * p_long_given_click * p_like_given_long}  # fmt: skip
+
+
+def _random_policy_rows(rng: np.random.Generator, size: _Scale, n_users: int, time) -> np.ndarray:
+    """Which rows are the random-policy log's (in the second log's weeks)."""
+    is_random = np.zeros(len(time), dtype=bool)
+    random_rows = round(size.random_rows * n_users / size.users)
+    if random_rows:
+        later = np.flatnonzero(time >= SECOND_LOG_MS)
+        is_random[rng.choice(later, size=min(random_rows, len(later)), replace=False)] = True
+    return is_random
+
+
+def _log(
+    rng: np.random.Generator, size: _Scale, users: dict, videos: dict, first_user: int = 0,
+    n_users: int | None = None,
+) -> dict:  # fmt: skip
+    """The log rows of users ``first_user .. first_user + n_users - 1`` (default: all)."""
+    n_users = size.users if n_users is None else n_users
+    lengths, session_user, time = _timeline(rng, size, n_users)
+    total = len(time)
+    user = first_user + np.repeat(session_user, lengths)
+    video = zipf_choice(rng, len(videos["click"]), total, 0.75)
+    tab = rng.choice(
+        list(TAB_SHARES), total, p=np.array(list(TAB_SHARES.values())) / sum(TAB_SHARES.values())
+    )
+    hour = ((time + BEIJING_MS) // 3_600_000) % 24
+    labels = _labels(rng, lengths, users, videos, user, video, tab, hour)
+    click, long_view, stray = labels["click"], labels["long_view"], labels["stray"]
     d = videos["duration"][video]
     threshold = np.minimum(d, 18_000)
     play = np.where(long_view | stray, threshold + rng.random(total) * d * 0.5,
                     rng.random(total) * np.minimum(threshold, 7_000) * click + rng.random(total) * 2_000)  # fmt: skip
     local = pd.to_datetime(time + BEIJING_MS, unit="ms")
     rare = lambda p: (rng.random(total) < p).astype(np.int64)  # noqa: E731
-    is_random = np.zeros(total, dtype=bool)
-    random_rows = round(size.random_rows * n_users / size.users)
-    if random_rows:
-        is_random[
-            rng.choice(
-                np.flatnonzero(time >= SECOND_LOG_MS),
-                size=min(random_rows, int((time >= SECOND_LOG_MS).sum())),
-                replace=False,
-            )
-        ] = True
+    is_random = _random_policy_rows(rng, size, n_users, time)
     columns = {
         "user_id": user,
         "video_id": video,
@@ -385,7 +400,7 @@ def _log(
         "hourmin": (hour * 100).astype(np.int64),
         "time_ms": time,
         "is_click": click.astype(np.int64),
-        "is_like": like.astype(np.int64),
+        "is_like": labels["like"].astype(np.int64),
         "is_follow": (click & (rng.random(total) < 0.003)).astype(np.int64),
         "is_comment": (click & (rng.random(total) < 0.007)).astype(np.int64),
         "is_forward": (click & (rng.random(total) < 0.0025)).astype(np.int64),
@@ -404,13 +419,8 @@ def _log(
         "tab": np.where(is_random, 1, tab).astype(np.int64),
     }
     assert list(columns) == list(LOG_COLUMNS)
-    return {
-        **columns,
-        "is_random": is_random,
-        "p_is_click": p_click,
-        "p_long_view": p_click * p_long_given_click,
-        "p_is_like": p_click * p_long_given_click * p_like_given_long,
-    }
+    probabilities = {k: labels[k] for k in ("p_is_click", "p_long_view", "p_is_like")}
+    return {**columns, "is_random": is_random, **probabilities}
 
 
 __all__ = ["FULL_27K", "SCALE_SIZES", "size_27k", "write_kuairand_27k_twin", "write_kuairand_twin"]

@@ -190,6 +190,43 @@ def _hashed_vocabulary(rng: np.random.Generator, size: int, numeric_share: float
     return np.array(sorted(values), dtype=object)[rng.permutation(size)]
 
 
+def _log_property(rng: np.random.Generator, logs: dict, first_week: np.ndarray, name: str,
+                  vocab: np.ndarray, initial: np.ndarray, rate: float, present) -> None:  # fmt: skip
+    """Append property ``name``'s rows to ``logs``: an initial value in the item's first week,
+    then changes at ``rate`` per week left, one value per item and snapshot."""
+    idx = np.flatnonzero(present)
+    changes = rng.binomial(N_SNAPSHOTS - 1 - first_week[idx], rate)
+    change_item = np.repeat(idx, changes)
+    low = first_week[change_item] + 1
+    change_week = low + (rng.random(len(change_item)) * (N_SNAPSHOTS - low)).astype(np.int64)
+    if name == "available":
+        change_value = rng.integers(0, 2, len(change_item))
+    else:
+        change_value = zipf_choice(rng, len(vocab), len(change_item), 1.1)
+    item = np.concatenate([idx, change_item])
+    week = np.concatenate([first_week[idx], change_week])
+    value = np.concatenate([initial[idx], change_value])
+    key = item * N_SNAPSHOTS + week
+    _, keep = np.unique(key, return_index=True)  # one value per item and snapshot
+    logs["item"].append(item[keep])
+    logs["week"].append(week[keep])
+    logs["property"].append(np.full(len(keep), name, dtype=object))
+    logs["value"].append(value[keep])
+
+
+def _filler_presence(size: _Scale, logs: dict, first_week: np.ndarray) -> float:
+    """The share of items that have each filler property, so that the rows add up to the real
+    48.6 per item: a present filler has one row plus, on average, rate * (snapshots left after
+    the item's first) change rows."""
+    n_items = len(first_week)
+    budget = size.property_rows_per_item * n_items - sum(len(a) for a in logs["item"])
+    weeks_left = float(np.mean(N_SNAPSHOTS - 1 - first_week))
+    rows_if_present = sum(
+        n_items * (1 + FILLER_CHANGE_RATE.get(name, 0.1) * weeks_left) for name in FILLER_PROPERTIES
+    )
+    return float(np.clip(budget / rows_if_present, 0.05, 1.0))
+
+
 def _item_property_log(rng: np.random.Generator, size: _Scale, tree_ids: np.ndarray) -> dict:
     """Per-item categories, property change logs and the latent effects of every value."""
     n_items = size.catalog_items
@@ -198,30 +235,12 @@ def _item_property_log(rng: np.random.Generator, size: _Scale, tree_ids: np.ndar
     scale = n_items / SCALE_SIZES["full"].catalog_items
     first_week = np.where(rng.random(n_items) < 0.75, 0, rng.integers(1, N_SNAPSHOTS, n_items))
     category = tree_ids[zipf_choice(rng, len(tree_ids), n_items, 1.05)]
-
     logs = {"item": [], "week": [], "property": [], "value": []}
     vocabularies: dict[str, np.ndarray] = {}
 
     def log_property(name: str, vocab: np.ndarray, initial: np.ndarray, rate: float, present):
-        idx = np.flatnonzero(present)
-        changes = rng.binomial(N_SNAPSHOTS - 1 - first_week[idx], rate)
-        change_item = np.repeat(idx, changes)
-        low = first_week[change_item] + 1
-        change_week = low + (rng.random(len(change_item)) * (N_SNAPSHOTS - low)).astype(np.int64)
-        if name == "available":
-            change_value = rng.integers(0, 2, len(change_item))
-        else:
-            change_value = zipf_choice(rng, len(vocab), len(change_item), 1.1)
-        item = np.concatenate([idx, change_item])
-        week = np.concatenate([first_week[idx], change_week])
-        value = np.concatenate([initial[idx], change_value])
-        key = item * N_SNAPSHOTS + week
-        _, keep = np.unique(key, return_index=True)  # one value per item and snapshot
         vocabularies[name] = vocab
-        logs["item"].append(item[keep])
-        logs["week"].append(week[keep])
-        logs["property"].append(np.full(len(keep), name, dtype=object))
-        logs["value"].append(value[keep])
+        _log_property(rng, logs, first_week, name, vocab, initial, rate, present)
 
     everyone = np.ones(n_items, dtype=bool)
     for name, (vocab_size, _, _, rate) in KEY_PROPERTIES.items():
@@ -236,31 +255,20 @@ def _item_property_log(rng: np.random.Generator, size: _Scale, tree_ids: np.ndar
     cat_vocab = np.unique(category).astype(str).astype(object)
     cat_index = np.searchsorted(np.unique(category), category)
     log_property("categoryid", cat_vocab, cat_index, 0.005, everyone)
-
-    # Filler properties fill the rest of the real 48.6 rows per item: each present filler has one
-    # row plus, on average, rate * (snapshots left after the item's first) change rows.
-    rows_so_far = sum(len(a) for a in logs["item"])
-    budget = size.property_rows_per_item * n_items - rows_so_far
-    weeks_left = float(np.mean(N_SNAPSHOTS - 1 - first_week))
-    rows_if_present = sum(
-        n_items * (1 + FILLER_CHANGE_RATE.get(name, 0.1) * weeks_left) for name in FILLER_PROPERTIES
-    )
-    presence = float(np.clip(budget / rows_if_present, 0.05, 1.0))
+    presence = _filler_presence(size, logs, first_week)
     for name in FILLER_PROPERTIES:
         rate = FILLER_CHANGE_RATE.get(name, 0.1)
         v = max(20, int(20_000 * max(scale, 0.02)))
         vocab = _hashed_vocabulary(rng, v, numeric_share=0.5)
         present = rng.random(n_items) < presence
         log_property(name, vocab, zipf_choice(rng, v, n_items, 1.0), rate, present)
-
     effects = {
         "categoryid_click": rng.normal(0, 0.45, len(cat_vocab)),
         "categoryid_pay": rng.normal(0, 0.3, len(cat_vocab)),
     }
     for name, (_, click_sd, pay_sd, _) in KEY_PROPERTIES.items():
-        n = len(vocabularies[name])
-        effects[f"{name}_click"] = rng.normal(0, click_sd, n)
-        effects[f"{name}_pay"] = rng.normal(0, pay_sd, n)
+        effects[f"{name}_click"] = rng.normal(0, click_sd, len(vocabularies[name]))
+        effects[f"{name}_pay"] = rng.normal(0, pay_sd, len(vocabularies[name]))
     return {
         "item_ids": item_ids,
         "item_click": rng.normal(0, 0.45, n_items),  # revealed by no property
@@ -271,16 +279,15 @@ def _item_property_log(rng: np.random.Generator, size: _Scale, tree_ids: np.ndar
     }
 
 
-def _views(rng: np.random.Generator, size: _Scale, catalog: dict) -> dict:
-    """Sessions, views, true probabilities and sampled clicks and pays."""
+def _session_times(rng: np.random.Generator, size: _Scale) -> tuple:
+    """``(lengths, visitor, time)`` of the sessions that end inside the log's window: a
+    visitor's first session anywhere in the window, later ones hours to days after the previous
+    one ended; ``visitor`` per session, ``time`` per row (ms)."""
     n_visitors = size.visitors
     visitor_ids = rng.choice(1_407_580, size=n_visitors, replace=False)
     sessions_per_visitor = rng.geometric(1 / 1.12, size=n_visitors)
     session_visitor = np.repeat(np.arange(n_visitors), sessions_per_visitor)
     lengths = session_lengths(rng, len(session_visitor), mean_extra=0.45, tail=0.02)
-
-    # Session start times: a visitor's first session anywhere in the window, later ones hours to
-    # days after the previous one ended; sessions past the window are dropped.
     view_gap = np.minimum(rng.lognormal(np.log(50_000), 1.0, int(lengths.sum())), 20 * 60_000)
     row_session = np.repeat(np.arange(len(lengths)), lengths)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
@@ -299,14 +306,14 @@ def _views(rng: np.random.Generator, size: _Scale, catalog: dict) -> dict:
     keep_session = session_start + duration < LAST_EVENT_MS
     time = (np.repeat(session_start, lengths) + within).astype(np.int64)
     keep_row = keep_session[row_session]
-
-    lengths = lengths[keep_session]
     visitor = visitor_ids[session_visitor[keep_session]]
-    row_visitor = np.repeat(visitor, lengths)
-    time = time[keep_row]
-    item = _distinct_items_per_visitor(rng, row_visitor, size.event_items)
+    return lengths[keep_session], visitor, time[keep_row]
 
-    features = _features_in_force(catalog, item, time)
+
+def _static_logits(rng: np.random.Generator, catalog: dict, features: dict, item, visitor,
+                   lengths) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The click and pay logits of every view before the session's intent: item, visitor,
+    the property values in force and availability."""
     effects = catalog["effects"]
     click_static = catalog["item_click"][item] + np.repeat(
         rng.normal(0, 0.5, len(visitor)), lengths
@@ -320,7 +327,16 @@ def _views(rng: np.random.Generator, size: _Scale, catalog: dict) -> dict:
     available = features["available"]  # vocabulary ["0", "1"]: the code is the value
     click_static += np.select([available == 1, available == 0], [0.25, -0.45], 0.0)
     pay_static += np.select([available == 1, available == 0], [0.2, -0.8], 0.0)
+    return click_static, pay_static
 
+
+def _views(rng: np.random.Generator, size: _Scale, catalog: dict) -> dict:
+    """Sessions, views, true probabilities and sampled clicks and pays."""
+    lengths, visitor, time = _session_times(rng, size)
+    row_visitor = np.repeat(visitor, lengths)
+    item = _distinct_items_per_visitor(rng, row_visitor, size.event_items)
+    features = _features_in_force(catalog, item, time)
+    click_static, pay_static = _static_logits(rng, catalog, features, item, visitor, lengths)
     # The intent's upward drift adds back about 0.1 on the logit scale.
     click_static += intercept_for_rate(click_static, TARGET_CLICK_RATE) - 0.1
     intent, p_click, click = simulate_intent(
