@@ -7,7 +7,7 @@ Parquet) with DuckDB in a fresh process, then the same for the own log. Targets:
 memory limit.
 
     python benchmarks/bench_data.py [--scale full] [--seed 0] [--workdir DIR]
-                                    [--memory-limit 1GB] [--threads 2] [--own-log-rows 10000000]
+                                    [--memory-limit 1200MB] [--threads 2] [--own-log-rows 10000000]
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--scale", default="full", choices=["tiny", "small", "full"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", help="where raw and processed files go (default: a temp dir)")
-    parser.add_argument("--memory-limit", default="1GB", help="DuckDB's memory limit")
+    parser.add_argument("--memory-limit", default="1200MB", help="DuckDB's memory limit")
     parser.add_argument("--threads", type=int, default=2, help="DuckDB's threads")
     parser.add_argument("--own-log-rows", type=int, default=10_000_000,
                         help="also prepare a generated own log of this many rows (0: skip)")  # fmt: skip
