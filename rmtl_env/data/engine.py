@@ -321,7 +321,7 @@ def _vocabulary_query(name: str, processing: ProcessingConfig) -> str:
 
 
 def _vocabularies(
-    con, categorical: list[str], processing: ProcessingConfig
+    con, categorical: list[str], processing: ProcessingConfig, coded: set[str]
 ) -> tuple[list[int], pd.DataFrame]:
     """``processing.fit_category_ids`` per field, as ``vocab_<i>`` tables (value -> id); a
     hashed field gets no table (``_write`` hashes its values)."""
@@ -331,9 +331,12 @@ def _vocabularies(
             dims.append(processing.hash_buckets[name] + 1)
             continue
         con.execute(f"CREATE TABLE vocab_{i} AS {_vocabulary_query(name, processing)}")
+        text, join = "CAST(v.value AS VARCHAR)", ""
+        if name in coded:
+            text, join = "t.value", "JOIN value_text t ON t.code = v.value"
         vocab = con.execute(
-            f"SELECT ? AS field, CAST(value AS VARCHAR) AS value, id, train_count "
-            f"FROM vocab_{i} ORDER BY rank",
+            f"SELECT ? AS field, {text} AS value, v.id, v.train_count FROM vocab_{i} v {join} "
+            "ORDER BY v.rank",
             [name],
         ).df()
         dims.append(int(vocab["id"].max()) + 1 if len(vocab) else 1)
@@ -418,21 +421,28 @@ def save_meta(
 
 
 def map_and_write(con, out: Path, steps, processing: ProcessingConfig, categorical: list[str],
-                  numerical: list[str], tasks, has_truth: bool, log1p: set[str]) -> tuple:  # fmt: skip
+                  numerical: list[str], tasks, has_truth: bool, log1p: set[str],
+                  coded: set[str] = frozenset()) -> tuple:  # fmt: skip
     """The steps after a source's ``imp`` table, written in session order (session, time, file
     order): train-only vocabularies and standardisation, then ``impressions.parquet``
     (``_write``); advances the ``steps`` bar twice. Later scans of ``imp`` keep its order
     (``preserve_insertion_order``): NumPy sees the training values in the order the in-memory
-    path gave them, and the writer streams without a second sort. ``log1p``: the numerical fields whose column holds ``log1p``'s argument. Returns
-    ``(written, vocabulary, field_dims, hashed_fields)``."""
+    path gave them, and the writer streams without a second sort. ``log1p``: the numerical
+    fields whose column holds ``log1p``'s argument; ``coded``: the categorical fields whose
+    column holds integer codes of the text in the table ``value_text`` (``code``, ``value``).
+    Returns ``(written, vocabulary, field_dims, hashed_fields)``."""
     steps.set_postfix_str("vocabularies, standardisation")
-    dims, vocabulary = _vocabularies(con, categorical, processing)
+    dims, vocabulary = _vocabularies(con, categorical, processing, coded)
     stats = _standardisation(con, numerical, log1p)
     steps.update()
     steps.set_postfix_str("write impressions.parquet")
     hashed = {f: b for f, b in processing.hash_buckets.items() if f in categorical}
+    texts = None
+    if coded & set(hashed):  # a hashed field hashes its values' text
+        texts = con.sql("SELECT value FROM value_text ORDER BY code").to_arrow_table()
+        texts = (coded, texts.column("value").combine_chunks())
     written = _write(
-        con, out, categorical, (numerical, log1p), stats, tuple(tasks), has_truth, hashed
+        con, out, categorical, (numerical, log1p), stats, tuple(tasks), has_truth, (hashed, texts)
     )
     steps.update()
     return written, vocabulary, dims, hashed
@@ -463,17 +473,21 @@ def _output_query(categorical, numerical, tasks, has_truth: bool, hashed: dict) 
     return f"SELECT {', '.join(columns)}, split FROM imp"
 
 
-def _processed_batch(batch, lookups: list, hashed: dict, log1p: set[str], stats: dict):
+def _processed_batch(batch, lookups: list, hashed: tuple, log1p: set[str], stats: dict):
     """One batch of ``_output_query``'s rows as processed columns: ids through the vocabularies
     (``lookups``: per categorical field its (values, ids) arrays, None if hashed), numerical
     fields standardised by NumPy (``processing.standardise``), the split as a dictionary."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    hashed, texts = hashed
     columns = {name: batch.column(name) for name in batch.schema.names}
     for name, lookup in lookups:
         if lookup is None:
-            text = columns[name].to_pandas()
+            values = columns[name]
+            if texts is not None and name in texts[0]:  # codes -> the values' text
+                values = pc.take(texts[1], pc.subtract(values.cast(pa.int64()), 1))
+            text = values.to_pandas()
             columns[name] = pa.array(hash_category_ids(text, hashed[name]), pa.int64())
         else:
             index = pc.index_in(columns[name], value_set=lookup[0])
@@ -494,6 +508,7 @@ def _write(con, out: Path, categorical, numerical, stats, tasks, has_truth, hash
     import pyarrow.parquet as pq
 
     numerical, log1p = numerical
+    hashed, texts = hashed
     lookups = []
     for i, name in enumerate(categorical):
         vocab = None
@@ -506,7 +521,8 @@ def _write(con, out: Path, categorical, numerical, stats, tasks, has_truth, hash
     reader = con.sql(query).to_arrow_reader(ROW_GROUP_SIZE)
     rows, writer, ranges = 0, None, {n: [] for n in numerical}
     for batch in reader:
-        table = _processed_batch(batch, lookups, hashed, log1p, {n: stats[n] for n in numerical})
+        table = _processed_batch(batch, lookups, (hashed, texts), log1p,
+                                 {n: stats[n] for n in numerical})  # fmt: skip
         for n in numerical:
             ranges[n].append(tuple(x.as_py() for x in pc.min_max(table.column(n)).values()))
         if writer is None:

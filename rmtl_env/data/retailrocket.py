@@ -270,25 +270,25 @@ def _properties(con, files: RetailRocketFiles, wanted: tuple[str, ...]) -> dict:
 
 def _values_in_force(con, properties: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """``in_force``: per view (``ord``), the code of each property's value in force at its time
-    (the latest snapshot at or before it). The as-of joins run over narrow rows of integer
-    codes; returns the columns and joins that bring the values' text into the main query."""
+    (the latest snapshot at or before it), the values' text in ``value_text`` (code -> value).
+    The joins and the processed columns carry integer codes (``map_and_write``'s ``coded``
+    fields); returns the columns and joins of the main query."""
     con.execute(
-        "CREATE TABLE value_codes AS SELECT property, value, row_number() OVER "
+        "CREATE TABLE value_text AS SELECT property, value, row_number() OVER "
         "(ORDER BY property, value) AS code FROM (SELECT DISTINCT property, value FROM props)"
     )
     asof, codes, columns, joins = [], [], [], ["JOIN in_force f ON f.ord = l.ord"]
     for i, prop in enumerate(properties):
         con.execute(
             f"CREATE TABLE prop_{i} AS SELECT p.itemid, p.timestamp, c.code FROM props p "
-            "JOIN value_codes c USING (property, value) WHERE p.property = ? "
+            "JOIN value_text c USING (property, value) WHERE p.property = ? "
             "AND p.itemid IN (SELECT itemid FROM log)",  # only the items that are viewed
             [prop],
         )
         asof.append(f"ASOF LEFT JOIN prop_{i} p{i} ON p{i}.itemid = l.itemid "
                     f"AND p{i}.timestamp <= l.time_ms")  # fmt: skip
         codes.append(f"p{i}.code AS c{i}")
-        columns.append(f"v{i}.value AS {_quote(prop)}")
-        joins.append(f"LEFT JOIN value_codes v{i} ON v{i}.code = f.c{i}")
+        columns.append(f"f.c{i} AS {_quote(prop)}")
     con.execute(
         f"CREATE TABLE in_force AS SELECT l.ord, {', '.join(codes)} "
         f"FROM (SELECT ord, itemid, time_ms FROM log) l {' '.join(asof)}"
@@ -337,6 +337,9 @@ def _impressions(con, files: RetailRocketFiles, config: RetailRocketConfig, rati
     extra, extra_join = "", ""
     if config.category_parent:
         categoryid = columns[config.properties.index("categoryid")].split(" AS ")[0]
+        if files.properties:  # the code's text
+            joins.append(f"LEFT JOIN value_text ct ON ct.code = {categoryid}")
+            categoryid = "ct.value"
         extra, extra_join = _category_parent(con, files, categoryid)
         categorical.append("category_parent")
     if config.include_itemid:
@@ -401,7 +404,16 @@ def _prepare(files, config, processing, out, name, memory_limit, threads, progre
             _check_truth(con, files.truth, tuple(TASKS))
         steps.update()
         written, vocabulary, dims, hashed = map_and_write(
-            con, out, steps, processing, categorical, NUMERICAL, TASKS, has_truth, set(NUMERICAL)
+            con,
+            out,
+            steps,
+            processing,
+            categorical,
+            NUMERICAL,
+            TASKS,
+            has_truth,
+            set(NUMERICAL),
+            coded=set(config.properties) if files.properties else set(),
         )
         steps.close()
         con.close()
