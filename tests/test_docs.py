@@ -67,34 +67,17 @@ RUN_ELSEWHERE = {
 }
 
 
-def own_log_file(folder: Path) -> None:
-    """The ``my_log.parquet`` the data page's own-log example reads."""
-    import numpy as np
-    import pandas as pd
-
-    rng = np.random.default_rng(0)
-    n = 400
-    click = rng.integers(0, 2, n)
-    pd.DataFrame({
-        "uid": rng.integers(0, 30, n), "ts": rng.integers(0, 10**6, n) * 1000,
-        "item_cat": rng.choice(["a", "b", "c"], n), "shop": rng.integers(0, 9, n),
-        "price": rng.lognormal(size=n), "item_id": rng.integers(0, 50, n), "click": click,
-        "buy": click * rng.integers(0, 2, n),
-    }).to_parquet(folder / "my_log.parquet", index=False)  # fmt: skip
-
-
 @pytest.mark.parametrize(
     "page",
     [p for p in PAGES if blocks(p, "python") and p.name not in RUN_ELSEWHERE],
     ids=lambda p: p.name,
 )
 def test_every_python_block_runs(page, tmp_path) -> None:
-    """The page's Python blocks, in order, as one program, in a fresh process (the shared test
-    cache holds the twins)."""
-    own_log_file(tmp_path)
+    """The page's Python blocks, in order, as one program, in a fresh process from the
+    repository root (the shared test cache holds the twins; nothing is written in the tree)."""
     program = tmp_path / f"{page.stem}.py"
     program.write_text("\n\n".join(blocks(page, "python")))
-    done = subprocess.run([sys.executable, str(program)], cwd=tmp_path, capture_output=True,
+    done = subprocess.run([sys.executable, str(program)], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, f"{page.name}:\n{done.stderr[-3000:]}"
 
@@ -113,3 +96,14 @@ def test_the_pages_run_elsewhere_have_their_blocks_run_by_their_tests(name) -> N
             f"{name}: a second block under {heading!r}"
         )
         assert heading in source, f"{name}: no test runs the block under {heading!r}"
+
+
+def test_the_example_roles_file_describes_the_example_log() -> None:
+    from rmtl_env.data import ColumnRoles, load_dataset
+
+    roles = ColumnRoles.from_json(ROOT / "examples" / "roles.json")
+    from_file = load_dataset(
+        ROOT / "examples" / "own_log.csv", roles=ROOT / "examples" / "roles.json"
+    )
+    assert from_file.tasks == roles.labels == ["click", "buy"]
+    assert len(from_file.frame) == 600 and from_file.meta["source"] == "custom"
