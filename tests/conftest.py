@@ -1,14 +1,22 @@
-"""Shared fixtures: a private cache folder for the whole run and the real raw samples."""
+"""Shared fixtures: a private cache folder for the whole run and the real raw samples.
+
+The scripts in ``train/`` are scripts, not a package: tests import them by name (``import
+benchmark``), so their folder goes on ``sys.path`` here, once. Their support code is the installed
+package ``rmtl_bench``."""
 
 from __future__ import annotations
 
 import itertools
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 SHARED_RAW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "raw"
+SCRIPTS = Path(__file__).resolve().parents[1] / "train"
+if str(SCRIPTS) not in sys.path:
+    sys.path.insert(0, str(SCRIPTS))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -149,3 +157,12 @@ def kr_tiny_regrouped(tmp_path_factory: pytest.TempPathFactory):
     table = pq.read_table(folder / "impressions.parquet")
     pq.write_table(table, folder / "impressions.parquet", row_group_size=333)
     return data, StreamedDataset(folder, buffer_rows=700)
+
+
+@pytest.fixture(autouse=True)
+def denormals_restored():
+    """The trainer flushes denormals process-wide (``agents.runtime``), which makes hypothesis
+    refuse to draw floats in any later test; each test starts with the default."""
+    yield
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_flush_denormal(False)

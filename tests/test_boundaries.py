@@ -10,7 +10,6 @@ import json
 import os
 import pickle
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +22,6 @@ from agents.models import build_model
 from rmtl_env.data import ColumnRoles, DataFormatError, load_dataset
 from rmtl_env.data.retailrocket import RetailRocketConfig, RetailRocketFiles
 from rmtl_env.data.synthetic import write_twin
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
 
 
 class _Exploit:
@@ -64,8 +61,8 @@ def test_empty_text_and_truncated_checkpoints_name_the_file(tmp_path, content) -
 
 
 def test_a_checkpoint_from_other_data_is_refused_before_the_run_starts(tmp_path) -> None:
-    import jobs
     from agents.pipeline import DataConfig
+    from rmtl_bench import jobs
 
     rr = load_dataset("retailrocket-synthetic", scale="tiny")
     small = {"embed_dim": 4, "bottom_dims": (8,), "tower_dims": ()}
@@ -266,7 +263,7 @@ def test_prob_clip_must_be_a_number() -> None:
 
 
 def test_a_run_folder_that_is_a_file_and_a_resume_keeps_the_first_machine(tmp_path) -> None:
-    from run_folder import DifferentConfig, RunFolder, read_json
+    from rmtl_bench.run_folder import DifferentConfig, RunFolder, read_json
 
     (tmp_path / "file").write_text("x")
     with pytest.raises(DifferentConfig, match="is a file"):
@@ -366,8 +363,8 @@ def test_an_interrupted_write_leaves_no_half_written_folder(tmp_path) -> None:
 
 def test_a_task_with_one_class_is_named_and_metrics_stay_strict_json(tmp_path) -> None:
     from agents.trainer import train_model
+    from rmtl_bench.run_folder import read_json, write_json
     from rmtl_env.metrics import auc
-    from run_folder import read_json, write_json
 
     with pytest.warns(RuntimeWarning, match="AUC is undefined"):
         assert np.isnan(auc(np.zeros(5), np.linspace(0, 1, 5)))

@@ -34,16 +34,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-import blocks
-import plots
-import rl_block
-import tables
 from agents.weighting import WEIGHTINGS
-from cells import Cells, MissingCell, whole_seeds
+from rmtl_bench import blocks, plots, rl_block, tables
+from rmtl_bench.cells import Cells, MissingCell, whole_seeds
+from rmtl_bench.run_folder import environment_info, read_json, run_seconds
+from rmtl_bench.studies import METHODS, PROFILES, RMTL, RUN_ORDER, STUDIES
 from rmtl_env.data.errors import run_command
 from rmtl_env.data.io import atomic_write_bytes
-from run_folder import environment_info, read_json, run_seconds
-from studies import METHODS, PROFILES, RMTL, RUN_ORDER, STUDIES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,8 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="balancers: RMTL against every loss weighting, from scratch and as a "
                    "polish of the same backbone; conflict or noise: equal, RMTL and "
                    "--weightings polishing PLE on the RetailRocket twin at three levels of that "
-                   "generator knob (train/blocks.py); rl: reference scores of standard online "
-                   "and offline RL algorithms beside the supervised models (train/rl_block.py)")
+                   "generator knob (rmtl_bench/blocks.py); rl: reference scores of standard online "
+                   "and offline RL algorithms beside the supervised models (rmtl_bench/rl_block.py)")
     p.add_argument("--rl-methods", nargs="+", choices=rl_block.METHODS,
                    default=list(rl_block.METHODS), help="the rows of --block rl")
     p.add_argument("--weightings", nargs="+", choices=WEIGHTINGS, default=list(WEIGHTINGS),

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-import tables
+from rmtl_bench import tables
+from rmtl_bench.run_folder import flat_config, read_json
 from rmtl_env.data.errors import CommandError, run_command
-from run_folder import flat_config, read_json
 
 IGNORED = ("environment", "seed")  # what may differ between the seeds of one comparison
 

@@ -23,10 +23,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import cli
-import jobs
 from agents.dple import DPLEConfig
 from agents.models import MODELS
+from rmtl_bench import cli, jobs
 from rmtl_env.data.errors import run_command
 
 

@@ -14,9 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-import cli
-import jobs
 from agents.models import MODELS
+from rmtl_bench import cli, jobs
 from rmtl_env.data.errors import run_command
 
 

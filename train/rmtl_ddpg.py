@@ -25,10 +25,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import cli
-import jobs
 from agents.models import MODELS
 from agents.rmtl import PRESETS
+from rmtl_bench import cli, jobs
 from rmtl_env.data.errors import run_command
 
 

@@ -3,7 +3,7 @@
 A config field states the values it takes where it is declared,
 ``lr: float = field(default=1e-3, metadata=within(0, low_open=True))``; the dataclass checks every
 declared field in one call (``check_domains`` in ``__post_init__``), before any work starts, and
-the command line shows the domain in ``--help`` (``train/cli.py``). A value outside its domain,
+the command line shows the domain in ``--help`` (``rmtl_bench/cli.py``). A value outside its domain,
 ``NaN`` and ``inf`` included, is refused with the field, the domain and the value.
 """
 

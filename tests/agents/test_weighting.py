@@ -236,10 +236,7 @@ def test_rmtl_weights_and_a_balancer_compose() -> None:
 
 
 def test_scripts_refuse_a_weighting_their_backbone_cannot_take_before_any_work(capsys) -> None:
-    import sys
-    from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "train"))
     import mtl_baselines
     import rmtl_ddpg
 

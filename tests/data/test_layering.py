@@ -1,5 +1,6 @@
-"""The data layer knows no model: no module under ``rmtl_env/data`` imports ``agents``, torch,
-the env or the metrics, at the top or deferred inside a function."""
+"""The layers point one way. The data layer knows no model: no module under ``rmtl_env/data``
+imports ``agents``, torch, the env or the metrics, at the top or deferred inside a function. The
+scripts in ``train/`` share code only through the installed package ``rmtl_bench``."""
 
 from __future__ import annotations
 
@@ -41,3 +42,21 @@ def test_the_checker_sees_deferred_imports(tmp_path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from agents.trainer import predict\n    import torch\n")
     assert imported_modules(module) == [(2, "agents.trainer"), (3, "torch")]
+
+
+ROOT = DATA.parents[1]
+
+
+def test_scripts_import_their_support_code_by_full_name_and_never_each_other() -> None:
+    """``train/`` holds scripts only; what they share is the installed ``rmtl_bench``."""
+    scripts = sorted((ROOT / "train").glob("*.py"))
+    support = sorted(p.stem for p in (ROOT / "rmtl_bench").glob("*.py") if p.stem != "__init__")
+    assert len(scripts) >= 6 and "cli" in support
+    bare = {p.stem for p in scripts} | set(support)
+    offending = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for path in [*scripts, *(ROOT / "rmtl_bench").glob("*.py")]
+        for line, name in imported_modules(path)
+        if name.split(".")[0] in bare
+    ]
+    assert not offending, "\n".join(offending)

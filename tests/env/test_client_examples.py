@@ -143,8 +143,7 @@ def test_minari_export_equals_what_data_collector_records(minari_home) -> None:
 
 
 def export_main():
-    """``train/export_minari.py``'s ``main`` (the scripts import their siblings by name)."""
-    sys.path.insert(0, str(ROOT / "train"))
+    """``train/export_minari.py``'s ``main`` (``tests/conftest.py`` puts ``train/`` on the path)."""
     import export_minari
 
     return export_minari.main

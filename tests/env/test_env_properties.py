@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +98,6 @@ def test_reset_starts_a_session_or_names_the_bad_option(env, seed, options) -> N
     "ple", "",
 ]), max_size=5))  # fmt: skip
 def test_the_parsers_answer_any_argument_list_with_a_usage_error_or_a_config(argv) -> None:
-    sys.path.insert(0, str(ROOT / "train"))
     import mtl_baselines
     import rmtl_ddpg
 

@@ -16,13 +16,11 @@ import pytest
 import torch
 from scipy import stats
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "train"))
+import benchmark
+from rmtl_bench import plots, tables
+from rmtl_bench.run_folder import read_json
 
-import benchmark  # noqa: E402
-import plots  # noqa: E402
-import tables  # noqa: E402
-from run_folder import read_json  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def per_seed(values: dict[str, list[float]]) -> list[dict]:

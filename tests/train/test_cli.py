@@ -7,10 +7,10 @@ import dataclasses
 import io
 
 import dple_sb3
-import mtl_baselines
 import pytest
-import rmtl_ddpg
 
+import mtl_baselines
+import rmtl_ddpg
 from agents.dple import DPLEConfig
 from agents.rmtl import PRESETS, RMTLConfig
 

@@ -9,12 +9,12 @@ import io
 import re
 
 import dple_sb3
-import mtl_baselines
 import pytest
-import rmtl_ddpg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import mtl_baselines
+import rmtl_ddpg
 from rmtl_env.data.errors import run_command
 
 SCRIPTS = {"rmtl_ddpg": rmtl_ddpg, "mtl_baselines": mtl_baselines, "dple_sb3": dple_sb3}

@@ -12,14 +12,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import jobs
 from agents.critic import CriticConfig
 from agents.dple import DPLEConfig
 from agents.models import ModelConfig
 from agents.pipeline import DataConfig
 from agents.rmtl import PRESETS
 from agents.trainer import TrainConfig
-from run_folder import DifferentConfig
+from rmtl_bench import jobs
+from rmtl_bench.run_folder import DifferentConfig
 
 JOB = jobs.Job(DataConfig("kuairand-synthetic", "tiny"), seed=2, device="cpu")
 MODEL = ModelConfig(embed_dim=8, bottom_dims=(32, 16), tower_dims=(8,))
@@ -158,8 +158,8 @@ def test_a_checkpoints_architecture_is_what_the_run_records(tmp_path: Path) -> N
     # command that asks for other ones (or another backbone) is refused naming both.
     from agents.checkpoint import CheckpointError, save_model
     from agents.models import build_model
+    from rmtl_bench.run_folder import read_json
     from rmtl_env.data import load_dataset
-    from run_folder import read_json
 
     data = load_dataset("kuairand-synthetic", scale="tiny")
     small = ModelConfig(embed_dim=4, bottom_dims=(8,), tower_dims=(4,), num_experts=2)

@@ -4,19 +4,17 @@ runners: one quick run of every kind of row, resumed without rerunning, and the 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "train"))
+import benchmark
+from agents.offline_rl import OfflineConfig, split_method
+from agents.rl_reference import OnlineConfig, make_online
+from rmtl_env.data import load_dataset
 
-import benchmark  # noqa: E402
-from agents.offline_rl import OfflineConfig, split_method  # noqa: E402
-from agents.rl_reference import OnlineConfig, make_online  # noqa: E402
-from rmtl_env.data import load_dataset  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_unknown_methods_budgets_and_checkpoints_are_refused() -> None:

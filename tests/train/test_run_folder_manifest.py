@@ -4,15 +4,13 @@ version and data, and every checkpoint must be as its stage wrote it (``manifest
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "train"))
+from rmtl_bench.run_folder import DifferentConfig, RunFolder
 
-from run_folder import DifferentConfig, RunFolder  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 CONFIG = {"job": "baselines", "dataset": "twin", "train": {"lr": 0.001, "epochs": 3}, "seed": 0}
 

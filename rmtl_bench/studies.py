@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-import plots
 from agents.critic import CriticConfig
 from agents.dple import DPLEConfig
 from agents.models import ModelConfig
 from agents.pipeline import DataConfig
 from agents.rmtl import PRESETS, RMTLConfig
 from agents.trainer import TrainConfig
+from rmtl_bench import plots
 
 SUPERVISED = ["single_task", "shared_bottom", "esmm", "mmoe", "ple"]
 RMTL = {"rmtl-esmm": "esmm", "rmtl-mmoe": "mmoe", "rmtl-ple": "ple"}

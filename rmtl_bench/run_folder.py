@@ -29,9 +29,9 @@ import torch
 
 from agents import distributed
 from agents.runtime import denormals_flushed
+from rmtl_bench.tables import metrics_frame
 from rmtl_env import __version__
 from rmtl_env.data.io import atomic_write_bytes, file_hash
-from tables import metrics_frame
 
 T = TypeVar("T")
 

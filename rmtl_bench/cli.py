@@ -26,17 +26,17 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import jobs
 from agents import distributed
 from agents.checkpoint import CheckpointError
 from agents.models import ModelConfig
 from agents.pipeline import DataConfig
 from agents.trainer import TrainConfig
 from agents.weighting import check_training
+from rmtl_bench import jobs
+from rmtl_bench.run_folder import DifferentConfig, default_run_dir, read_json
+from rmtl_bench.tables import format_table
 from rmtl_env.data.domains import domain_of
 from rmtl_env.data.errors import DataFormatError
-from run_folder import DifferentConfig, default_run_dir, read_json
-from tables import format_table
 
 Parser = argparse.ArgumentParser | argparse._ArgumentGroup
 

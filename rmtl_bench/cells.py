@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-import jobs
 from agents.checkpoint import load_critic, load_model
-from run_folder import DifferentConfig, read_json
-from studies import PROFILES, RMTL, SUPERVISED, Profile, Variant, dataset_config
+from rmtl_bench import jobs
+from rmtl_bench.run_folder import DifferentConfig, read_json
+from rmtl_bench.studies import PROFILES, RMTL, SUPERVISED, Profile, Variant, dataset_config
 
 
 class MissingCell(Exception):

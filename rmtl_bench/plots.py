@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from tables import METRIC_LABELS, METRICS, TaskMetrics  # noqa: E402
+from rmtl_bench.tables import METRIC_LABELS, METRICS, TaskMetrics  # noqa: E402
 
 
 def save_figure(fig: plt.Figure, path: Path) -> None:

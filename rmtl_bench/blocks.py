@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from agents.weighting import WEIGHTINGS
-from cells import Cells
-from studies import Variant, knob_dataset
+from rmtl_bench.cells import Cells
+from rmtl_bench.studies import Variant, knob_dataset
 
 RMTL_METHOD = "rmtl"
 BLOCK_METHODS = [*WEIGHTINGS, RMTL_METHOD]

@@ -29,14 +29,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import plots
 from agents import pipeline
 from agents.offline_rl import OFFLINE_METHODS, OfflineConfig
 from agents.rl_reference import ONLINE_METHODS, OnlineConfig
-from cells import Cells, MissingCell, whole_seeds
+from rmtl_bench import plots
+from rmtl_bench.cells import Cells, MissingCell, whole_seeds
+from rmtl_bench.run_folder import environment_info, read_json, write_json
 from rmtl_env.data.io import atomic_write_bytes
 from rmtl_env.evaluation import constant_policy, evaluate_policy, uniform_policy
-from run_folder import environment_info, read_json, write_json
 
 FIXED = ("uniform", "constant")
 SUPERVISED_ROWS = ("ple", "rmtl-ple", "d-ple")
@@ -147,7 +147,7 @@ def run_rl_cell(cells: Cells, dataset: str, seed: int, method: str, folder: Path
         write_cell(folder, config, run.test, run.curve, run.seconds)
     else:
         command = [
-            d3rlpy_python(), str(Path(__file__).with_name("offline_d3rlpy.py")), method,
+            d3rlpy_python(), "-m", "rmtl_bench.offline_d3rlpy", method,
             "--dataset", dataset, "--scale", cells.profile.scale, "--seed", str(seed),
             "--command", cells.args.command,
             "--out", str(folder), "--gradient-steps", str(budget.offline.gradient_steps),

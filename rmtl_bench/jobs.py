@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import plots
 from agents import distributed, pipeline
 from agents.checkpoint import (
     CheckpointError,
@@ -37,8 +36,9 @@ from agents.rmtl import PRESETS, RMTLConfig, loss_weights_on, polish_critics
 from agents.runtime import config_record, flush_denormals, resolve_device
 from agents.trainer import TrainConfig, predict
 from agents.weighting import check_training
+from rmtl_bench import plots
+from rmtl_bench.run_folder import RunFolder
 from rmtl_env.evaluation import normalised_scores
-from run_folder import RunFolder
 
 
 @dataclass(frozen=True)

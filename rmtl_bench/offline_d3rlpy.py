@@ -1,7 +1,7 @@
 """One offline-RL cell of the RL reference block: a stock d3rlpy algorithm on the training
 split's logged transitions, scored by ``rmtl_env.evaluate_policy`` (``agents.offline_rl``).
 
-    .venv-d3rlpy/bin/python train/offline_d3rlpy.py td3+bc --dataset retailrocket-synthetic \\
+    .venv-d3rlpy/bin/python -m rmtl_bench.offline_d3rlpy td3+bc --dataset retailrocket-synthetic \\
         --seed 0 --out runs/offline/td3bc
 
 d3rlpy pins gymnasium==1.0.0: run this with the Python of d3rlpy's own virtual environment
@@ -21,7 +21,7 @@ import torch
 
 from agents.offline_rl import OFFLINE_METHODS, OfflineConfig, train_offline
 from agents.pipeline import DataConfig, load_splits
-from rl_block import write_cell
+from rmtl_bench.rl_block import write_cell
 from rmtl_env.data.errors import run_command
 
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     data = DataConfig(dataset=args.dataset, scale=args.scale, data_seed=args.data_seed)
     dataset = load_splits(data).dataset
     run = train_offline(args.method, dataset, config, args.seed, progress=args.progress)
-    command = args.command or "python train/offline_d3rlpy.py " + shlex.join(
+    command = args.command or "python -m rmtl_bench.offline_d3rlpy " + shlex.join(
         sys.argv[1:] if argv is None else argv
     )
     record = {"dataset": args.dataset, "scale": args.scale, "data_seed": args.data_seed,
