@@ -31,30 +31,77 @@ def test_every_python_block_uses_only_names_its_page_defines(page, tmp_path) -> 
     assert done.returncode == 0, f"{page.name}:\n{done.stdout}"
 
 
-def shown_flags() -> dict[str, dict[str, set[str]]]:
-    """``{script: {flag: pages}}`` of every ``python train/*.py`` command in a bash block."""
-    found: dict[str, dict[str, set[str]]] = {}
+def shown_commands() -> list[tuple[str, str]]:
+    """``(page, command)`` for every command line of every bash block: continuation lines
+    joined, comments dropped, ``&&`` and ``;`` chains split."""
+    found = []
     for page in PAGES:
         for block in blocks(page, "bash"):
             for line in block.replace("\\\n", " ").splitlines():
-                match = re.search(r"python (train/\w+\.py)(.*)", line.split("#", 1)[0])
-                if match:
-                    words = shlex.split(match.group(2).split("&&")[0])
-                    flags = found.setdefault(match.group(1), {})
-                    for word in words:
-                        if word.startswith("--"):
-                            flags.setdefault(word.split("=", 1)[0], set()).add(page.name)
+                line = line.split(" #", 1)[0].strip()
+                for part in re.split(r"&&|;", "" if line.startswith("#") else line):
+                    if part.strip():
+                        found.append((page.name, part.strip()))
     return found
 
 
-@pytest.mark.parametrize("script", sorted(shown_flags()))
-def test_every_shown_command_names_a_script_and_flags_that_exist(script) -> None:
-    assert (ROOT / script).is_file(), f"{script} does not exist"
-    help_text = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True,
-                               text=True, timeout=120).stdout  # fmt: skip
-    flags = shown_flags()[script]
-    unknown = {f: sorted(pages) for f, pages in flags.items() if f not in help_text}
-    assert not unknown, f"{script} has no flag(s) {unknown} (shown on those pages)"
+# Shell words of the pages' loops and placeholders, with a value a command line can take.
+PLACEHOLDERS = {"$bb": "ple", "$seed": "0", "<run>": "RUN", "HOST": "localhost"}
+# Commands a page shows that are not ours (the set-up steps, a shell loop's own words, other
+# tools): each named here so that a new command of ours cannot hide among them.
+OTHER_TOOLS = ("git ", "cd ", "python3 -m venv", ". .venv", "pip install", "python -m pytest",
+               "mkdir ", "cp ", "tensorboard ", "for ", "do", "done")  # fmt: skip
+
+
+def argv_of(command: str) -> tuple[str, list[str]]:
+    """``(program, argv)`` of one of our commands: ``train/X.py``, ``benchmarks/X.py`` or
+    ``-m rmtl_env.data`` (``torchrun``'s own flags dropped), placeholders filled in."""
+    for word, value in PLACEHOLDERS.items():
+        command = command.replace(word, value)
+    words = shlex.split(command)
+    if words[:3] == ["python", "-m", "rmtl_env.data"]:
+        return "rmtl_env.data", words[3:]
+    script = next(i for i, w in enumerate(words) if w.endswith(".py"))
+    return words[script], words[script + 1 :]
+
+
+def test_every_shown_command_is_ours_or_a_named_other_tool() -> None:
+    commands = shown_commands()
+    assert len(commands) > 50
+    for page, command in commands:
+        if not command.startswith(OTHER_TOOLS):
+            program, _ = argv_of(command)
+            assert program == "rmtl_env.data" or (ROOT / program).is_file(), (page, command)
+
+
+OURS = [(page, c) for page, c in shown_commands() if not c.startswith(OTHER_TOOLS)]
+
+
+@pytest.mark.parametrize("page, command", OURS, ids=[c[:70] for _, c in OURS])
+def test_every_shown_command_parses_as_its_program_parses_it(page, command, capsys) -> None:
+    """Each of our commands a page shows goes through its program's own argument parsing (the
+    scripts' ``parse_args``, with their checks of flag combinations; a benchmark's parser up to
+    ``--help``), so a renamed flag, a value outside its choices or a combination a script
+    refuses fails here. The data commands on a twin at tiny scale and on ``examples/`` run."""
+    program, argv = argv_of(command)
+    if program == "rmtl_env.data":
+        from rmtl_env.data.__main__ import build_parser, main
+
+        build_parser().parse_args(argv)
+        if argv[0] == "stats" and ("tiny" in argv or argv[1].startswith("examples/")):
+            assert main(argv) == 0
+            assert "train" in capsys.readouterr().out
+        return
+    if program.startswith("benchmarks/") or "--help" in argv:
+        done = subprocess.run([sys.executable, program, *argv, "--help"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, f"{page}: {command}\n{done.stderr[-2000:]}"
+        return
+    module = __import__(Path(program).stem)
+    try:
+        module.parse_args(argv)
+    except SystemExit as refused:
+        pytest.fail(f"{page}: {command!r} is refused ({refused.code}):\n{capsys.readouterr().err}")
 
 
 # Pages whose Python blocks are executed by tests of their own (with tiny-scale replacements):

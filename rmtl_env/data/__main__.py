@@ -14,10 +14,14 @@ from rmtl_env.data.stats import format_statistics
 from rmtl_env.data.synthetic import SCALES, TWINS, write_twin
 
 
+SCALE_HELP = (f"synthetic twin size: one of {list(SCALES)}; the 27K twin also a fraction of full "
+              "size such as 1/20")
+
+
 def add_dataset_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help=f"one of {list(CATALOG)}, a processed folder, or a log file")
     parser.add_argument("--data-dir", help="folder of the real raw files")
-    parser.add_argument("--scale", default="small", choices=SCALES, help="synthetic twin size")
+    parser.add_argument("--scale", default="small", help=SCALE_HELP)
     parser.add_argument("--seed", type=int, default=0, help="synthetic twin seed")
     parser.add_argument("--roles", help="column-role JSON for a log file")
     parser.add_argument("--session-key", choices=["gap", "visitor"], help="RetailRocket sessions")
@@ -88,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="print meta.json's statistics as JSON")
     synth = commands.add_parser("synth", help="write a synthetic twin's raw files")
     synth.add_argument("name", choices=list(TWINS))
-    synth.add_argument("--scale", default="small", choices=SCALES)
+    synth.add_argument("--scale", default="small", help=SCALE_HELP)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--out", required=True, help="output folder")
     export = commands.add_parser(
