@@ -13,9 +13,10 @@ from rmtl_env.data.official import export_official
 from rmtl_env.data.stats import format_statistics
 from rmtl_env.data.synthetic import SCALES, TWINS, write_twin
 
-
-SCALE_HELP = (f"synthetic twin size: one of {list(SCALES)}; the 27K twin also a fraction of full "
-              "size such as 1/20")
+SCALE_HELP = (
+    f"synthetic twin size: one of {list(SCALES)}; the 27K twin also a fraction of full "
+    "size such as 1/20"
+)
 
 
 def add_dataset_args(parser: argparse.ArgumentParser) -> None:

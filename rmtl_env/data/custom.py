@@ -38,31 +38,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from rmtl_env.data.dataset import label_column
 from rmtl_env.data.engine import (
-    _connect,
+    Fields,
     _quote,
     _sessions,
-    digests_alongside,
-    engine_record,
     fetch_one,
-    map_and_write,
     nest_labels,
+    preparation,
     read_checked,
     require_content,
-    run_preparation,
-    save_meta,
     sessionised,
     sorted_in_file_order,
-    work_folder,
 )
 from rmtl_env.data.errors import DataFormatError, name_list
 from rmtl_env.data.io import check_epoch_unit
@@ -394,35 +387,13 @@ def prepare_custom(
 ) -> dict:
     """Write the processed dataset of the log file ``path`` into the (new, empty) folder
     ``out`` with DuckDB and return its ``meta``."""
-    return run_preparation(
-        name, processing, memory_limit, threads,
-        lambda: _prepare(path, roles, processing, out, name, memory_limit, threads, progress),
-    )  # fmt: skip
-
-
-def _prepare(path, roles, processing, out, name, memory_limit, threads, progress) -> dict:
-    start = time.perf_counter()
-    steps = tqdm(total=4, desc=f"{name}: duckdb", unit="step", disable=not progress)
-    with work_folder(out.parent) as work, digests_alongside([path]) as digests:
-        con = _connect(work, memory_limit, threads)
-        con.execute("SET TimeZone = 'UTC'")  # a date-time without an offset is UTC
-        steps.set_postfix_str("read, check, deduplicate, sessionise")
-        types = _read(con, path, roles)
-        counts = _log(con, path, roles, types)
-        steps.update()
-        steps.set_postfix_str("split")
-        _impressions(con, roles, processing.split_ratios)
-        steps.update()
-        written, vocabulary, dims, hashed = map_and_write(
-            con, out, steps, processing, list(roles.categorical), list(roles.numerical),
-            list(roles.labels), False, set(),
-        )  # fmt: skip
-        steps.close()
-        con.close()
-    return save_meta(
-        out, written, vocabulary, counts, {"roles": asdict(roles), "processing": asdict(processing)},
-        engine_record(memory_limit, threads, start), name=name, source="custom",
-        tasks=list(roles.labels), categorical=list(roles.categorical), field_dims=dims,
-        numerical=list(roles.numerical), has_true_probs=False, hashed_fields=hashed,
-        raw_files=digests.result(),
-    )  # fmt: skip
+    with preparation(name, out, [path], memory_limit, threads, progress, steps=2) as prep:
+        prep.con.execute("SET TimeZone = 'UTC'")  # a date-time without an offset is UTC
+        prep.step("read, check, deduplicate, sessionise")
+        types = _read(prep.con, path, roles)
+        counts = _log(prep.con, path, roles, types)
+        prep.step("split")
+        _impressions(prep.con, roles, processing.split_ratios)
+        fields = Fields(list(roles.categorical), list(roles.numerical), list(roles.labels))
+        params = {"roles": asdict(roles), "processing": asdict(processing)}
+        return prep.finish(processing, fields, counts, params, source="custom")

@@ -19,6 +19,7 @@ equal training counts get ids by first appearance in session order.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -27,12 +28,13 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from rmtl_env.data.dataset import (
     IMPRESSIONS_FILE,
@@ -130,7 +132,7 @@ def read_checked(con, sql: str, path: Path, what: str) -> None:
     """Run ``sql``, a statement reading the CSV file ``path`` (its one parameter); an empty file
     or a DuckDB error (a value of the wrong type, a missing column) becomes a
     ``DataFormatError`` naming the file. Running out of memory is not a file problem: it stays
-    itself (``run_preparation`` names the memory limit)."""
+    itself (``preparation`` names the memory limit)."""
     import duckdb
 
     require_content(path, what)
@@ -383,57 +385,104 @@ def _check_truth(con, path: Path | None, tasks: tuple[str, ...]) -> None:
         raise DataFormatError(f"synthetic truth file {path} lacks rows for {missing} impressions")
 
 
-def run_preparation(name: str, processing: ProcessingConfig, memory_limit: str, threads: int,
-                    prepare: Callable[[], dict]) -> dict:  # fmt: skip
-    """``prepare()``, with DuckDB running out of memory reported as a ``MemoryError`` that names
-    the limit and what to change."""
+@dataclasses.dataclass(frozen=True)
+class Fields:
+    """What a source's ``imp`` table holds, for the steps every source shares after it.
+    ``log1p``: the numerical fields whose column holds ``log1p``'s argument; ``coded``: the
+    categorical fields whose column holds integer codes of the text in the table ``value_text``
+    (``code``, ``value``)."""
+
+    categorical: list[str]
+    numerical: list[str]
+    tasks: list[str]
+    has_truth: bool = False
+    log1p: frozenset[str] = frozenset()
+    coded: frozenset[str] = frozenset()
+
+
+class Preparation:
+    """One source's preparation with DuckDB: a connection under ``memory_limit`` and
+    ``threads`` in a ``work_folder`` beside ``out``, the raw files' digests computed alongside,
+    and a tqdm bar of the source's ``steps`` plus the shared ones. Use it through
+    ``preparation``; the source builds its ``imp`` table on ``con``, then calls ``finish``."""
+
+    def __init__(self, name: str, out: Path, con, digests: Future, bar, limits: tuple) -> None:
+        self.name, self.out, self.con, self.digests, self.bar = name, out, con, digests, bar
+        self.memory_limit, self.threads = limits
+        self.started = time.perf_counter()
+        self._open = False
+
+    def step(self, what: str) -> None:
+        """Close the step under way (if any) on the bar and show ``what`` as the next."""
+        if self._open:
+            self.bar.update()
+        self.bar.set_postfix_str(what)
+        self._open = True
+
+    def finish(self, processing: ProcessingConfig, fields: Fields, counts: dict, params: dict,
+               source: str, raw_used: int | None = None) -> dict:  # fmt: skip
+        """The shared steps after ``imp`` (``map_and_write``), then ``vocabulary.parquet`` and
+        ``meta.json``; returns the meta. ``raw_used``: how many of the raw files (in the order
+        given to ``preparation``) the meta lists, when the last ones went unused."""
+        if self._open:
+            self.bar.update()
+        written, vocabulary, dims, hashed = map_and_write(self.con, self.out, self.bar,
+                                                          processing, fields)  # fmt: skip
+        self.bar.set_postfix_str("checksums")
+        raw = self.digests.result()[:raw_used]
+        self.bar.update()
+        run = {"engine": "duckdb", "memory_limit": self.memory_limit,
+               "threads": int(self.threads), "seconds": time.perf_counter() - self.started}  # fmt: skip
+        vocabulary.to_parquet(self.out / VOCABULARY_FILE, index=False)
+        meta = processed_meta(
+            numerical_stats=written["numerical_stats"], params={**params, "engine": run},
+            row_counts={**counts, "impressions": written["splits_total"]}, name=self.name,
+            source=source, tasks=list(fields.tasks), categorical=list(fields.categorical), field_dims=dims,
+            numerical=list(fields.numerical), has_true_probs=fields.has_truth,
+            hashed_fields=hashed, raw_files=raw,
+        )  # fmt: skip
+        meta["splits"] = written["splits"]
+        (self.out / META_FILE).write_text(json.dumps(meta, indent=2))
+        return meta
+
+
+@contextlib.contextmanager
+def preparation(name: str, out: Path, raw_paths: list[Path], memory_limit: str, threads: int,
+                progress: bool, steps: int) -> Iterator[Preparation]:  # fmt: skip
+    """A ``Preparation`` of the processed dataset ``name`` into the (new, empty) folder ``out``
+    from ``raw_paths``; ``steps``: the source's own steps (the bar adds the three shared ones).
+    DuckDB running out of memory becomes a ``MemoryError`` that names the limit and what to
+    change; the work folder goes on success, on failure and on interrupt."""
     import duckdb
 
+    bar = tqdm(total=steps + 3, desc=f"{name}: duckdb", unit="step", disable=not progress)
     try:
-        return prepare()
+        with work_folder(out.parent) as work, digests_alongside(raw_paths) as digests:
+            con = _connect(work, memory_limit, threads)
+            try:
+                yield Preparation(name, out, con, digests, bar, (memory_limit, threads))
+            finally:
+                con.close()
     except duckdb.OutOfMemoryException as exc:
         raise MemoryError(
             f"preparing {name} with DuckDB ran out of memory under memory_limit={memory_limit!r} "
             f"with {threads} thread(s); raise --memory-limit or lower --threads ({exc})"
         ) from None
+    finally:
+        bar.close()
 
 
-def save_meta(
-    out: Path,
-    written: dict,
-    vocabulary: pd.DataFrame,
-    counts: dict,
-    params: dict,
-    run: dict,
-    **description: object,
-) -> dict:
-    """Write ``vocabulary.parquet`` and ``meta.json`` (``processing.processed_meta``) beside
-    ``_write``'s ``impressions.parquet`` and return the meta; ``run``: the engine's record,
-    ``params["engine"]``."""
-    vocabulary.to_parquet(out / VOCABULARY_FILE, index=False)
-    meta = processed_meta(
-        numerical_stats=written["numerical_stats"], params={**params, "engine": run},
-        row_counts={**counts, "impressions": written["splits_total"]}, **description,
-    )  # fmt: skip
-    meta["splits"] = written["splits"]
-    (out / META_FILE).write_text(json.dumps(meta, indent=2))
-    return meta
-
-
-def map_and_write(con, out: Path, steps, processing: ProcessingConfig, categorical: list[str],
-                  numerical: list[str], tasks, has_truth: bool, log1p: set[str],
-                  coded: set[str] = frozenset()) -> tuple:  # fmt: skip
+def map_and_write(con, out: Path, steps, processing: ProcessingConfig, fields: Fields) -> tuple:
     """The steps after a source's ``imp`` table, written in session order (session, time, file
     order): train-only vocabularies and standardisation, then ``impressions.parquet``
     (``_write``); advances the ``steps`` bar twice. Later scans of ``imp`` keep its order
     (``preserve_insertion_order``): NumPy sees the training values in the order the in-memory
-    path gave them, and the writer streams without a second sort. ``log1p``: the numerical
-    fields whose column holds ``log1p``'s argument; ``coded``: the categorical fields whose
-    column holds integer codes of the text in the table ``value_text`` (``code``, ``value``).
-    Returns ``(written, vocabulary, field_dims, hashed_fields)``."""
+    path gave them, and the writer streams without a second sort. Returns ``(written,
+    vocabulary, field_dims, hashed_fields)``."""
+    categorical, numerical, coded = fields.categorical, fields.numerical, fields.coded
     steps.set_postfix_str("vocabularies, standardisation")
     dims, vocabulary = _vocabularies(con, categorical, processing, coded)
-    stats = _standardisation(con, numerical, log1p)
+    stats = _standardisation(con, numerical, fields.log1p)
     steps.update()
     steps.set_postfix_str("write impressions.parquet")
     hashed = {f: b for f, b in processing.hash_buckets.items() if f in categorical}
@@ -442,15 +491,17 @@ def map_and_write(con, out: Path, steps, processing: ProcessingConfig, categoric
         texts = con.sql("SELECT value FROM value_text ORDER BY code").to_arrow_table()
         texts = (coded, texts.column("value").combine_chunks())
     written = _write(
-        con, out, categorical, (numerical, log1p), stats, tuple(tasks), has_truth, (hashed, texts)
+        con,
+        out,
+        categorical,
+        (numerical, fields.log1p),
+        stats,
+        tuple(fields.tasks),
+        fields.has_truth,
+        (hashed, texts),
     )
     steps.update()
     return written, vocabulary, dims, hashed
-
-
-def engine_record(memory_limit: str, threads: int, started: float) -> dict:
-    return {"engine": "duckdb", "memory_limit": memory_limit, "threads": int(threads),
-            "seconds": time.perf_counter() - started}  # fmt: skip
 
 
 def _output_query(categorical, numerical, tasks, has_truth: bool, hashed: dict) -> str:

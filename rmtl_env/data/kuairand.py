@@ -34,32 +34,24 @@ naming the file and column.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from rmtl_env.data.dataset import label_column, true_prob_column
 from rmtl_env.data.engine import (
+    Fields,
     _check_truth,
-    _connect,
     _quote,
     _sessions,
-    digests_alongside,
-    engine_record,
     fetch_one,
     first_empty,
-    map_and_write,
     nest_labels,
+    preparation,
     read_checked,
     read_table,
     require_content,
-    run_preparation,
-    save_meta,
     sessionised,
     sorted_in_file_order,
-    work_folder,
 )
 from rmtl_env.data.errors import DataFormatError, MissingRawFilesError, name_list
 from rmtl_env.data.io import (
@@ -440,50 +432,22 @@ def prepare_kuairand(
 ) -> dict:
     """Write the processed dataset of ``files`` into the (new, empty) folder ``out`` with DuckDB
     and return its ``meta``. ``memory_limit`` is DuckDB's (``"4GB"``, ``"500MB"``)."""
-    return run_preparation(
-        name, processing, memory_limit, threads,
-        lambda: _prepare(files, config, processing, out, name, memory_limit, threads, progress),
-    )  # fmt: skip
-
-
-def _prepare(files, config, processing, out, name, memory_limit, threads, progress) -> dict:
-    start = time.perf_counter()
-    steps = tqdm(total=5, desc=f"{name}: duckdb", unit="step", disable=not progress)
-    paths = [*files.logs, files.user_features, files.video_features, files.truth]
-    with work_folder(out.parent) as work, digests_alongside([p for p in paths if p]) as digests:
-        con = _connect(work, memory_limit, threads)
-        steps.set_postfix_str("read, deduplicate, sessionise")
-        counts = _impressions(con, files, config)
-        steps.update()
-        steps.set_postfix_str("join features, split")
-        categorical, numerical, has_truth = _features(con, files, config, processing.split_ratios)
+    paths = [p for p in (*files.logs, files.user_features, files.video_features, files.truth) if p]
+    with preparation(name, out, paths, memory_limit, threads, progress, steps=2) as prep:
+        prep.step("read, deduplicate, sessionise")
+        counts = _impressions(prep.con, files, config)
+        prep.step("join features, split")
+        categorical, numerical, has_truth = _features(
+            prep.con, files, config, processing.split_ratios
+        )
         counts["rows_without_user_features"], counts["rows_without_video_features"] = fetch_one(
-            con, "SELECT count(*) FILTER (WHERE no_user), count(*) FILTER (WHERE no_video) FROM imp"
+            prep.con,
+            "SELECT count(*) FILTER (WHERE no_user), count(*) FILTER (WHERE no_video) FROM imp",
         )
         if has_truth:
-            _check_truth(con, files.truth, config.tasks)
-        steps.update()
-        written, vocabulary, dims, hashed = map_and_write(
-            con,
-            out,
-            steps,
-            processing,
-            categorical,
-            numerical,
-            config.tasks,
-            has_truth,
-            set(numerical),
-        )
-        con.close()
-    steps.set_postfix_str("checksums")
-    raw = digests.result()[: len(paths) - 1 + has_truth]  # the truth file's only if it was used
-    steps.update()
-    steps.close()
-    return save_meta(
-        out, written, vocabulary, counts,
-        {"kuairand": loader_params(config), "processing": asdict(processing)},
-        engine_record(memory_limit, threads, start), name=name,
-        source=f"kuairand-{files.version}", tasks=list(config.tasks), categorical=categorical,
-        field_dims=dims, numerical=numerical, has_true_probs=has_truth, hashed_fields=hashed,
-        raw_files=raw,
-    )  # fmt: skip
+            _check_truth(prep.con, files.truth, config.tasks)
+        fields = Fields(categorical, numerical, list(config.tasks), has_truth, frozenset(numerical))
+        params = {"kuairand": loader_params(config), "processing": asdict(processing)}
+        used = len(paths) - (files.truth is not None and not has_truth)  # the truth file if used
+        return prep.finish(processing, fields, counts, params, source=f"kuairand-{files.version}",
+                           raw_used=used)  # fmt: skip

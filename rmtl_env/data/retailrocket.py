@@ -31,31 +31,24 @@ force; a missing column, an unparsable value, an unknown event type or an empty 
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from rmtl_env.data.dataset import label_column
 from rmtl_env.data.engine import (
+    Fields,
     _check_truth,
-    _connect,
     _quote,
     _sessions,
-    digests_alongside,
-    engine_record,
     fetch_one,
     first_empty,
-    map_and_write,
+    preparation,
     read_checked,
     read_table,
-    run_preparation,
-    save_meta,
     sessionised,
     sorted_in_file_order,
-    work_folder,
 )
 from rmtl_env.data.errors import DataFormatError, MissingRawFilesError
 from rmtl_env.data.io import (
@@ -377,50 +370,21 @@ def prepare_retailrocket(
 ) -> dict:
     """Write the processed dataset of ``files`` into the (new, empty) folder ``out`` with DuckDB
     and return its ``meta`` (``prepare_kuairand``'s RetailRocket twin)."""
-    return run_preparation(
-        name, processing, memory_limit, threads,
-        lambda: _prepare(files, config, processing, out, name, memory_limit, threads, progress),
-    )  # fmt: skip
-
-
-def _prepare(files, config, processing, out, name, memory_limit, threads, progress) -> dict:
-    start = time.perf_counter()
-    steps = tqdm(total=4, desc=f"{name}: duckdb", unit="step", disable=not progress)
-    paths = [files.events, *files.properties, files.category_tree, files.truth]
-    with work_folder(out.parent) as work, digests_alongside([p for p in paths if p]) as raw:
-        con = _connect(work, memory_limit, threads)
-        steps.set_postfix_str("events, sessions, labels")
-        counts = _read_events(con, files.events)
-        counts.update(_views(con, config))
-        steps.update()
-        steps.set_postfix_str("properties, split")
+    paths = [p for p in (files.events, *files.properties, files.category_tree, files.truth) if p]
+    with preparation(name, out, paths, memory_limit, threads, progress, steps=2) as prep:
+        prep.step("events, sessions, labels")
+        counts = _read_events(prep.con, files.events)
+        counts.update(_views(prep.con, config))
+        prep.step("properties, split")
         if files.properties:
-            counts.update(_properties(con, files, config.properties))
+            counts.update(_properties(prep.con, files, config.properties))
         categorical, prop_counts, has_truth = _impressions(
-            con, files, config, processing.split_ratios
+            prep.con, files, config, processing.split_ratios
         )
         counts.update(prop_counts)
         if has_truth:
-            _check_truth(con, files.truth, tuple(TASKS))
-        steps.update()
-        written, vocabulary, dims, hashed = map_and_write(
-            con,
-            out,
-            steps,
-            processing,
-            categorical,
-            NUMERICAL,
-            TASKS,
-            has_truth,
-            set(NUMERICAL),
-            coded=set(config.properties) if files.properties else set(),
-        )
-        steps.close()
-        con.close()
-    return save_meta(
-        out, written, vocabulary, counts,
-        {"retailrocket": _config_dict(config), "processing": asdict(processing)},
-        engine_record(memory_limit, threads, start), name=name, source="retailrocket",
-        tasks=list(TASKS), categorical=categorical, field_dims=dims, numerical=NUMERICAL,
-        has_true_probs=has_truth, hashed_fields=hashed, raw_files=raw.result(),
-    )  # fmt: skip
+            _check_truth(prep.con, files.truth, tuple(TASKS))
+        coded = frozenset(config.properties) if files.properties else frozenset()
+        fields = Fields(categorical, NUMERICAL, TASKS, has_truth, frozenset(NUMERICAL), coded)
+        params = {"retailrocket": _config_dict(config), "processing": asdict(processing)}
+        return prep.finish(processing, fields, counts, params, source="retailrocket")
