@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,3 +155,89 @@ def test_the_example_roles_file_describes_the_example_log() -> None:
     )
     assert from_file.tasks == roles.labels == ["click", "buy"]
     assert len(from_file.frame) == 600 and from_file.meta["source"] == "custom"
+
+
+# --- Printed outputs ------------------------------------------------------------------------------
+
+RESULTS = ROOT / "docs" / "results"
+METRIC_COLUMNS = {"AUC": "auc", "Logloss": "logloss", "s-Logloss": "s_logloss"}
+
+
+def fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """``(language, body)`` of every fenced block of a page, in order."""
+    found, opened, body = [], None, []
+    for line in text.splitlines():
+        if line.startswith("```"):
+            if opened is None:
+                opened, body = line[3:].strip(), []
+            else:
+                found.append((opened, "\n".join(body)))
+                opened = None
+        elif opened is not None:
+            body.append(line)
+    return found
+
+
+def printed_tables() -> list[tuple[str, str, str]]:
+    """``(page, command, output)`` of every output block (a block without a language holding a
+    ``method`` table) with the first of our commands in the bash block before it."""
+    found = []
+    for page in PAGES:
+        command = None
+        for language, body in fenced_blocks(page.read_text()):
+            if language == "bash":
+                command = next((line for line in body.splitlines() if "train/" in line), None)
+            elif not language and re.search(r"^method\s", body, re.M):
+                found.append((page.name, command.split(" #", 1)[0].strip(), body))
+    return found
+
+
+def table_rows(output: str) -> dict[str, dict[tuple[str, str], float]]:
+    """``{method: {(task, metric): value}}`` of a printed ``format_table``."""
+    lines = [line.split() for line in output.splitlines() if line.strip()]
+    header = next(words for words in lines if words[0] == "method")
+    columns = [tuple(word.split(":")) for word in header[1:]]
+    rows = lines[lines.index(header) + 2 :]  # below the dashed rule
+    return {row[0]: {(task, METRIC_COLUMNS[m]): float(v) for (task, m), v in
+                     zip(columns, row[1:], strict=True)} for row in rows}  # fmt: skip
+
+
+TABLES = printed_tables()
+
+
+def test_the_pages_show_printed_tables() -> None:
+    assert {page for page, _, _ in TABLES} >= {"README.md", "rmtl.md", "models.md"}
+
+
+@pytest.mark.parametrize("page, command, output", TABLES, ids=[p for p, _, _ in TABLES])
+def test_every_printed_table_is_the_committed_result_of_its_command(page, command, output) -> None:
+    """A table a page shows as a command's output holds, to its 4 printed digits, the Table 1
+    cells of the same dataset and seed (``docs/results/table1_seeds.csv``, written by the
+    benchmark runner, which runs the same jobs with the same defaults; the backbones Table 1
+    does not run in ``mtl_baselines_seed0.csv``) and the twin's oracle (``table1.csv``). One unit in the last digit is allowed: the pages say where a CPU's last
+    digit differs. So a changed default, model or metric cannot leave a page's example behind
+    the committed results."""
+    dataset = re.search(r"--dataset (\S+)", command)
+    dataset = dataset.group(1) if dataset else "retailrocket-synthetic"
+    seed = int((re.search(r"--seed (\d+)", command) or re.search("(0)", "0")).group(1))
+    title = re.search(r"Test split of (\S+), seed (\d+):", output)
+    if title:
+        assert (title.group(1), int(title.group(2))) == (dataset, seed), (page, command)
+    cells = pd.concat([pd.read_csv(RESULTS / name)
+                       for name in ("table1_seeds.csv", "mtl_baselines_seed0.csv")])  # fmt: skip
+    cells = cells[(cells.dataset == dataset) & (cells.seed == seed)]
+    summary = pd.read_csv(RESULTS / "table1.csv")
+    oracle = summary[(summary.dataset == dataset) & (summary.method == "oracle")]
+    shown = table_rows(output)
+    assert len(shown) >= 3
+    for method, values in shown.items():
+        for (task, metric), value in values.items():
+            if method == "oracle":
+                rows = oracle[(oracle.task == task) & (oracle.metric == metric)]["mean"]
+            else:
+                rows = cells[(cells.method == method) & (cells.task == task)][metric]
+            assert len(rows) == 1, f"{page}: no committed cell for {method} {task} {metric}"
+            assert abs(value - round(float(rows.iloc[0]), 4)) <= 1.5e-4, (
+                f"{page}: {method} {task}:{metric} shows {value}, the committed result is "
+                f"{float(rows.iloc[0]):.4f}"
+            )
