@@ -3,7 +3,8 @@ trained on the training split's transitions and scored with ``rmtl_env.evaluate_
 
 The offline rows of ``python train/benchmark.py --block rl``. d3rlpy pins gymnasium==1.0.0, so
 this module runs in d3rlpy's own virtual environment (``python -m rmtl_bench.offline_d3rlpy``,
-which the block calls through ``RMTL_D3RLPY_PYTHON``); d3rlpy is imported only when an algorithm is built.
+which the block calls through ``RMTL_D3RLPY_PYTHON``); d3rlpy is imported only when an algorithm
+is built.
 
 The logs hold feedback, not actions, so the dataset needs a behaviour policy
 (``rmtl_env.offline.behaviour_actions``):

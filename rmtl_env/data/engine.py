@@ -431,14 +431,14 @@ class Preparation:
         self.bar.set_postfix_str("checksums")
         raw = self.digests.result()[:raw_used]
         self.bar.update()
-        run = {"engine": "duckdb", "memory_limit": self.memory_limit,
-               "threads": int(self.threads), "seconds": time.perf_counter() - self.started}  # fmt: skip
+        run = {"engine": "duckdb", "memory_limit": self.memory_limit, "threads": int(self.threads),
+               "seconds": time.perf_counter() - self.started}  # fmt: skip
         vocabulary.to_parquet(self.out / VOCABULARY_FILE, index=False)
         meta = processed_meta(
             numerical_stats=written["numerical_stats"], params={**params, "engine": run},
             row_counts={**counts, "impressions": written["splits_total"]}, name=self.name,
-            source=source, tasks=list(fields.tasks), categorical=list(fields.categorical), field_dims=dims,
-            numerical=list(fields.numerical), has_true_probs=fields.has_truth,
+            source=source, tasks=list(fields.tasks), categorical=list(fields.categorical),
+            field_dims=dims, numerical=list(fields.numerical), has_true_probs=fields.has_truth,
             hashed_fields=hashed, raw_files=raw,
         )  # fmt: skip
         meta["splits"] = written["splits"]
