@@ -87,6 +87,11 @@ def test_cli_stats_prepare_and_synth(tmp_path, capsys):
     ).is_file()
     assert main(["stats", "retailrocket", "--data-dir", str(tmp_path / "nowhere")]) == 2
     assert "events.csv" in capsys.readouterr().err
+    # --scale takes what load_dataset takes: a fraction for the 27K twin, one line otherwise.
+    assert main(["synth", "kuairand-27k-synthetic", "--scale", "1/4000", "--out",
+                 str(tmp_path / "k27")]) == 0  # fmt: skip
+    assert main(["stats", "kuairand-27k-synthetic", "--scale", "2"]) == 2
+    assert "fraction in (0, 1]" in capsys.readouterr().err
 
 
 def test_an_empty_data_dir_variable_means_the_default_cache(monkeypatch) -> None:
