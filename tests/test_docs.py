@@ -250,3 +250,64 @@ def test_every_printed_table_is_the_committed_result_of_its_command(page, comman
                 f"{page}: {method} {task}:{metric} shows {value}, the committed result is "
                 f"{float(rows.iloc[0]):.4f}"
             )
+
+
+# --- Training commands, run at tiny size ---------------------------------------------------------
+
+# Appended to a shown command (argparse keeps the last value of a flag): the tiny twin, tiny
+# networks and one epoch per stage, as tests/train/test_scripts.py runs each script.
+TINY = ["--scale", "tiny", "--embed-dim", "8", "--bottom-dims", "16", "8", "--tower-dims", "8",
+        "--epochs", "1", "--batch-size", "512", "--no-progress"]  # fmt: skip
+TINY_BY_SCRIPT = {
+    "mtl_baselines": TINY,
+    "rmtl_ddpg": [
+        *TINY,
+        "--critic-embed-dim",
+        "8",
+        "--critic-batch-size",
+        "512",
+        "--critic-epochs",
+        "1",
+    ],  # fmt: skip
+    "dple_sb3": [
+        *TINY,
+        "--actor-steps",
+        "48",
+        "--actor-batch-size",
+        "32",
+        "--critic-batch-size",
+        "256",
+        "--critic-max-epochs",
+        "2",
+    ],  # fmt: skip
+}
+TRAINING = [
+    (page, c) for page, c in OURS
+    if re.match(r"python train/(mtl_baselines|rmtl_ddpg|dple_sb3)\.py", c)
+    and "--help" not in c and "--data-dir" not in c  # real raw files are not in the checkout
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("page, command", TRAINING, ids=[c[:70] for _, c in TRAINING])
+def test_every_shown_training_command_runs_at_tiny_size(
+    page, command, tmp_path, monkeypatch, capsys
+) -> None:
+    """Each training command a page shows runs as written, from a fresh folder, with the tiny
+    flags appended, and prints its test table. A checkpoint it names under ``runs/rmtl_ddpg/``
+    is first made by the command the page takes it from (``python train/rmtl_ddpg.py``)."""
+    program, argv = argv_of(command)
+    script = Path(program).stem
+    monkeypatch.chdir(tmp_path)  # relative run folders land here, not in the checkout
+    if "--backbone-checkpoint" in argv:
+        checkpoint = Path(argv[argv.index("--backbone-checkpoint") + 1])
+        assert checkpoint.parts[:2] == ("runs", "rmtl_ddpg"), checkpoint
+        producer = __import__("rmtl_ddpg")
+        run_dir = ["--run-dir", str(checkpoint.parents[1])]
+        assert producer.main([*TINY_BY_SCRIPT["rmtl_ddpg"], *run_dir]) == 0
+        capsys.readouterr()
+    tiny = TINY_BY_SCRIPT[script]
+    if "kuairand-27k-synthetic" in argv:  # its smallest twin is a fraction of the 27K log
+        tiny = [*tiny, "--scale", "1/4000"]
+    assert __import__(script).main([*argv, *tiny]) == 0
+    out = capsys.readouterr().out
+    assert "Test split of" in out and "oracle" in out, f"{page}: {command}\n{out[-2000:]}"
