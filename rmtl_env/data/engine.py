@@ -406,9 +406,10 @@ class Preparation:
     and a tqdm bar of the source's ``steps`` plus the shared ones. Use it through
     ``preparation``; the source builds its ``imp`` table on ``con``, then calls ``finish``."""
 
-    def __init__(self, name: str, out: Path, con, digests: Future, bar, limits: tuple) -> None:
+    def __init__(self, name: str, out: Path, con, digests: Future, bar, memory_limit: str,
+                 threads: int) -> None:  # fmt: skip
         self.name, self.out, self.con, self.digests, self.bar = name, out, con, digests, bar
-        self.memory_limit, self.threads = limits
+        self.memory_limit, self.threads = memory_limit, threads
         self.started = time.perf_counter()
         self._open = False
 
@@ -460,7 +461,7 @@ def preparation(name: str, out: Path, raw_paths: list[Path], memory_limit: str, 
         with work_folder(out.parent) as work, digests_alongside(raw_paths) as digests:
             con = _connect(work, memory_limit, threads)
             try:
-                yield Preparation(name, out, con, digests, bar, (memory_limit, threads))
+                yield Preparation(name, out, con, digests, bar, memory_limit, threads)
             finally:
                 con.close()
     except duckdb.OutOfMemoryException as exc:
