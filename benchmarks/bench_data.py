@@ -8,6 +8,7 @@ memory limit.
 
     python benchmarks/bench_data.py [--scale full] [--seed 0] [--workdir DIR]
                                     [--memory-limit 1200MB] [--threads 2] [--own-log-rows 10000000]
+                                    [--smoke]
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from rmtl_bench.smoke import add_smoke_flag, announce_smoke
 
 PEAK = """
 # VmHWM is this process's own peak; ru_maxrss would include the parent's peak inherited at exec.
@@ -99,7 +102,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="DuckDB's threads")
     parser.add_argument("--own-log-rows", type=int, default=10_000_000,
                         help="also prepare a generated own log of this many rows (0: skip)")  # fmt: skip
+    add_smoke_flag(parser, "the tiny twin, a 20,000-row own log")
     args = parser.parse_args()
+    if announce_smoke(args):
+        args.scale, args.own_log_rows = "tiny", min(args.own_log_rows, 20_000)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="rmtl-bench-data-"))
     raw = workdir / f"retailrocket-synthetic-{args.scale}-seed{args.seed}"
     from rmtl_env.data.synthetic import write_twin

@@ -11,6 +11,7 @@ share one read-only copy of the dataset; target <= 0.5 MB); ``build_transitions`
 actions, no policy calls (target >= 5,000,000 transitions/s).
 
     python benchmarks/bench_env.py [--dataset retailrocket-synthetic] [--scale small] [--seed 0]
+        [--steps 200000] [--smoke]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 import gymnasium as gym
 import numpy as np
 
+from rmtl_bench.smoke import add_smoke_flag, announce_smoke
 from rmtl_env import SessionRecEnv, build_transitions
 from rmtl_env.data import load_dataset
 
@@ -35,7 +37,12 @@ def main() -> None:
     parser.add_argument("--scale", default="small")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=200_000)
+    add_smoke_flag(parser, "the tiny twin, 2,000 steps, N = 1 and 16, rounds of 0.02 s")
     args = parser.parse_args()
+    vector_sizes, sync_sizes, seconds = (1, 16, 256, 4096), (16, 256, 4096), 0.5
+    if announce_smoke(args):
+        args.scale, args.steps = "tiny", 2_000
+        vector_sizes, sync_sizes, seconds = (1, 16), (16,), 0.02
     dataset = load_dataset(args.dataset, scale=args.scale, seed=args.seed)
     env = SessionRecEnv(dataset, split="train")
     data = env.data
@@ -52,17 +59,17 @@ def main() -> None:
     say(f"single env, random actions: {args.steps / (time.perf_counter() - start):,.0f} steps/s "
         "(target >= 50,000)")  # fmt: skip
 
-    for n in (1, 16, 256, 4096):
+    for n in vector_sizes:
         # Interleaved rounds, the best of each: a noisy neighbour slows a round, never speeds it.
         native = replay = 0.0
         for _ in range(3):
-            native = max(native, vector_rate(dataset, "vector_entry_point", n, args.seed, 0.5))
-            replay = max(replay, numpy_replay_rate(data, n, args.seed, 0.5))
+            native = max(native, vector_rate(dataset, "vector_entry_point", n, args.seed, seconds))
+            replay = max(replay, numpy_replay_rate(data, n, args.seed, seconds))
         target = " (target: >= the NumPy replay)" if n == 4096 else ""
         say(f"N = {n:>4}: native vector env {native:>13,.0f} env-steps/s, NumPy replay with "
             f"np.take {replay:>13,.0f}: native {native / replay:.2f}x{target}")  # fmt: skip
-    for n in (16, 256, 4096):
-        rate, megabytes = sync_rate_and_memory(dataset, n, args.seed)
+    for n in sync_sizes:
+        rate, megabytes = sync_rate_and_memory(dataset, n, args.seed, 2 * seconds)
         say(f"make_vec sync, N = {n:>4}: {rate:>11,.0f} env-steps/s, {megabytes:.3f} MB per env "
             "(target <= 0.5)")  # fmt: skip
 
@@ -88,12 +95,14 @@ def resident_mb() -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-def sync_rate_and_memory(dataset, num_envs: int, seed: int) -> tuple[float, float]:
+def sync_rate_and_memory(
+    dataset, num_envs: int, seed: int, seconds: float = 1.0
+) -> tuple[float, float]:
     """Env-steps per second of ``make_vec`` sync with ``num_envs`` sub-envs on one loaded
-    dataset, and the resident memory each sub-env adds (MB)."""
+    dataset over ``seconds``, and the resident memory each sub-env adds (MB)."""
     gc.collect()
     before = resident_mb()
-    rate = vector_rate(dataset, "sync", num_envs, seed, seconds=1.0, keep=True)
+    rate = vector_rate(dataset, "sync", num_envs, seed, seconds=seconds, keep=True)
     added = resident_mb() - before
     gc.collect()
     return rate, added / num_envs

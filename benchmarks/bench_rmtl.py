@@ -10,7 +10,7 @@
 2. The wall time of each stage of ``python train/rmtl_ddpg.py`` (default settings), run here,
    or read from an existing run folder with ``--from-run``.
 
-    python benchmarks/bench_rmtl.py [--seed 0] [--per-step-steps 2000] [--from-run DIR]
+    python benchmarks/bench_rmtl.py [--seed 0] [--per-step-steps 2000] [--from-run DIR] [--smoke]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import torch
 from agents.models import build_model
 from agents.replay import build_replay
 from agents.runtime import seed_everything
+from rmtl_bench.smoke import TINY_FLAGS, add_smoke_flag, announce_smoke
 from rmtl_env import SessionRecEnv
 from rmtl_env.data import load_dataset
 
@@ -65,9 +66,14 @@ def main() -> None:
         default=None,
         help="read stage times from this rmtl_ddpg run folder instead of running it",
     )
+    add_smoke_flag(parser, "the tiny twin, 20 per-step transitions, the pipeline at tiny size")
     args = parser.parse_args()
+    smoke = announce_smoke(args)
+    scale = "tiny" if smoke else "small"
+    if smoke:
+        args.per_step_steps = min(args.per_step_steps, 20)
 
-    dataset = load_dataset("retailrocket-synthetic", scale="small", seed=args.seed)
+    dataset = load_dataset("retailrocket-synthetic", scale=scale, seed=args.seed)
     train = dataset.split("train")
     seed_everything(args.seed)
     actor = build_model(args.actor, dataset.field_dims, len(dataset.numerical_fields), 2).eval()
@@ -77,7 +83,7 @@ def main() -> None:
     batched = len(replay) / batched_seconds
     stepped = per_step_rate(actor, dataset, args.per_step_steps, args.seed)
     print(
-        f"Replay of the small RetailRocket twin's train split ({len(train):,} transitions, {args.actor} actor)"
+        f"Replay of the {scale} RetailRocket twin's train split ({len(train):,} transitions, {args.actor} actor)"
     )
     print(
         f"  batched build_replay:          {batched_seconds:8.2f} s  {batched:12,.0f} transitions/s"
@@ -105,6 +111,7 @@ def main() -> None:
                 str(args.seed),
                 "--run-dir",
                 str(run_dir),
+                *(TINY_FLAGS["rmtl_ddpg"] if smoke else []),
             ],
             check=True,
             stdout=subprocess.DEVNULL,

@@ -6,7 +6,7 @@ the wall time, the preparing process's peak RSS, rows per second and the linear 
 the full 27K (322,278,385 standard log rows). Target: peak RSS under 6 GB at a 4 GB limit.
 
     python benchmarks/bench_scale.py [--fractions 1/20 1/10] [--memory-limit 4GB] [--threads 2]
-        [--work /tmp/rmtl-scale] [--seed 0]
+        [--work /tmp/rmtl-scale] [--seed 0] [--smoke]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from rmtl_bench.smoke import add_smoke_flag, announce_smoke
 from rmtl_env.data.io import atomic_directory
 from rmtl_env.data.synthetic import twin_fraction, write_twin
 
@@ -51,7 +52,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("/tmp/rmtl-scale"))
     parser.add_argument("--seed", type=int, default=0)
+    add_smoke_flag(parser, "the 1/4000 twin")
     args = parser.parse_args()
+    if announce_smoke(args):
+        args.fractions = ["1/4000"]
     print(
         f"KuaiRand-27K twin, DuckDB preparation, memory_limit {args.memory_limit}, "
         f"{args.threads} threads"

@@ -7,7 +7,7 @@ of ESMM at the paper's dimensions and predicts the whole validation split, and p
 times, samples/s and the process's peak RSS (its VmHWM, as bench_data.py measures).
 
     python benchmarks/bench_stream.py [--scale 1/20] [--steps 200] [--buffer-rows 1000000]
-        [--seed 0]
+        [--seed 0] [--smoke]
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 
+from rmtl_bench.smoke import add_smoke_flag, announce_smoke
 from rmtl_env.data import load_dataset
 
 MEASURE = """
@@ -58,7 +59,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="training minibatches of 2048")
     parser.add_argument("--buffer-rows", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=0)
+    add_smoke_flag(parser, "the 1/4000 twin, one training step, blocks of 10,000 rows")
     args = parser.parse_args()
+    if announce_smoke(args):
+        args.scale, args.steps, args.buffer_rows = "1/4000", 1, 10_000
     start = time.perf_counter()
     dataset = load_dataset("kuairand-27k-synthetic", scale=args.scale, stream=True)
     folder = dataset.meta["path"]

@@ -21,12 +21,13 @@ of both). Target for the Jacobian balancers with K = 2 on PLE: at most 2x.
 
     python benchmarks/bench_train.py [--models esmm mmoe ple] [--steps 20] [--seed 0]
         [--precision bf16 [--auc-model esmm]] [--dropout-masks bernoulli int16]
-        [--weightings [upgrad mgda ...] [--weighting-model ple]]
+        [--weightings [upgrad mgda ...] [--weighting-model ple]] [--smoke]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import torch
@@ -37,8 +38,10 @@ from agents.models.layers import DROPOUT_MASKS
 from agents.runtime import seed_everything
 from agents.trainer import PRECISIONS, TrainConfig, adam, train_epoch
 from agents.weighting import JACOBIAN, WEIGHTINGS, make_balancer, parameter_groups
+from rmtl_bench.smoke import add_smoke_flag, announce_smoke
 
 RETAILROCKET_FIELD_DIMS = [41, 26, 61, 3, 1091, 286, 635]
+SMOKE_SIZES = {"embed_dim": 8, "bottom_dims": (16, 8), "tower_dims": (8,)}  # --smoke's models
 
 
 def matmul_peak_gflops(size: int = 2048, seconds: float = 4.0) -> tuple[float, float]:
@@ -65,13 +68,14 @@ def train_step_rate(
     precision: str = "fp32",
     masks: str = "bernoulli",
     weighting: str = "equal",
+    sizes: dict | None = None,
 ) -> tuple[float, float]:
     """``(samples/s, FLOPs per step)`` of full training steps of model ``name`` through the
     trainer's ``train_epoch`` (forward, BCE, backward, and the trainer's Adam for
     ``precision``) at ``precision``, with dropout masks from ``masks`` and the task losses
-    weighed by ``weighting``."""
+    weighed by ``weighting``; ``sizes``: ``ModelConfig`` fields replacing the paper's."""
     seed_everything(seed)
-    model = build_model(name, RETAILROCKET_FIELD_DIMS, 1, 2)
+    model = build_model(name, RETAILROCKET_FIELD_DIMS, 1, 2, **(sizes or {}))
     balancer = make_balancer(weighting, model)
     optimizer = adam(parameter_groups(model, balancer), 1e-3, precision, weight_decay=1e-6)
     categorical = torch.stack(
@@ -95,8 +99,9 @@ def train_step_rate(
 
 
 def weighting_step_times(
-    name: str, weightings: list[str], batch_size: int, steps: int, seed: int
-) -> None:
+    name: str, weightings: list[str], batch_size: int, steps: int, seed: int,
+    sizes: dict | None = None,
+) -> None:  # fmt: skip
     """Print each weighting's step time relative to ``equal`` at fp32 and at bf16."""
     print(f"\n{name} step time per loss weighting, relative to equal (batch {batch_size}, "
           f"{steps} steps; equal timed before and after the others):")  # fmt: skip
@@ -107,7 +112,8 @@ def weighting_step_times(
         masks = TrainConfig(precision=precision).mask_source
 
         def step_ms(weighting: str, precision: str = precision, masks: str = masks) -> float:
-            rate, _ = train_step_rate(name, batch_size, steps, seed, precision, masks, weighting)
+            rate, _ = train_step_rate(name, batch_size, steps, seed, precision, masks, weighting,
+                                      sizes)  # fmt: skip
             return 1000 * batch_size / rate
 
         first = step_ms("equal")
@@ -122,13 +128,18 @@ def weighting_step_times(
         print(f"{weighting:<12} {kind:>9} {cells}")
 
 
-def test_auc(name: str, precision: str, seed: int, masks: str | None) -> tuple[dict, float]:
-    """Test metrics and seconds of ``name`` pretrained on the small RetailRocket twin."""
+def test_auc(
+    name: str, precision: str, seed: int, masks: str | None, smoke: bool = False
+) -> tuple[dict, float]:
+    """Test metrics and seconds of ``name`` pretrained on the small RetailRocket twin (the
+    tiny one for one epoch in a ``smoke`` run)."""
     from agents.pipeline import DataConfig, evaluate, load_splits, pretrain
 
-    splits = load_splits(DataConfig())
+    splits = load_splits(DataConfig(scale="tiny") if smoke else DataConfig())
     start = time.perf_counter()
     train = TrainConfig(precision=precision, dropout_masks=masks)
+    if smoke:
+        train = dataclasses.replace(train, epochs=1)
     fit = pretrain(name, splits, train=train, seed=seed, progress=False)
     seconds = time.perf_counter() - start
     return evaluate({name: fit.model}, splits.test)[name], seconds
@@ -157,9 +168,16 @@ def main() -> None:
     )
     parser.add_argument("--weighting-model", default="ple",
                         help="the model of the --weightings timing")  # fmt: skip
+    add_smoke_flag(parser, "tiny networks, batches of 64, one timed step, a 256^3 peak for 0.1 s, "
+                   "--weightings alone times FAMO and UPGrad, the AUC check on the tiny twin for "
+                   "one epoch")  # fmt: skip
     args = parser.parse_args()
+    smoke = announce_smoke(args)
+    sizes = SMOKE_SIZES if smoke else {}
+    if smoke:
+        args.batch_size, args.steps = 64, 1
     precisions = ["fp32"] if args.precision == "fp32" else ["fp32", "bf16"]
-    peak, best = matmul_peak_gflops()
+    peak, best = matmul_peak_gflops(256, 0.1) if smoke else matmul_peak_gflops()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(
         f"fp32 matmul peak (2048^3 torch.mm, sustained): {peak:.1f} GFLOP/s (best single: {best:.1f})"
@@ -170,13 +188,14 @@ def main() -> None:
     )
     for name in args.models:
         params = sum(
-            p.numel() for p in build_model(name, RETAILROCKET_FIELD_DIMS, 1, 2).parameters()
+            p.numel()
+            for p in build_model(name, RETAILROCKET_FIELD_DIMS, 1, 2, **sizes).parameters()
         )
         for precision in precisions:
             own = TrainConfig(precision=precision).mask_source
             for masks in args.dropout_masks or [own]:
                 rate, flops = train_step_rate(
-                    name, args.batch_size, args.steps, args.seed, precision, masks
+                    name, args.batch_size, args.steps, args.seed, precision, masks, sizes=sizes
                 )
                 achieved = rate / args.batch_size * flops / 1e9
                 print(
@@ -184,13 +203,15 @@ def main() -> None:
                     f"{flops / 1e9:>11.2f} {achieved:>9.1f} {100 * achieved / peak:>10.1f}%"
                 )
     if args.weightings is not None:
-        weighting_step_times(args.weighting_model, args.weightings or list(WEIGHTINGS),
-                             args.batch_size, args.steps, args.seed)  # fmt: skip
+        every = ["famo", "upgrad"] if smoke else list(WEIGHTINGS)  # a loss-level, a Jacobian one
+        weighting_step_times(args.weighting_model, args.weightings or every,
+                             args.batch_size, args.steps, args.seed, sizes)  # fmt: skip
     if args.precision == "bf16":
-        print(f"\n{args.auc_model} pretrained on the small RetailRocket twin, seed {args.seed}:")
+        scale = "tiny" if smoke else "small"
+        print(f"\n{args.auc_model} pretrained on the {scale} RetailRocket twin, seed {args.seed}:")
         for precision in precisions:
             masks = args.dropout_masks[-1] if args.dropout_masks else None
-            metrics, seconds = test_auc(args.auc_model, precision, args.seed, masks)
+            metrics, seconds = test_auc(args.auc_model, precision, args.seed, masks, smoke)
             aucs = ", ".join(f"{task} AUC {m['auc']:.4f}" for task, m in metrics.items())
             print(f"  {precision}: {aucs} ({seconds:.0f} s)")
 

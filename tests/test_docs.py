@@ -1,8 +1,8 @@
 """The documentation does not go stale: every page's Python blocks, read in order as one
 program, use no name that the page never defines (a snippet that calls an undefined
-``my_model``) and run; every command a page shows goes through its own program's parsing, and
-the training commands run at tiny size; every table a page shows as a command's output is the
-committed result of that command."""
+``my_model``) and run; every command a page shows goes through its own program's parsing and
+runs at tiny size (two ``torchrun`` lines excepted, each with its reason); every table a page
+shows as a command's output is the committed result of that command."""
 
 from __future__ import annotations
 
@@ -257,48 +257,123 @@ def test_every_printed_table_is_the_committed_result_of_its_command(page, comman
             )
 
 
-# --- Training commands, run at tiny size ---------------------------------------------------------
+# --- Every command of ours, run at tiny size ------------------------------------------------------
 
-# Appended to a shown command (argparse keeps the last value of a flag): the tiny twin, tiny
-# networks and one epoch per stage, as tests/train/test_scripts.py runs each script.
-TINY = ["--scale", "tiny", "--embed-dim", "8", "--bottom-dims", "16", "8", "--tower-dims", "8",
-        "--epochs", "1", "--batch-size", "512", "--no-progress"]  # fmt: skip
-# fmt: off
-TINY_BY_SCRIPT = {
-    "mtl_baselines": TINY,
-    "rmtl_ddpg": [*TINY, "--critic-embed-dim", "8", "--critic-batch-size", "512",
-                  "--critic-epochs", "1"],
-    "dple_sb3": [*TINY, "--actor-steps", "48", "--actor-batch-size", "32",
-                 "--critic-batch-size", "256", "--critic-max-epochs", "2"],
-}
-# fmt: on
-TRAINING = [
-    (page, c)
-    for page, c in OURS
-    if re.match(r"python train/(mtl_baselines|rmtl_ddpg|dple_sb3)\.py", c)
-    and "--help" not in c
-    and "--data-dir" not in c  # real raw files are not in the checkout
-]  # fmt: skip
+# What each command gets appended (argparse keeps a flag's last value): the training scripts'
+# tiny flags (rmtl_bench.smoke.TINY_FLAGS), a benchmark script's --smoke, and for the benchmark
+# runner its quick profile with one seed, one balancer and four RL rows.
+RUNNER_TINY = ["--profile", "quick", "--seeds", "0", "--no-cell-plots"]
+BLOCK_TINY = {"balancers": ["--weightings", "famo"], "conflict": ["--weightings", "famo"],
+              "noise": ["--weightings", "famo"],
+              "rl": ["--rl-methods", "uniform", "constant", "ple", "td3"]}  # fmt: skip
+WORK_FLAG = {"bench_data": "--workdir", "bench_scale": "--work"}  # their output folders
+# A real dataset's command reads, instead of the user's download, the raw files its twin writes
+# in the same format (``~/data/KuaiRand-1K/data`` -> the KuaiRand twin's).
+REAL_AS_TWIN = {"kuairand-27k": ("kuairand-27k-synthetic", "1/4000"),
+                "kuairand-1k": ("kuairand-synthetic", "tiny"),
+                "retailrocket": ("retailrocket-synthetic", "tiny")}  # fmt: skip
+# Commands run by a test of their own, and the one command no single machine can run.
+RUN_ELSEWHERE_COMMANDS = {"torchrun --standalone": "train/test_torchrun.py"}
+NOT_RUNNABLE = {"torchrun --nnodes=2": "two nodes with eight GPUs each"}
+RUNS = [(page, c) for page, c in OURS if "--help" not in c
+        and not c.startswith((*RUN_ELSEWHERE_COMMANDS, *NOT_RUNNABLE))]  # fmt: skip
 
 
-@pytest.mark.parametrize("page, command", TRAINING, ids=[c[:70] for _, c in TRAINING])
-def test_every_shown_training_command_runs_at_tiny_size(
-    page, command, tmp_path, monkeypatch, capsys
+def test_commands_not_run_here_are_run_by_their_test_or_cannot_run_on_one_machine() -> None:
+    skipped = [c for _, c in OURS if c.startswith((*RUN_ELSEWHERE_COMMANDS, *NOT_RUNNABLE))]
+    assert len(skipped) == 2, skipped
+    for prefix, test in RUN_ELSEWHERE_COMMANDS.items():
+        source = (ROOT / "tests" / test).read_text()
+        assert "--standalone" in source and "--nproc_per_node" in source, (prefix, test)
+
+
+@pytest.fixture(scope="session")
+def real_like(tmp_path_factory) -> dict[str, Path]:
+    """Per real dataset, a raw folder in its format (its twin's), in place of a download."""
+    from rmtl_env.data.synthetic import write_twin
+
+    root = tmp_path_factory.mktemp("real-like")
+    return {real: write_twin(twin, root / real, scale=scale)
+            for real, (twin, scale) in REAL_AS_TWIN.items()}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def runner_out(tmp_path_factory) -> Path:
+    """One output folder for every benchmark-runner command: a later command reuses the cells an
+    earlier one finished, as a user's would."""
+    return tmp_path_factory.mktemp("docs-benchmark")
+
+
+def local_paths(argv: list[str], tmp: Path, real: dict[str, Path]) -> list[str]:
+    """``argv`` with a real download folder replaced by its twin's raw files, an output under
+    ``/tmp`` moved into ``tmp`` and the checkout's ``examples/`` files by their full path."""
+
+    def local(word: str) -> str:
+        key, _, path = word.rpartition("=")
+        if path.startswith("~/"):
+            name = next(n for n in REAL_AS_TWIN if n.split("-")[-1] in path.lower()
+                        or n in path.lower())  # fmt: skip
+            return f"{key}={real[name]}" if key else str(real[name])
+        if word.startswith("examples/"):  # the checkout's example files, from any folder
+            return str(ROOT / word)
+        return str(tmp / Path(word).name) if word.startswith("/tmp/") else word
+
+    return [local(word) for word in argv]
+
+
+@pytest.mark.parametrize("page, command", RUNS, ids=[c[:70] for _, c in RUNS])
+def test_every_shown_command_runs_at_tiny_size(
+    page, command, tmp_path, monkeypatch, capsys, real_like, runner_out
 ) -> None:
-    """Each training command a page shows runs as written, from a fresh folder, with the tiny
-    flags appended, and prints its test table. A checkpoint it names under ``runs/rmtl_ddpg/``
-    is first made by the command the page takes it from (``python train/rmtl_ddpg.py``)."""
+    """Each command a page shows runs as written, from a fresh folder (relative outputs land
+    there, not in the checkout), at tiny size, and ends well: a training command prints its test
+    table, a benchmark runner command reports its cells, a data command its statistics. A
+    checkpoint named under ``runs/rmtl_ddpg/`` is first made by ``python train/rmtl_ddpg.py``."""
+    from rmtl_bench.smoke import TINY_FLAGS
+
     program, argv = argv_of(command)
+    argv = local_paths(argv, tmp_path, real_like)
+    monkeypatch.chdir(tmp_path)
     script = Path(program).stem
-    monkeypatch.chdir(tmp_path)  # relative run folders land here, not in the checkout
+    if program == "rmtl_env.data":
+        from rmtl_env.data.__main__ import main
+
+        synthetic = argv[1].endswith("-synthetic")
+        tiny = ["--scale", "1/4000" if "27k" in argv[1] else "tiny"] if synthetic else []
+        assert main([*argv, *tiny]) == 0, command
+        return
+    if program.startswith("benchmarks/"):
+        spec = importlib.util.spec_from_file_location(script, ROOT / program)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        work = [WORK_FLAG[script], str(tmp_path / "work")] if script in WORK_FLAG else []
+        monkeypatch.setattr(sys, "argv", [program, *argv, "--smoke", *work])
+        module.main()
+        assert "Smoke run" in capsys.readouterr().out, command
+        return
+    if script == "benchmark":
+        import benchmark
+
+        block = argv[argv.index("--block") + 1] if "--block" in argv else None
+        extra = ["--methods", "ple", "rmtl-ple"] if "--data-dir" in argv else []
+        tiny = [*RUNNER_TINY, *BLOCK_TINY.get(block, []), *extra, "--out", str(runner_out)]
+        assert benchmark.main([*argv, *tiny]) == 0, command
+        out = capsys.readouterr().out
+        assert "cells run" in out or "exported" in out or "# Reference scores" in out, out[-2000:]
+        return
+    if script == "export_minari":
+        pytest.importorskip("minari", reason="Minari is in the clients extra")
+        monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+        assert __import__(script).main([*argv, "--scale", "tiny", "--max-sessions", "20"]) == 0
+        return
     if "--backbone-checkpoint" in argv:
         checkpoint = Path(argv[argv.index("--backbone-checkpoint") + 1])
         assert checkpoint.parts[:2] == ("runs", "rmtl_ddpg"), checkpoint
         producer = __import__("rmtl_ddpg")
         run_dir = ["--run-dir", str(checkpoint.parents[1])]
-        assert producer.main([*TINY_BY_SCRIPT["rmtl_ddpg"], *run_dir]) == 0
+        assert producer.main([*TINY_FLAGS["rmtl_ddpg"], *run_dir]) == 0
         capsys.readouterr()
-    tiny = TINY_BY_SCRIPT[script]
+    tiny = TINY_FLAGS[script]
     if "kuairand-27k-synthetic" in argv:  # its smallest twin is a fraction of the 27K log
         tiny = [*tiny, "--scale", "1/4000"]
     assert __import__(script).main([*argv, *tiny]) == 0
