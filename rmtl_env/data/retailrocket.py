@@ -230,23 +230,26 @@ def _properties(con, files: RetailRocketFiles, wanted: tuple[str, ...]) -> dict:
     for path in files.properties:
         require_header(path, ["timestamp", "itemid", "property", "value"],
                        f"item properties file {path}")  # fmt: skip
-        # One cheap scan checks and counts every row; only the wanted rows are kept, in file
-        # order (the table's rowid is then the (file, line) order: no window over the scan).
-        read_checked(con, "CREATE TEMP TABLE file_counts AS SELECT count(*) AS n, count(*) "
-                     f"FILTER (WHERE timestamp IS NULL OR itemid IS NULL) AS bad FROM {scan}",
-                     path, "item properties file")  # fmt: skip
-        rows, bad = fetch_one(con, "SELECT n, bad FROM file_counts")
+        # A count of every row (no column converted: the cheapest scan), then one scan that
+        # keeps, in file order, the wanted rows and any row without a timestamp or itemid (the
+        # table's rowid is then the (file, line) order: no window over the scan).
+        read_checked(con, "CREATE TEMP TABLE file_counts AS SELECT count(*) AS n FROM "
+                     f"{scan}", path, "item properties file")  # fmt: skip
+        rows = fetch_one(con, "SELECT n FROM file_counts")[0]
         con.execute("DROP TABLE file_counts")
+        start = fetch_one(con, "SELECT count(*) FROM raw_props")[0]
+        read_checked(con, "INSERT INTO raw_props SELECT timestamp, itemid, property, "
+                     f"coalesce(value, '') FROM {scan} WHERE (property IN ({names}) "
+                     "AND itemid IN (SELECT itemid FROM viewed)) OR timestamp IS NULL "
+                     "OR itemid IS NULL", path, "item properties file")  # fmt: skip
+        bad = fetch_one(con, f"SELECT count(*) FROM raw_props WHERE rowid >= {start} AND "
+                        "(timestamp IS NULL OR itemid IS NULL)")[0]  # fmt: skip
         if bad:
             raise DataFormatError(
                 f"item properties file {path}: {bad} row(s) have an empty timestamp or itemid; "
                 "expected an integer in every row"
             )
         read += rows
-        read_checked(con, "INSERT INTO raw_props SELECT timestamp, itemid, property, "
-                     f"coalesce(value, '') FROM {scan} WHERE property IN ({names}) "
-                     "AND itemid IN (SELECT itemid FROM viewed)", path,
-                     "item properties file")  # fmt: skip
     if read == 0:
         raise DataFormatError(
             f"item properties files {[str(p) for p in files.properties]} have no data rows"
