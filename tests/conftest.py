@@ -166,3 +166,19 @@ def denormals_restored():
     yield
     if "torch" in sys.modules:
         sys.modules["torch"].set_flush_denormal(False)
+
+
+@pytest.fixture(scope="session")
+def quick_benchmark(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """``python train/benchmark.py --profile quick --out <folder> --no-cell-plots`` run once for
+    the whole session: its ``<folder>/quick`` and what it printed. Tests that add cells work on a
+    copy."""
+    import contextlib
+    import io
+
+    import benchmark
+
+    out, printed = tmp_path_factory.mktemp("bench"), io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert benchmark.main(["--profile", "quick", "--out", str(out), "--no-cell-plots"]) == 0
+    return out / "quick", printed.getvalue()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -298,10 +299,13 @@ def real_like(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def runner_out(tmp_path_factory) -> Path:
-    """One output folder for every benchmark-runner command: a later command reuses the cells an
-    earlier one finished, as a user's would."""
-    return tmp_path_factory.mktemp("docs-benchmark")
+def runner_out(tmp_path_factory, quick_benchmark) -> Path:
+    """One output folder for every benchmark-runner command, holding a copy of the session's
+    quick profile (the cells ``python train/benchmark.py --profile quick`` makes): a later
+    command reuses the cells an earlier one finished, as a user's would."""
+    out = tmp_path_factory.mktemp("docs-benchmark")
+    shutil.copytree(quick_benchmark[0], out / "quick")
+    return out
 
 
 def local_paths(argv: list[str], tmp: Path, real: dict[str, Path]) -> list[str]:
