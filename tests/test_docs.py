@@ -98,6 +98,14 @@ def test_every_shown_command_is_ours_or_a_named_other_tool() -> None:
 OURS = [(page, c) for page, c in shown_commands() if not c.startswith(OTHER_TOOLS)]
 
 
+def load_benchmark(program: str):
+    """The module of a ``benchmarks/`` script (a folder of scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(Path(program).stem, ROOT / program)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.parametrize("page, command", OURS, ids=[c[:70] for _, c in OURS])
 def test_every_shown_command_parses_as_its_program_parses_it(
     page, command, capsys, monkeypatch
@@ -116,9 +124,7 @@ def test_every_shown_command_parses_as_its_program_parses_it(
             assert "train" in capsys.readouterr().out
         return
     if program.startswith("benchmarks/"):  # a benchmark parses in main(): parse up to --help
-        spec = importlib.util.spec_from_file_location(Path(program).stem, ROOT / program)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = load_benchmark(program)
         monkeypatch.setattr(sys, "argv", [program, *argv, "--help"])
         with pytest.raises(SystemExit) as done:
             module.main()
@@ -263,6 +269,7 @@ def test_every_printed_table_is_the_committed_result_of_its_command(page, comman
 # What each command gets appended (argparse keeps a flag's last value): the training scripts'
 # tiny flags (rmtl_bench.smoke.TINY_FLAGS), a benchmark script's --smoke, and for the benchmark
 # runner its quick profile with one seed, one balancer and four RL rows.
+TINY_27K = "1/4000"  # the KuaiRand-27K twin's tiny size: a fraction of the 27K log
 RUNNER_TINY = ["--profile", "quick", "--seeds", "0", "--no-cell-plots"]
 BLOCK_TINY = {"balancers": ["--weightings", "famo"], "conflict": ["--weightings", "famo"],
               "noise": ["--weightings", "famo"],
@@ -270,7 +277,7 @@ BLOCK_TINY = {"balancers": ["--weightings", "famo"], "conflict": ["--weightings"
 WORK_FLAG = {"bench_data": "--workdir", "bench_scale": "--work"}  # their output folders
 # A real dataset's command reads, instead of the user's download, the raw files its twin writes
 # in the same format (``~/data/KuaiRand-1K/data`` -> the KuaiRand twin's).
-REAL_AS_TWIN = {"kuairand-27k": ("kuairand-27k-synthetic", "1/4000"),
+REAL_AS_TWIN = {"kuairand-27k": ("kuairand-27k-synthetic", TINY_27K),
                 "kuairand-1k": ("kuairand-synthetic", "tiny"),
                 "retailrocket": ("retailrocket-synthetic", "tiny")}  # fmt: skip
 # Commands run by a test of their own, and the one command no single machine can run.
@@ -315,8 +322,7 @@ def local_paths(argv: list[str], tmp: Path, real: dict[str, Path]) -> list[str]:
     def local(word: str) -> str:
         key, _, path = word.rpartition("=")
         if path.startswith("~/"):
-            name = next(n for n in REAL_AS_TWIN if n.split("-")[-1] in path.lower()
-                        or n in path.lower())  # fmt: skip
+            name = next(n for n in REAL_AS_TWIN if n.split("-")[-1] in path.lower())
             return f"{key}={real[name]}" if key else str(real[name])
         if word.startswith("examples/"):  # the checkout's example files, from any folder
             return str(ROOT / word)
@@ -343,13 +349,11 @@ def test_every_shown_command_runs_at_tiny_size(
         from rmtl_env.data.__main__ import main
 
         synthetic = argv[1].endswith("-synthetic")
-        tiny = ["--scale", "1/4000" if "27k" in argv[1] else "tiny"] if synthetic else []
+        tiny = ["--scale", TINY_27K if "27k" in argv[1] else "tiny"] if synthetic else []
         assert main([*argv, *tiny]) == 0, command
         return
     if program.startswith("benchmarks/"):
-        spec = importlib.util.spec_from_file_location(script, ROOT / program)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = load_benchmark(program)
         work = [WORK_FLAG[script], str(tmp_path / "work")] if script in WORK_FLAG else []
         monkeypatch.setattr(sys, "argv", [program, *argv, "--smoke", *work])
         module.main()
@@ -379,7 +383,7 @@ def test_every_shown_command_runs_at_tiny_size(
         capsys.readouterr()
     tiny = TINY_FLAGS[script]
     if "kuairand-27k-synthetic" in argv:  # its smallest twin is a fraction of the 27K log
-        tiny = [*tiny, "--scale", "1/4000"]
+        tiny = [*tiny, "--scale", TINY_27K]
     assert __import__(script).main([*argv, *tiny]) == 0
     out = capsys.readouterr().out
     assert "Test split of" in out and "oracle" in out, f"{page}: {command}\n{out[-2000:]}"
