@@ -19,8 +19,8 @@ value is one categorical value as a whole, hashed tokens included (``n552.000``,
 
 The steps in SQL (``rmtl_env.data.engine`` runs the ones every source shares): the events scan
 with its checks, removal of duplicate events, sessionising by inactivity gap over every event
-type (window functions), the labels, the position of each view in its session, and the as-of
-joins of the item properties (``ASOF LEFT JOIN``: the latest snapshot at or before the view).
+type (window functions), the labels, the position of each view in its session, and one as-of
+join of the items' property states (``ASOF LEFT JOIN``: the latest snapshot at or before the view).
 
 Bad input: exact duplicate event or property rows are removed and counted in ``meta.json``
 (a duplicate counts once, at its first occurrence); events with equal (visitor, time) keep their
@@ -278,25 +278,29 @@ def _values_in_force(con, properties: tuple[str, ...]) -> tuple[list[str], list[
         "CREATE TABLE value_text AS SELECT property, value, row_number() OVER "
         "(ORDER BY property, value) AS code FROM (SELECT DISTINCT property, value FROM props)"
     )
-    asof, codes, columns, joins = [], [], [], ["JOIN in_force f ON f.ord = l.ord"]
-    for i, prop in enumerate(properties):
-        con.execute(
-            f"CREATE TABLE prop_{i} AS SELECT p.itemid, p.timestamp, c.code FROM props p "
-            "JOIN value_text c USING (property, value) WHERE p.property = ? "
-            "AND p.itemid IN (SELECT itemid FROM log)",  # only the items that are viewed
-            [prop],
-        )
-        asof.append(f"ASOF LEFT JOIN prop_{i} p{i} ON p{i}.itemid = l.itemid "
-                    f"AND p{i}.timestamp <= l.time_ms")  # fmt: skip
-        codes.append(f"p{i}.code AS c{i}")
-        columns.append(f"f.c{i} AS {_quote(prop)}")
+    # One row per item and snapshot time holding every property's value in force then (a
+    # property without a snapshot at that time keeps its last one), so that one as-of join finds
+    # all of a view's values: one sort of the views instead of one per property.
+    changed = ", ".join(f"max(c.code) FILTER (WHERE p.property = ?) AS c{i}"
+                        for i in range(len(properties)))  # fmt: skip
+    kept = ", ".join(f"last_value(c{i} IGNORE NULLS) OVER w AS c{i}"
+                     for i in range(len(properties)))  # fmt: skip
     con.execute(
-        f"CREATE TABLE in_force AS SELECT l.ord, {', '.join(codes)} "
-        f"FROM (SELECT ord, itemid, time_ms FROM log) l {' '.join(asof)}"
+        f"CREATE TABLE item_states AS SELECT itemid, timestamp, {kept} FROM (SELECT p.itemid, "
+        f"p.timestamp, {changed} FROM props p JOIN value_text c USING (property, value) "
+        "GROUP BY p.itemid, p.timestamp) WINDOW w AS (PARTITION BY itemid ORDER BY timestamp "
+        "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)",
+        list(properties),
     )
-    for i in range(len(properties)):
-        con.execute(f"DROP TABLE prop_{i}")
-    return columns, joins
+    codes = ", ".join(f"s.c{i}" for i in range(len(properties)))
+    con.execute(
+        f"CREATE TABLE in_force AS SELECT l.ord, {codes} FROM (SELECT ord, itemid, time_ms "
+        "FROM log) l ASOF LEFT JOIN item_states s ON s.itemid = l.itemid "
+        "AND s.timestamp <= l.time_ms"
+    )
+    con.execute("DROP TABLE item_states")
+    columns = [f"f.c{i} AS {_quote(prop)}" for i, prop in enumerate(properties)]
+    return columns, ["JOIN in_force f ON f.ord = l.ord"]
 
 
 def _truth(con, files: RetailRocketFiles) -> tuple[str, str]:
