@@ -307,10 +307,10 @@ def _truth(con, files: RetailRocketFiles) -> tuple[str, str]:
     """The join and columns of the synthetic twin's true probabilities, or two empty strings."""
     if files.truth is None:
         return "", ""
+    # Views are unique per (visitor, item, time) (duplicate events are removed), so the file
+    # has one row per view; ``_impressions`` refuses a file with more.
     con.execute(
-        "CREATE TABLE truth AS SELECT * FROM read_csv(?, header = true) QUALIFY row_number() "
-        "OVER (PARTITION BY visitorid, itemid, timestamp) = 1",
-        [str(files.truth)],
+        "CREATE TABLE truth AS SELECT * FROM read_csv(?, header = true)", [str(files.truth)]
     )
     join = ("LEFT JOIN truth t ON t.visitorid = l.user_id AND t.itemid = l.itemid "
             "AND t.timestamp = l.time_ms")  # fmt: skip
@@ -361,6 +361,13 @@ def _impressions(con, files: RetailRocketFiles, config: RetailRocketConfig, rati
         {" ".join(joins)} {truth_join} {extra_join}
         ORDER BY s.session_id, l.time_ms, l.ord  -- the processed rows' order
     """)
+    if truth_join:
+        views, rows = fetch_one(con, "SELECT (SELECT count(*) FROM log), count(*) FROM imp")
+        if rows != views:
+            raise DataFormatError(
+                f"synthetic truth file {files.truth}: {rows - views} extra row(s) for views "
+                "already listed; expected one row per (visitorid, itemid, timestamp)"
+            )
     counts = {}
     for prop in config.properties:
         counts[f"views_without_{prop}"] = fetch_one(

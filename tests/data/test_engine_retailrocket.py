@@ -64,3 +64,24 @@ def test_property_ties_the_last_distinct_row_in_file_order_is_in_force(tmp_path)
     assert values == [None, "y", "y"] * 3
     assert [text.get(f"{i}785") for i in ours.frame["785"]] == [None, "a", "c"] * 3
     assert ours.meta["row_counts"]["duplicate_property_rows_removed"] == 1
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [("repeat", "1 extra row\\(s\\) for views already listed"), ("drop", "lacks rows for 1")],
+)
+def test_a_twin_truth_file_needs_exactly_one_row_per_view(tmp_path, change, message) -> None:
+    """The true probabilities join the views on (visitor, item, time): a repeated row would
+    duplicate a view and a missing one leave it without truth, so both are refused."""
+    from rmtl_env.data.catalog import synthetic_raw_dir
+
+    raw = synthetic_raw_dir("retailrocket-synthetic", "tiny", 0)
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    for path in raw.iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    truth = pd.read_csv(folder / "synthetic_truth.csv")
+    truth = pd.concat([truth, truth.iloc[[3]]]) if change == "repeat" else truth.drop(index=3)
+    truth.to_csv(folder / "synthetic_truth.csv", index=False)
+    with pytest.raises(DataFormatError, match=f"synthetic_truth.csv.*{message}"):
+        load_dataset("retailrocket", data_dir=folder, refresh=True)
