@@ -3,12 +3,14 @@ preparation with DuckDB.
 
 Prints generation time, raw row counts, and the wall time and peak RSS of preparing the processed
 dataset (read events and 20M property rows, sessionise, label, as-of join, split, map, write
-Parquet) with DuckDB in a fresh process, then the same for the own log. Targets: the twin in at most 20 s and 1.5 GB peak RSS on 2 cores; the own log under a 2 GB
-memory limit.
+Parquet) with DuckDB in a fresh process, then the same for the own log. The twin is prepared
+``--repeat`` times (each run printed) and judged on the median, since a shared 2-core VM's runs
+spread by a few seconds. Targets: the twin in at most 20 s and 1.5 GB peak RSS on 2 cores; the
+own log under a 2 GB memory limit.
 
     python benchmarks/bench_data.py [--scale full] [--seed 0] [--workdir DIR]
-                                    [--memory-limit 1200MB] [--threads 2] [--own-log-rows 10000000]
-                                    [--smoke]
+                                    [--memory-limit 1200MB] [--threads 2] [--repeat 3]
+                                    [--own-log-rows 10000000] [--smoke]
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -100,12 +103,17 @@ def main() -> None:
     parser.add_argument("--workdir", help="where raw and processed files go (default: a temp dir)")
     parser.add_argument("--memory-limit", default="1200MB", help="DuckDB's memory limit")
     parser.add_argument("--threads", type=int, default=2, help="DuckDB's threads")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="prepare the twin this many times; the median is judged")  # fmt: skip
     parser.add_argument("--own-log-rows", type=int, default=10_000_000,
                         help="also prepare a generated own log of this many rows (0: skip)")  # fmt: skip
     add_smoke_flag(parser, "the tiny twin, a 20,000-row own log")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error(f"--repeat must be >= 1, got {args.repeat}")
     if announce_smoke(args):
-        args.scale, args.own_log_rows = "tiny", min(args.own_log_rows, 20_000)
+        args.scale, args.repeat = "tiny", 1
+        args.own_log_rows = min(args.own_log_rows, 20_000)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="rmtl-bench-data-"))
     raw = workdir / f"retailrocket-synthetic-{args.scale}-seed{args.seed}"
     from rmtl_env.data.synthetic import write_twin
@@ -116,14 +124,20 @@ def main() -> None:
         print(f"generated the {args.scale} twin in {time.perf_counter() - start:.1f}s at {raw}")
     sizes = {p.name: p.stat().st_size for p in sorted(raw.glob("*.csv"))}
     print("raw files (bytes):", json.dumps(sizes))
-    report = prepare_in_fresh_process(PREPARE_TWIN, raw, args, workdir / "processed")
-    counts = report["row_counts"]
+    runs = []
+    for run in range(args.repeat):
+        runs.append(prepare_in_fresh_process(PREPARE_TWIN, raw, args, workdir / "processed"))
+        print(f"run {run + 1}/{args.repeat}: {runs[-1]['wall_s']:.1f} s, "
+              f"peak RSS {runs[-1]['peak_rss_gb']:.2f} GB", flush=True)  # fmt: skip
+    counts = runs[-1]["row_counts"]
     print(
         f"events read: {counts['events_read']:,}  property rows read: {counts['property_rows_read']:,}"
     )
     print(f"impressions: {counts['impressions']:,}")
-    print(f"prepare wall time: {report['wall_s']:.1f} s (target <= 20 s)")
-    print(f"prepare peak RSS: {report['peak_rss_gb']:.2f} GB (target <= 1.5 GB)")
+    wall = statistics.median(r["wall_s"] for r in runs)
+    peak = max(r["peak_rss_gb"] for r in runs)
+    print(f"prepare wall time: {wall:.1f} s, median of {args.repeat} (target <= 20 s)")
+    print(f"prepare peak RSS: {peak:.2f} GB, the largest of {args.repeat} (target <= 1.5 GB)")
     if args.own_log_rows:
         log = workdir / f"own-log-{args.own_log_rows}.csv"
         if not log.is_file():
