@@ -48,12 +48,12 @@ from rmtl_env.data.dataset import label_column
 from rmtl_env.data.engine import (
     Fields,
     _quote,
-    _sessions,
     fetch_one,
     nest_labels,
     preparation,
     read_checked,
     require_content,
+    session_impressions,
     sessionised,
     sorted_in_file_order,
 )
@@ -349,29 +349,17 @@ def _log(con, path: Path, roles: ColumnRoles, types: dict[str, str]) -> dict:
 
 def _impressions(con, roles: ColumnRoles, ratios) -> None:
     """``imp``: every kept row with its session id, split, item code and features."""
-    _sessions(con, ratios)
-    item_join, item = "", "0"
+    joins, item = [], "0"
     if roles.item:  # codes by first appearance in (user, time) order, as pandas.factorize
         con.execute(f"""
             CREATE TABLE items AS SELECT {_in(roles.item)} AS item,
                    row_number() OVER (ORDER BY min((user_id, time_ms, ord))) - 1 AS code
             FROM log WHERE {_in(roles.item)} IS NOT NULL GROUP BY ALL
         """)
-        item_join, item = (
-            f"LEFT JOIN items i ON i.item = l.{_in(roles.item)}",
-            "coalesce(i.code, -1)",
-        )
-    features = "".join(
-        f", l.{_in(c)} AS {_quote(c)}" for c in [*roles.categorical, *roles.numerical]
-    )
-    labels = ", ".join(f"l.{_quote(label_column(t))}" for t in roles.labels)
-    con.execute(f"""
-        CREATE TABLE imp AS
-        SELECT l.ord, s.session_id, s.split, l.time_ms AS timestamp, l.user_id AS raw_user_id,
-               {item}::BIGINT AS raw_item_id{features}, {labels}
-        FROM log l JOIN session_ids s USING (user_id, user_session) {item_join}
-        ORDER BY s.session_id, l.time_ms, l.ord  -- the processed rows' order
-    """)
+        joins, item = [f"LEFT JOIN items i ON i.item = l.{_in(roles.item)}"], "coalesce(i.code, -1)"
+    columns = [f"l.{_in(c)} AS {_quote(c)}" for c in [*roles.categorical, *roles.numerical]]
+    labels = [f"l.{_quote(label_column(t))}" for t in roles.labels]
+    session_impressions(con, ratios, f"{item}::BIGINT", columns + labels, joins)
     con.execute("DROP TABLE log")
 
 

@@ -290,6 +290,22 @@ def _sessions(con, ratios: tuple[float, float, float]) -> None:
     """)
 
 
+def session_impressions(con, ratios: tuple[float, float, float], raw_item_id: str,
+                        columns: list[str], joins: list[str]) -> None:  # fmt: skip
+    """``imp``: every row of ``log`` (as ``l``) with its session id and split (``_sessions``),
+    time, user and item (``raw_item_id``, SQL), and a source's ``columns`` (SQL with their
+    names, over ``l`` and the tables its ``joins`` add), in the processed rows' order: session,
+    time, file order."""
+    _sessions(con, ratios)
+    con.execute(f"""
+        CREATE TABLE imp AS
+        SELECT l.ord, s.session_id, s.split, l.time_ms AS timestamp, l.user_id AS raw_user_id,
+               {raw_item_id} AS raw_item_id{"".join(f", {c}" for c in columns)}
+        FROM log l JOIN session_ids s USING (user_id, user_session) {" ".join(joins)}
+        ORDER BY s.session_id, l.time_ms, l.ord
+    """)
+
+
 def _vocabulary_query(name: str, processing: ProcessingConfig) -> str:
     """The ``processing.fit_category_ids`` rule of field ``name`` as a query of ``imp`` giving
     (``value``, ``train_count``, ``rank``, ``id``) for every value that gets an id other than 0:

@@ -42,7 +42,6 @@ from rmtl_env.data.engine import (
     Fields,
     _check_truth,
     _quote,
-    _sessions,
     fetch_one,
     first_empty,
     nest_labels,
@@ -50,6 +49,7 @@ from rmtl_env.data.engine import (
     read_checked,
     read_table,
     require_content,
+    session_impressions,
     sessionised,
     sorted_in_file_order,
 )
@@ -356,9 +356,9 @@ def _nest(con, config: KuaiRandConfig, names: list[str]) -> int:
 def _features(
     con, files: KuaiRandFiles, config: KuaiRandConfig, ratios: tuple[float, float, float]
 ) -> tuple[list[str], list[str], bool]:
-    """The ``imp`` table: every kept row with its session id, split and raw features (in no
-    order: session order is (``session_id``, ``timestamp``, ``ord``)); returns the categorical
-    and numerical fields and whether the twin's true probabilities were joined."""
+    """The ``imp`` table: every kept row with its session id, split and raw features
+    (``session_impressions``); returns the categorical and numerical fields and whether the
+    twin's true probabilities were joined."""
     read_user_features(con, files.user_features)
     read_video_features(con, files.video_features)
     categorical = categorical_fields(config)
@@ -373,40 +373,33 @@ def _features(
         **{f"log_{c}": clipped(f"u.{c}") for c in USER_NUMERICAL},
     }
     numerical = {name: sql[name] for name in NUMERICAL_FIELDS}  # the in-memory loader's order
-    user_cols = ", ".join(f"u.{_quote(c)}" for c in USER_CATEGORICAL)
-    video_cols = ", ".join(f"v.{_quote(c)}" for c in VIDEO_CATEGORICAL)
-    tasks = ", ".join(f"l.{_quote(t)} AS {_quote(label_column(t))}" for t in config.tasks)
-    extra = ", l.video_id AS video_id" if config.include_video_id else ""
-    _sessions(con, ratios)
+    columns = [
+        "l.user_id AS user_id", *(["l.video_id AS video_id"] if config.include_video_id else []),
+        *(f"u.{_quote(c)}" for c in USER_CATEGORICAL),
+        *(f"v.{_quote(c)}" for c in VIDEO_CATEGORICAL),
+        "l.tab", f"((l.time_ms + {BEIJING_OFFSET_MS}) // 3600000) % 24 AS hour",
+        *(f"{sql} AS {_quote(n)}" for n, sql in numerical.items()),
+        *(f"l.{_quote(t)} AS {_quote(label_column(t))}" for t in config.tasks),
+        "u.user_id IS NULL AS no_user", "v.video_id IS NULL AS no_video",
+    ]  # fmt: skip
+    joins = ["LEFT JOIN users u ON u.user_id = l.user_id",
+             "LEFT JOIN videos v ON v.video_id = l.video_id"]  # fmt: skip
     truth_join, truth_cols = _truth_join(con, files.truth, config.tasks)
-    con.execute(f"""
-        CREATE TABLE imp AS
-        SELECT l.ord, s.session_id, s.split, l.time_ms AS timestamp, l.user_id AS raw_user_id,
-               l.video_id AS raw_item_id, l.user_id AS user_id{extra}, {user_cols},
-               {video_cols}, l.tab, ((l.time_ms + {BEIJING_OFFSET_MS}) // 3600000) % 24 AS hour,
-               {", ".join(f"{sql} AS {_quote(n)}" for n, sql in numerical.items())}, {tasks}
-               {truth_cols}, u.user_id IS NULL AS no_user, v.video_id IS NULL AS no_video
-        FROM log l
-        JOIN session_ids s USING (user_id, user_session)
-        LEFT JOIN users u ON u.user_id = l.user_id
-        LEFT JOIN videos v ON v.video_id = l.video_id
-        {truth_join}
-        ORDER BY s.session_id, l.time_ms, l.ord  -- the processed rows' order
-    """)
+    session_impressions(con, ratios, "l.video_id", columns + truth_cols, joins + truth_join)
     con.execute("DROP TABLE log")
     return categorical, list(numerical), bool(truth_join)
 
 
-def _truth_join(con, path: Path | None, tasks: tuple[str, ...]) -> tuple[str, str]:
+def _truth_join(con, path: Path | None, tasks: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """The join and columns of the synthetic twin's true probabilities
-    (``kuairand._attach_truth``), or two empty strings."""
+    (``kuairand._attach_truth``), or nothing."""
     if path is None:
-        return "", ""
+        return [], []
     header = require_header(
         path, ["user_id", "video_id", "time_ms"], f"synthetic truth file {path}"
     )
     if not all(f"p_{t}" in header for t in tasks):
-        return "", ""
+        return [], []
     con.execute(
         "CREATE TABLE truth AS SELECT * FROM read_csv(?, header = true) QUALIFY row_number() "
         "OVER (PARTITION BY user_id, video_id, time_ms) = 1",
@@ -416,8 +409,7 @@ def _truth_join(con, path: Path | None, tasks: tuple[str, ...]) -> tuple[str, st
         "LEFT JOIN truth t ON t.user_id = l.user_id AND t.video_id = l.video_id "
         "AND t.time_ms = l.time_ms"
     )
-    cols = "".join(f", t.{_quote('p_' + t)} AS {_quote(true_prob_column(t))}" for t in tasks)
-    return join, cols
+    return [join], [f"t.{_quote('p_' + t)} AS {_quote(true_prob_column(t))}" for t in tasks]
 
 
 def prepare_kuairand(

@@ -41,12 +41,12 @@ from rmtl_env.data.engine import (
     Fields,
     _check_truth,
     _quote,
-    _sessions,
     fetch_one,
     first_empty,
     preparation,
     read_checked,
     read_table,
+    session_impressions,
     sessionised,
     sorted_in_file_order,
 )
@@ -303,10 +303,10 @@ def _values_in_force(con, properties: tuple[str, ...]) -> tuple[list[str], list[
     return columns, ["JOIN in_force f ON f.ord = l.ord"]
 
 
-def _truth(con, files: RetailRocketFiles) -> tuple[str, str]:
-    """The join and columns of the synthetic twin's true probabilities, or two empty strings."""
+def _truth(con, files: RetailRocketFiles) -> tuple[list[str], list[str]]:
+    """The join and columns of the synthetic twin's true probabilities, or nothing."""
     if files.truth is None:
-        return "", ""
+        return [], []
     # Views are unique per (visitor, item, time) (duplicate events are removed), so the file
     # has one row per view; ``_impressions`` refuses a file with more.
     con.execute(
@@ -314,7 +314,7 @@ def _truth(con, files: RetailRocketFiles) -> tuple[str, str]:
     )
     join = ("LEFT JOIN truth t ON t.visitorid = l.user_id AND t.itemid = l.itemid "
             "AND t.timestamp = l.time_ms")  # fmt: skip
-    return join, ', t.p_ctr::FLOAT AS "p_true:ctr", t.p_ctcvr::FLOAT AS "p_true:ctcvr"'
+    return [join], ['t.p_ctr::FLOAT AS "p_true:ctr"', 't.p_ctcvr::FLOAT AS "p_true:ctcvr"']
 
 
 def _category_parent(con, files: RetailRocketFiles, categoryid: str) -> tuple[str, str]:
@@ -326,42 +326,34 @@ def _category_parent(con, files: RetailRocketFiles, categoryid: str) -> tuple[st
     types = {"categoryid": "BIGINT", "parentid": "DOUBLE"}  # a root has no parent
     read_table(con, "tree", files.category_tree, types, "category tree", nullable=("parentid",))
     return (
-        ", tr.parentid AS category_parent",
+        "tr.parentid AS category_parent",
         f"LEFT JOIN tree tr ON CAST(tr.categoryid AS VARCHAR) = {categoryid}",
     )
 
 
 def _impressions(con, files: RetailRocketFiles, config: RetailRocketConfig, ratios) -> tuple:
     """``imp``: every view with its session id, split, features and labels."""
-    _sessions(con, ratios)
     categorical = list(config.properties)
     if files.properties:
         columns, joins = _values_in_force(con, config.properties)
     else:
         columns, joins = [f"NULL::VARCHAR AS {_quote(p)}" for p in config.properties], []
-    extra, extra_join = "", ""
+    columns += ["l.log_position", *(_quote(label_column(t)) for t in TASKS)]
     if config.category_parent:
         categoryid = columns[config.properties.index("categoryid")].split(" AS ")[0]
         if files.properties:  # the code's text
             joins.append(f"LEFT JOIN value_text ct ON ct.code = {categoryid}")
             categoryid = "ct.value"
-        extra, extra_join = _category_parent(con, files, categoryid)
+        column, join = _category_parent(con, files, categoryid)
+        columns.append(column)
+        joins.append(join)
         categorical.append("category_parent")
     if config.include_itemid:
-        extra += ", l.itemid AS itemid"
+        columns.append("l.itemid AS itemid")
         categorical.append("itemid")
-    truth_join, truth_cols = _truth(con, files)
-    labels = ", ".join(_quote(label_column(t)) for t in TASKS)
-    con.execute(f"""
-        CREATE TABLE imp AS
-        SELECT l.ord, s.session_id, s.split, l.time_ms AS timestamp, l.user_id AS raw_user_id,
-               l.itemid AS raw_item_id, {", ".join(columns)}, l.log_position, {labels}
-               {truth_cols}{extra}
-        FROM log l JOIN session_ids s USING (user_id, user_session)
-        {" ".join(joins)} {truth_join} {extra_join}
-        ORDER BY s.session_id, l.time_ms, l.ord  -- the processed rows' order
-    """)
-    if truth_join:
+    truth_joins, truth_columns = _truth(con, files)
+    session_impressions(con, ratios, "l.itemid", columns + truth_columns, joins + truth_joins)
+    if truth_joins:
         views, rows = fetch_one(con, "SELECT (SELECT count(*) FROM log), count(*) FROM imp")
         if rows != views:
             raise DataFormatError(
@@ -374,7 +366,7 @@ def _impressions(con, files: RetailRocketFiles, config: RetailRocketConfig, rati
             con, f"SELECT count(*) FROM imp WHERE {_quote(prop)} IS NULL"
         )[0]
     con.execute("DROP TABLE log")
-    return categorical, counts, bool(truth_join)
+    return categorical, counts, bool(truth_joins)
 
 
 def prepare_retailrocket(
