@@ -89,6 +89,41 @@ class SplitData:
 REQUIRED_META = ("dataset", "tasks", "categorical_fields", "field_dims", "numerical_fields")
 
 
+def _rebuild_hint(folder: Path) -> str:
+    return (f"delete {folder} (or pass refresh=True / prepare --refresh) to rebuild it from the "
+            "raw files")  # fmt: skip
+
+
+def read_meta(folder: Path) -> dict:
+    """``folder``'s ``meta.json``, checked: the folder holds the contract's files and its meta
+    is a JSON object with the required keys."""
+    missing = [f for f in (IMPRESSIONS_FILE, META_FILE) if not (folder / f).is_file()]
+    if missing:
+        raise DataFormatError(
+            f"{folder} is not a processed dataset: missing {missing}; expected "
+            f"{IMPRESSIONS_FILE}, {VOCABULARY_FILE} and {META_FILE}"
+        )
+    try:
+        meta = json.loads((folder / META_FILE).read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataFormatError(
+            f"{folder / META_FILE} is not valid JSON ({exc}); {_rebuild_hint(folder)}"
+        ) from None
+    if not isinstance(meta, dict):
+        raise DataFormatError(
+            f"{folder / META_FILE} must hold a JSON object; {_rebuild_hint(folder)}"
+        )
+    check_meta(meta, f"processed dataset {folder}")
+    return meta
+
+
+def check_meta(meta: dict, where: str) -> None:
+    """Refuse a ``meta`` without the keys every processed dataset has."""
+    lacking = [k for k in REQUIRED_META if k not in meta]
+    if lacking:
+        raise DataFormatError(f"{where}: meta.json lacks keys {lacking}")
+
+
 class DatasetDescription:
     """What ``meta.json`` says of a processed dataset (``self.meta``): its name, tasks and fields;
     shared by the in-memory ``SessionDataset`` and the streamed ``StreamedDataset``."""
@@ -131,6 +166,12 @@ class DatasetDescription:
                 f"tasks must be a non-empty list of distinct names from {self.tasks}, got {tasks}"
             )
         return tasks
+
+    @property
+    def required_columns(self) -> list[str]:
+        """The columns the contract requires of ``impressions.parquet``."""
+        return ["session_id", "timestamp", "split", *self.categorical_fields,
+                *self.numerical_fields, *(label_column(t) for t in self.tasks)]  # fmt: skip
 
 
 class SessionDataset(DatasetDescription):
@@ -213,24 +254,7 @@ class SessionDataset(DatasetDescription):
     def load(cls, folder: str | Path) -> SessionDataset:
         """Read a dataset folder written by :meth:`save` (or by hand following the contract)."""
         folder = Path(folder)
-        missing = [f for f in (IMPRESSIONS_FILE, META_FILE) if not (folder / f).is_file()]
-        if missing:
-            raise DataFormatError(
-                f"{folder} is not a processed dataset: missing {missing}; expected "
-                f"{IMPRESSIONS_FILE}, {VOCABULARY_FILE} and {META_FILE}"
-            )
-        hint = (
-            f"delete {folder} (or pass refresh=True / prepare --refresh) to rebuild it from "
-            "the raw files"
-        )
-        try:
-            meta = json.loads((folder / META_FILE).read_text())
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise DataFormatError(
-                f"{folder / META_FILE} is not valid JSON ({exc}); {hint}"
-            ) from None
-        if not isinstance(meta, dict):
-            raise DataFormatError(f"{folder / META_FILE} must hold a JSON object; {hint}")
+        meta, hint = read_meta(folder), _rebuild_hint(folder)
         vocab_path = folder / VOCABULARY_FILE
         if not vocab_path.is_file() and meta.get("source") is not None:
             # Written by this package, which always saves a vocabulary: a deleted file would
@@ -249,16 +273,8 @@ class SessionDataset(DatasetDescription):
 
     def _validate(self) -> None:
         where = f"processed dataset {self.meta.get('dataset', '?')!r}"
-        missing_keys = [k for k in REQUIRED_META if k not in self.meta]
-        if missing_keys:
-            raise DataFormatError(f"{where}: meta.json lacks keys {missing_keys}")
-        columns = (
-            ["session_id", "timestamp", "split"]
-            + self.categorical_fields
-            + self.numerical_fields
-            + [label_column(t) for t in self.tasks]
-        )
-        absent = [c for c in columns if c not in self.frame.columns]
+        check_meta(self.meta, where)
+        absent = [c for c in self.required_columns if c not in self.frame.columns]
         if absent:
             raise DataFormatError(f"{where}: impressions.parquet lacks columns {absent}")
         if len(self.field_dims) != len(self.categorical_fields):

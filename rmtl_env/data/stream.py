@@ -18,7 +18,6 @@ with ``buffer_rows`` at least the split's size this is a full shuffle of the spl
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -30,11 +29,10 @@ import pyarrow.parquet as pq
 
 from rmtl_env.data.dataset import (
     IMPRESSIONS_FILE,
-    META_FILE,
-    REQUIRED_META,
     SPLITS,
     DatasetDescription,
     label_column,
+    read_meta,
     true_prob_column,
 )
 from rmtl_env.data.errors import DataFormatError
@@ -301,13 +299,7 @@ class StreamedDataset(DatasetDescription):
             raise ValueError(f"buffer_rows must be >= 1, got {buffer_rows}")
         self.folder, self.buffer_rows = Path(folder), int(buffer_rows)
         self.rank_shards = bool(rank_shards)
-        missing = [f for f in (IMPRESSIONS_FILE, META_FILE) if not (self.folder / f).is_file()]
-        if missing:
-            raise DataFormatError(f"{self.folder} is not a processed dataset: missing {missing}")
-        try:
-            self.meta = json.loads((self.folder / META_FILE).read_text())
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise DataFormatError(f"{self.folder / META_FILE} is not valid JSON ({exc})") from None
+        self.meta = read_meta(self.folder)
         self._check_schema()
         self._splits: dict[tuple[str, tuple[str, ...]], StreamedSplit] = {}
 
@@ -316,16 +308,11 @@ class StreamedDataset(DatasetDescription):
 
     def _check_schema(self) -> None:
         where = f"processed dataset {self.folder}"
-        lacking = [k for k in REQUIRED_META if k not in self.meta]
-        if lacking:
-            raise DataFormatError(f"{where}: meta.json lacks keys {lacking}")
         try:
             schema = pq.read_schema(self.folder / IMPRESSIONS_FILE)
         except (OSError, ValueError) as exc:
             raise DataFormatError(f"{where}: {IMPRESSIONS_FILE} does not read ({exc})") from None
-        columns = ["session_id", "split", *self.categorical_fields, *self.numerical_fields,
-                   *(label_column(t) for t in self.tasks)]  # fmt: skip
-        absent = [c for c in columns if c not in schema.names]
+        absent = [c for c in self.required_columns if c not in schema.names]
         if absent:
             raise DataFormatError(f"{where}: {IMPRESSIONS_FILE} lacks columns {absent}")
 
