@@ -306,7 +306,3 @@ def _check_writable(folder: Path) -> None:
             f"the dataset cache {folder} is not writable; set RMTL_DATA_DIR to a folder you can "
             "write to (the processed dataset is built there once, then reused)"
         )
-
-
-def processed_path(dataset: SessionDataset) -> str | None:
-    return dataset.meta.get("path")
