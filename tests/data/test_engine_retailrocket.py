@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from rmtl_env.data import load_dataset
 from rmtl_env.data.errors import DataFormatError
+
+
+def tiny_twin_copy(tmp_path) -> Path:
+    """A copy of the tiny RetailRocket twin's raw files, for a test to damage."""
+    from rmtl_env.data.catalog import synthetic_raw_dir
+
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    for path in synthetic_raw_dir("retailrocket-synthetic", "tiny", 0).iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    return folder
 
 
 def test_a_tiny_memory_limit_gives_the_same_rows() -> None:
@@ -19,7 +32,6 @@ def test_a_tiny_memory_limit_gives_the_same_rows() -> None:
 
 
 def test_an_unknown_event_type_names_the_file_and_row(tmp_path) -> None:
-    from rmtl_env.data.catalog import synthetic_raw_dir
     from rmtl_env.data.processing import ProcessingConfig
     from rmtl_env.data.retailrocket import (
         RetailRocketConfig,
@@ -27,11 +39,7 @@ def test_an_unknown_event_type_names_the_file_and_row(tmp_path) -> None:
         prepare_retailrocket,
     )
 
-    raw = synthetic_raw_dir("retailrocket-synthetic", "tiny", 0)
-    folder = tmp_path / "raw"
-    folder.mkdir()
-    for path in raw.iterdir():
-        (folder / path.name).write_bytes(path.read_bytes())
+    folder = tiny_twin_copy(tmp_path)
     events = pd.read_csv(folder / "events.csv")
     events.loc[6, "event"] = "purchase"
     events.to_csv(folder / "events.csv", index=False)
@@ -73,13 +81,7 @@ def test_property_ties_the_last_distinct_row_in_file_order_is_in_force(tmp_path)
 def test_a_twin_truth_file_needs_exactly_one_row_per_view(tmp_path, change, message) -> None:
     """The true probabilities join the views on (visitor, item, time): a repeated row would
     duplicate a view and a missing one leave it without truth, so both are refused."""
-    from rmtl_env.data.catalog import synthetic_raw_dir
-
-    raw = synthetic_raw_dir("retailrocket-synthetic", "tiny", 0)
-    folder = tmp_path / "raw"
-    folder.mkdir()
-    for path in raw.iterdir():
-        (folder / path.name).write_bytes(path.read_bytes())
+    folder = tiny_twin_copy(tmp_path)
     truth = pd.read_csv(folder / "synthetic_truth.csv")
     truth = pd.concat([truth, truth.iloc[[3]]]) if change == "repeat" else truth.drop(index=3)
     truth.to_csv(folder / "synthetic_truth.csv", index=False)
