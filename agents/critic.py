@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from agents.domains import at_least, check_domains, within
 from agents.models.layers import MLP, FeatureEmbedding, Tower
-from rmtl_env.data.domains import at_least, check_domains, within
 
 
 @dataclass(frozen=True)

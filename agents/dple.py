@@ -34,13 +34,13 @@ from stable_baselines3.common.logger import Logger, configure
 from stable_baselines3.common.noise import NormalActionNoise
 from tqdm.auto import tqdm
 
+from agents.domains import at_least, check_domains, within
 from agents.models import MultiTaskModel
 from agents.replay import build_replay
 from agents.rmtl import ConvergenceStopper
 from agents.sb3 import BackboneTD3Policy, FrozenActions
 from agents.trainer import map_batches, predict
 from rmtl_env.data.dataset import SplitData
-from rmtl_env.data.domains import at_least, check_domains, within
 
 
 @dataclass(frozen=True)

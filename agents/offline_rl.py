@@ -26,8 +26,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from agents.domains import at_least, check_domains, within
 from rmtl_env.data import SessionDataset
-from rmtl_env.data.domains import at_least, check_domains, within
 from rmtl_env.evaluation import PolicyScore, evaluate_policy
 from rmtl_env.offline import behaviour_actions, to_d3rlpy
 from rmtl_env.transitions import build_transitions

@@ -28,6 +28,7 @@ from stable_baselines3 import TD3
 import rmtl_env  # noqa: F401 -- registers SessionRecEnv-v0
 from agents.checkpoint import model_name
 from agents.critic import MultiCritic
+from agents.domains import at_least, check_domains, within
 from agents.dple import DPLEConfig, DPLEResult, actor_backbone, make_dple
 from agents.dple import train_dple as run_dple_phases
 from agents.models import ModelConfig, MultiTaskModel, build_model
@@ -46,7 +47,6 @@ from agents.trainer import Split, TrainConfig, TrainResult, model_device, predic
 from agents.weighting import check_model
 from rmtl_env.data import SessionDataset, StreamedDataset, load_dataset
 from rmtl_env.data.catalog import retire_engine
-from rmtl_env.data.domains import at_least, check_domains, within
 from rmtl_env.data.stream import BUFFER_ROWS
 from rmtl_env.data.synthetic import twin_fraction, twin_knobs
 from rmtl_env.data.synthetic.common import SCALES

@@ -16,10 +16,11 @@ import scipy.special
 import torch
 
 from agents import distributed
+from agents.batching import epoch_shares
 from agents.models import MultiTaskModel
 from agents.trainer import Split, model_device, predict
 from rmtl_env.data.dataset import SplitData
-from rmtl_env.data.stream import StreamedSplit, epoch_shares
+from rmtl_env.data.stream import StreamedSplit
 from rmtl_env.rewards import DEFAULT_PROB_CLIP
 from rmtl_env.transitions import Transitions, build_transitions
 
@@ -119,7 +120,7 @@ class StreamedReplay:
         return out
 
     def minibatches(self, batch_size: int, rng: np.random.Generator) -> Iterator[TransitionBatch]:
-        """One epoch of block-shuffled minibatches (``rmtl_env.data.stream.epoch_shares``)."""
+        """One epoch of block-shuffled minibatches (``agents.batching.epoch_shares``)."""
         shares = epoch_shares(self.data, self.block_transitions, batch_size, rng,
                               distributed.rank(), distributed.world_size())  # fmt: skip
         for batch, rows in shares:

@@ -31,9 +31,9 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.noise import NormalActionNoise
 from tqdm.auto import tqdm
 
+from agents.domains import at_least, check_domains, within
 from agents.sb3 import BackboneTD3Policy, CategoricalEmbeddingExtractor
 from rmtl_env.data import SessionDataset
-from rmtl_env.data.domains import at_least, check_domains, within
 from rmtl_env.evaluation import PolicyScore, evaluate_policy
 
 ONLINE_METHODS = ("ddpg", "td3", "sac", "ppo", "td3-flat", "td3-ple")

@@ -29,13 +29,13 @@ from tqdm.auto import tqdm
 
 from agents import distributed
 from agents.critic import CriticConfig, MultiCritic
+from agents.domains import at_least, check_domains, within
 from agents.models import MultiTaskModel
 from agents.models.layers import dropout_masks
 from agents.replay import Replay, StreamedReplay, TransitionBatch
 from agents.runtime import RECORDED_IF_SET
 from agents.trainer import LossWeights, Split, adam, autocast, map_split, model_device
 from agents.weighting import Weighting, check_weighting
-from rmtl_env.data.domains import at_least, check_domains, within
 
 WeightVariant = Literal["rmtl", "cw", "wl", "nlc", "none"]
 WEIGHT_VARIANTS: tuple[str, ...] = get_args(WeightVariant)

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from agents import distributed
+from agents.batching import epoch_shares, pooled
+from agents.domains import at_least, check_domains, within
 from agents.models import MultiTaskModel
 from agents.models.layers import DROPOUT_MASKS, dropout_masks
 from agents.runtime import RECORDED_IF_SET
@@ -34,8 +36,7 @@ from agents.weighting import (
     parameter_groups,
 )
 from rmtl_env.data.dataset import SplitData
-from rmtl_env.data.domains import at_least, check_domains, within
-from rmtl_env.data.stream import StreamedSplit, epoch_shares, pooled
+from rmtl_env.data.stream import StreamedSplit
 from rmtl_env.metrics import task_metrics
 
 Split = SplitData | StreamedSplit

@@ -28,6 +28,7 @@ from typing import Any
 
 from agents import distributed
 from agents.checkpoint import CheckpointError
+from agents.domains import domain_of
 from agents.models import ModelConfig
 from agents.pipeline import DataConfig
 from agents.trainer import TrainConfig
@@ -35,7 +36,6 @@ from agents.weighting import check_training
 from rmtl_bench import jobs
 from rmtl_bench.run_folder import DifferentConfig, default_run_dir, read_json
 from rmtl_bench.tables import format_table
-from rmtl_env.data.domains import domain_of
 from rmtl_env.data.errors import DataFormatError
 
 Parser = argparse.ArgumentParser | argparse._ArgumentGroup

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rmtl_env.data.domains import at_least, check_domains, within
+from agents.domains import at_least, check_domains, within
 
 
 @dataclass(frozen=True)

@@ -235,19 +235,6 @@ def categorical_fields(config: KuaiRandConfig) -> list[str]:
 NUMERICAL_FIELDS = ("log_duration_s", "log_video_age_days", *(f"log_{c}" for c in USER_NUMERICAL))
 
 
-def loader_params(config: KuaiRandConfig) -> dict:
-    """``meta.json``'s ``params["kuairand"]``."""
-    return {
-        "tasks": list(config.tasks),
-        "nested_tasks": list(config.nested_tasks),
-        "nesting": config.nesting,
-        "session_gap_minutes": config.session_gap_minutes,
-        "include_random_log": config.include_random_log,
-        "include_user_id": config.include_user_id,
-        "include_video_id": config.include_video_id,
-    }
-
-
 def _require_columns(path: Path, columns: tuple[str, ...]) -> None:
     label = f"interaction log file {path}"
     header = require_header(path, [], label)
@@ -439,7 +426,7 @@ def prepare_kuairand(
         if has_truth:
             _check_truth(prep.con, files.truth, config.tasks)
         fields = Fields(categorical, numerical, list(config.tasks), has_truth, frozenset(numerical))
-        params = {"kuairand": loader_params(config), "processing": asdict(processing)}
+        params = {"kuairand": asdict(config), "processing": asdict(processing)}
         used = len(paths) - (files.truth is not None and not has_truth)  # the truth file if used
         return prep.finish(processing, fields, counts, params, source=f"kuairand-{files.version}",
                            raw_used=used)  # fmt: skip

@@ -125,16 +125,6 @@ class RetailRocketFiles:
         )
 
 
-def _config_dict(config: RetailRocketConfig) -> dict:
-    return {
-        "session_key": config.session_key,
-        "session_gap_minutes": config.session_gap_minutes,
-        "properties": list(config.properties),
-        "include_itemid": config.include_itemid,
-        "category_parent": config.category_parent,
-    }
-
-
 def _read_events(con, path: Path) -> dict:
     """``events`` (checked, one row per distinct event at its first line ``ord``) and counts."""
     types = "{'timestamp': 'BIGINT', 'visitorid': 'BIGINT', 'event': 'VARCHAR', " \
@@ -397,5 +387,5 @@ def prepare_retailrocket(
             _check_truth(prep.con, files.truth, tuple(TASKS))
         coded = frozenset(config.properties) if files.properties else frozenset()
         fields = Fields(categorical, NUMERICAL, TASKS, has_truth, frozenset(NUMERICAL), coded)
-        params = {"retailrocket": _config_dict(config), "processing": asdict(processing)}
+        params = {"retailrocket": asdict(config), "processing": asdict(processing)}
         return prep.finish(processing, fields, counts, params, source="retailrocket")

@@ -10,15 +10,12 @@ at up to 1M rows).
 Memory: the rows in flight (``buffer_rows`` of them while training, one block otherwise), the
 model, and per row of a split only what exact metrics need: its labels, session id and the
 model's predictions (``8 + 8 K`` bytes per row), not its features (about ``8 F + 4 N``).
-
-Shuffling is block shuffling, as streaming loaders do: every epoch the blocks come in a seeded
-random order and are pooled into buffers of about ``buffer_rows`` rows whose rows are permuted;
-with ``buffer_rows`` at least the split's size this is a full shuffle of the split.
+How training shuffles the blocks (``buffer_rows``, ``rank_shards``) is ``agents.batching``'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -71,104 +68,13 @@ class Rows:
         return len(self.index)
 
 
-def pooled(
-    parts: Iterable[dict[str, np.ndarray]],
-    batch_size: int,
-    rng: np.random.Generator | None,
-    buffer_rows: int,
-) -> Iterator[dict[str, np.ndarray]]:
-    """Minibatches of ``batch_size`` rows from ``parts`` (dicts of equal-length arrays, e.g. one
-    block each): parts are pooled until about ``buffer_rows`` rows, a pool's rows are permuted
-    with ``rng`` (kept in order without), and the rows short of a full batch carry over to the
-    next pool; the epoch's last batch may be smaller."""
-    pending: list[dict[str, np.ndarray]] = []
-    pooled_rows = 0
-    parts = iter(parts)
-    part = next(parts, None)
-    while part is not None:
-        pending.append(part)
-        pooled_rows += len(next(iter(part.values())))
-        part = next(parts, None)
-        if pooled_rows < buffer_rows and part is not None:
-            continue
-        pool = {k: np.concatenate([p[k] for p in pending]) for k in pending[0]}
-        size = len(next(iter(pool.values())))
-        if rng is not None:
-            order = rng.permutation(size)
-            pool = {k: v[order] for k, v in pool.items()}
-        full = size - size % batch_size
-        for i in range(0, full, batch_size):
-            yield {k: v[i : i + batch_size] for k, v in pool.items()}
-        rest = {k: v[full:] for k, v in pool.items()}
-        pending, pooled_rows = ([rest], size - full) if full < size else ([], 0)
-    if pending:  # the carried rows: the epoch's last, smaller batch
-        yield pending[0]
-
-
-def rank_minibatches(
-    data: StreamedSplit,
-    read: Callable[[int], dict[str, np.ndarray]],
-    batch_size: int,
-    rng: np.random.Generator | None,
-    rank: int,
-    world: int,
-) -> Iterator[tuple[dict[str, np.ndarray], int]]:
-    """One epoch in which each of ``world`` ranks reads only its blocks: every rank draws the
-    same block order from ``rng`` and reads blocks ``rank, rank + world, ...`` of it
-    (``read(block index)``), pooled and permuted with its own child of ``rng``, in local batches
-    of ``batch_size / world`` rows. Yields this rank's share of each global batch and the global
-    batch's row count; there are as many steps as the rank with the most rows needs, the
-    others taking empty shares at the end."""
-    if batch_size % world:
-        raise ValueError(
-            f"with rank shards the batch size ({batch_size}) must be a multiple of the "
-            f"{world} ranks"
-        )
-    local, blocks = batch_size // world, data.blocks()
-    order = np.arange(len(blocks)) if rng is None else rng.permutation(len(blocks))
-    own_rng = None if rng is None else rng.spawn(world)[rank]  # rng itself stays in step
-    rows = [sum(len(blocks[b]) for b in order[r::world]) for r in range(world)]
-    steps = max(-(-n // local) for n in rows)
-    parts = (read(b) for b in order[rank::world])
-    batches = pooled(parts, local, own_rng, data.dataset.buffer_rows)
-    empty = None
-    for step in range(steps):
-        batch = next(batches, None)
-        if batch is None:  # this rank has run out of rows: an empty share
-            empty = empty or {k: v[:0] for k, v in read(0).items()}
-            batch = empty
-        yield batch, sum(min(local, max(n - step * local, 0)) for n in rows)
-
-
-def epoch_shares(
-    data: StreamedSplit,
-    read: Callable[[int], dict[str, np.ndarray]],
-    batch_size: int,
-    rng: np.random.Generator | None,
-    rank: int = 0,
-    world: int = 1,
-) -> Iterator[tuple[dict[str, np.ndarray], int]]:
-    """One epoch of this rank's share of each global minibatch of ``batch_size`` rows, with the
-    global minibatch's row count; ``read(block index)`` gives a block's rows. With the
-    dataset's ``rank_shards`` and more than one rank, each rank reads only its blocks
-    (``rank_minibatches``); otherwise every rank reads every block, block-shuffled with ``rng``
-    (file order without), and keeps rows ``rank, rank + world, ...`` of each minibatch."""
-    if data.dataset.rank_shards and world > 1:
-        yield from rank_minibatches(data, read, batch_size, rng, rank, world)
-        return
-    count = len(data.blocks())
-    order = np.arange(count) if rng is None else rng.permutation(count)
-    share = slice(rank, None, world)
-    for batch in pooled((read(b) for b in order), batch_size, rng, data.dataset.buffer_rows):
-        yield {k: v[share] for k, v in batch.items()}, len(next(iter(batch.values())))
-
-
 class StreamedSplit:
     """One split of a processed dataset, read from ``impressions.parquet`` block by block.
 
     Offers what the trainer and the metrics read of a :class:`~rmtl_env.data.SplitData`
     (``len``, ``name``, ``tasks``, ``labels``, ``session_id``, ``true_probs``) and, instead of
-    the feature arrays, :meth:`blocks`, :meth:`read` and :meth:`minibatches`.
+    the feature arrays, :meth:`blocks` and :meth:`read` (training's minibatches:
+    ``agents.batching``).
     """
 
     def __init__(self, dataset: StreamedDataset, name: str, tasks: tuple[str, ...]) -> None:
@@ -244,14 +150,6 @@ class StreamedSplit:
         """The rows of block number ``b`` as ``{field: array}`` (``Rows``' fields)."""
         return vars(self.read(self._blocks[b]))
 
-    def minibatches(
-        self, batch_size: int, rng: np.random.Generator | None = None
-    ) -> Iterator[Rows]:
-        """One epoch of minibatches of ``batch_size`` rows (the last one smaller): in file order
-        without ``rng``, else block-shuffled in buffers of the dataset's ``buffer_rows``."""
-        for batch, _ in epoch_shares(self, self.read_block, batch_size, rng):
-            yield Rows(**batch)
-
     def read_head(self, block: Block) -> Rows:
         """The first row of a block."""
         file = pq.ParquetFile(self.path)
@@ -289,7 +187,7 @@ class StreamedDataset(DatasetDescription):
     """A processed dataset folder described by its ``meta.json``; its splits are streamed,
     training ones shuffled in buffers of ``buffer_rows`` rows. ``rank_shards``: under
     torch.distributed each rank reads only its share of the blocks, in training
-    (``rank_minibatches``) and in prediction (``agents.trainer.map_split``), instead of every
+    (``agents.batching.rank_minibatches``) and in prediction (``agents.trainer.map_split``), instead of every
     block."""
 
     def __init__(

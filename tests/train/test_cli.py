@@ -82,17 +82,17 @@ def test_an_invalid_value_is_a_usage_error_before_any_folder_exists(
 
 
 def test_every_numeric_flag_declares_its_domain_in_the_help() -> None:
-    # The mechanism (rmtl_env.data.domains): each numeric field of the configs the flags come
+    # The mechanism (agents.domains): each numeric field of the configs the flags come
     # from declares its domain, and --help shows it beside the default.
     import dataclasses
 
     from agents.critic import CriticConfig
+    from agents.domains import domain_of
     from agents.dple import DPLEConfig
     from agents.models import ModelConfig
     from agents.pipeline import DataConfig
     from agents.rmtl import RMTLConfig
     from agents.trainer import TrainConfig
-    from rmtl_env.data.domains import domain_of
 
     undeclared = [
         f"{cls.__name__}.{f.name}"
