@@ -17,7 +17,10 @@ The logs hold feedback, not actions, so the dataset needs a behaviour policy
   pipeline (flat ids as floats, d3rlpy's MLP) can reach the supervised models.
 
 Observations are the env's flat form (ids as floats) scaled by d3rlpy's ``MinMaxObservationScaler``
-and actions by ``MinMaxActionScaler(0, 1)`` (d3rlpy's policies act in [-1, 1]).
+and actions by ``MinMaxActionScaler(0, 1)`` (d3rlpy's policies act in [-1, 1]). A column that is
+constant in the training split (a feature with one value, frequent on the KuaiRand twin) would
+divide by zero in that scaler and train on NaN; such a column gets the range [min, min + 1]
+(``observation_scaler``).
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from agents.domains import at_least, check_domains, within
 from rmtl_env.data import SessionDataset
 from rmtl_env.evaluation import PolicyScore, evaluate_policy
-from rmtl_env.offline import behaviour_actions, to_d3rlpy
+from rmtl_env.offline import behaviour_actions, flat_observations, to_d3rlpy
 from rmtl_env.transitions import build_transitions
 
 OFFLINE_METHODS = ("bc", "td3+bc", "iql", "cql", "bc-labels", "td3+bc-labels")
@@ -78,14 +83,34 @@ def split_method(method: str) -> tuple[str, str]:
     return algorithm, behaviour or "uniform"
 
 
-def make_offline(method: str, config: OfflineConfig, device: str = "cpu:0") -> Any:
-    """The d3rlpy algorithm of ``method`` (not yet fitted)."""
+def observation_scaler(observations: np.ndarray | None = None) -> Any:
+    """d3rlpy's ``MinMaxObservationScaler`` for the training ``observations`` (``[n, D]``, flat):
+    fitted by d3rlpy when every column varies (or no observations are given), else the columns'
+    range with ``[min, min + 1]`` for a constant column, whose fitted range would be empty."""
+    from d3rlpy.preprocessing import MinMaxObservationScaler
+
+    if observations is None or len(observations) == 0:
+        return MinMaxObservationScaler()
+    low, high = observations.min(axis=0), observations.max(axis=0)
+    if (high > low).all():
+        return MinMaxObservationScaler()
+    return MinMaxObservationScaler(minimum=low, maximum=np.where(high > low, high, low + 1))
+
+
+def make_offline(
+    method: str,
+    config: OfflineConfig,
+    device: str = "cpu:0",
+    observations: np.ndarray | None = None,
+) -> Any:
+    """The d3rlpy algorithm of ``method`` (not yet fitted); ``observations``: the training
+    observations (flat), for ``observation_scaler``."""
     import d3rlpy
 
     algorithm, _ = split_method(method)
     common = {
         "batch_size": config.batch_size,
-        "observation_scaler": d3rlpy.preprocessing.MinMaxObservationScaler(),
+        "observation_scaler": observation_scaler(observations),
         "action_scaler": d3rlpy.preprocessing.MinMaxActionScaler(minimum=0.0, maximum=1.0),
     }
     if algorithm == "bc":
@@ -111,7 +136,7 @@ def train_offline(
     d3rlpy.seed(seed)
     train = dataset.split("train")
     transitions = build_transitions(train, actions=behaviour_actions(train, behaviour, seed))
-    algo = make_offline(method, config, device)
+    algo = make_offline(method, config, device, flat_observations(transitions))
     curve: list[dict[str, float]] = []
     started = time.perf_counter()
 
