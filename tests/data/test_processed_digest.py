@@ -1,5 +1,6 @@
 """Pinned digests of processed datasets: the twins at tiny and small scale, the 27K twin and
-the loader and vocabulary options, and the real RetailRocket sample give exactly these arrays
+the loader and vocabulary options, the real RetailRocket sample and the real KuaiRand feature
+files give exactly these arrays
 (rows, order, dtypes, vocabularies, field sizes and standardisation). The digests were taken
 with the retired pandas engine, and the DuckDB engine gives the same: every committed result
 stays reproducible. A refactor of the data layer must leave them equal; a digest changes only
@@ -133,3 +134,44 @@ def test_the_real_retailrocket_sample_gives_the_pinned_arrays(shared_raw, tmp_pa
 
 
 REAL_RETAILROCKET = "b374265e32e36565a53b9ad495e86c0dbacfe138013b72a02d33a198e37ec9d2"
+
+
+def real_kuairand_raw(shared_raw, folder):
+    """A KuaiRand-1K folder from the real KuaiRand-Pure feature files (the sample has no logs):
+    the tiny twin's logs, their user and video ids re-keyed to the real files' ids (every other
+    cell kept as written), beside the real ``user_features`` and ``video_features_basic``."""
+    import gzip
+    import shutil
+
+    from rmtl_env.data.synthetic import write_twin
+
+    twin = write_twin("kuairand-synthetic", folder / "twin", scale="tiny", seed=0)
+    raw = folder / "raw"
+    raw.mkdir()
+    real = shared_raw / "kuairand"
+
+    def ids(name: str, column: str) -> np.ndarray:
+        with gzip.open(real / name, "rt") as handle:
+            return np.sort(pd.read_csv(handle, usecols=[column])[column].unique())
+
+    users = ids("user_features_pure.csv.gz", "user_id")
+    videos = ids("video_features_basic_pure.csv.gz", "video_id")
+    for log in sorted(twin.glob("log_*.csv")):
+        frame = pd.read_csv(log, dtype=str, keep_default_na=False)
+        frame["user_id"] = users[frame["user_id"].astype(int) % len(users)].astype(str)
+        frame["video_id"] = videos[frame["video_id"].astype(int) % len(videos)].astype(str)
+        frame.to_csv(raw / log.name, index=False)
+    shutil.copy(real / "user_features_pure.csv.gz", raw / "user_features_1k.csv.gz")
+    shutil.copy(real / "video_features_basic_pure.csv.gz", raw / "video_features_basic_1k.csv.gz")
+    return raw
+
+
+def test_the_real_kuairand_features_give_the_pinned_arrays(shared_raw, tmp_path) -> None:
+    # Pinned from the retired pandas engine (d6a6016) on the same folder; DuckDB gives the same.
+    data = load_dataset("kuairand-1k", data_dir=real_kuairand_raw(shared_raw, tmp_path))
+    assert data.meta["row_counts"]["rows_without_user_features"] == 0
+    assert data.meta["row_counts"]["rows_without_video_features"] == 0
+    assert dataset_digest(data) == REAL_KUAIRAND
+
+
+REAL_KUAIRAND = "8b129a70bf2713cec6c53a20022936e0d337b172e40758d44a09da1614352aaf"
