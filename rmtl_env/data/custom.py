@@ -46,6 +46,7 @@ import numpy as np
 
 from rmtl_env.data.dataset import label_column
 from rmtl_env.data.engine import (
+    MISSING_CELLS,
     Fields,
     _quote,
     fetch_one,
@@ -128,9 +129,8 @@ class ColumnRoles:
         return list(dict.fromkeys(named))
 
 
-# pandas.read_csv's default missing-value markers.
-MISSING_TEXT = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
-                "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]  # fmt: skip
+# pandas.read_csv's default missing-value markers: pyarrow's and two more.
+MISSING_TEXT = sorted([*MISSING_CELLS, "<NA>", "None"])
 INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
                  "UINTEGER", "UBIGINT"}  # fmt: skip
 NUMBER_TYPES = INTEGER_TYPES | {"FLOAT", "DOUBLE", "BOOLEAN"}

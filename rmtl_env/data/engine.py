@@ -151,16 +151,25 @@ def fetch_one(con, sql: str, params: list | None = None) -> tuple | None:
     return rows[0] if rows else None
 
 
-def first_empty(con, table: str, columns: list[str], where: str = "true") -> tuple[str, int] | None:
-    """The first of ``columns`` with empty (NULL) values in the rows of ``table`` meeting
-    ``where``, and its count of them; None if every value is present."""
+def require_rows(con, table: str, columns: list[str], label: str, where: str = "true") -> int:
+    """The number of rows of ``table`` meeting ``where`` (the rows one file gave), refused with
+    a ``DataFormatError`` naming ``label`` (the file) if there are none or if one of ``columns``
+    has an empty (NULL) value in them."""
     counts = ", ".join(f"count(*) FILTER (WHERE {_quote(c)} IS NULL)" for c in columns)
-    found = con.execute(f"SELECT {counts} FROM {table} WHERE {where}").fetchall()[0]
-    return next(((c, n) for c, n in zip(columns, found, strict=True) if n), None)
+    rows, *empty = con.execute(f"SELECT count(*), {counts} FROM {table} WHERE {where}").fetchall()[
+        0
+    ]
+    if rows == 0:
+        raise DataFormatError(f"{label} has a header but no data rows")
+    for column, count in zip(columns, empty, strict=True):
+        if count:
+            raise DataFormatError(f"{label}: column '{column}' has {count} empty value(s); "
+                                  "expected a value in every row")  # fmt: skip
+    return rows
 
 
 # The cells a feature table's reader takes for missing (pyarrow's defaults, which the tables were
-# read with before DuckDB read them).
+# read with before DuckDB read them; pandas' defaults add "<NA>" and "None": custom.MISSING_TEXT).
 MISSING_CELLS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
                  "1.#QNAN", "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null"]  # fmt: skip
 
@@ -177,11 +186,7 @@ def read_table(con, table: str, path: Path, types: dict[str, str], what: str,
     columns = ", ".join(_quote(c) for c in types)
     read_checked(con, f"CREATE TABLE {table} AS SELECT {columns} FROM read_csv(?, header = true, "
                  f"types = {spec}, nullstr = {missing})", path, what + " file")  # fmt: skip
-    if fetch_one(con, f"SELECT count(*) FROM {table}")[0] == 0:
-        raise DataFormatError(f"{label} has a header but no data rows")
-    empty = first_empty(con, table, [c for c in types if c not in nullable])
-    if empty:
-        raise DataFormatError(f"{label}: column '{empty[0]}' has {empty[1]} empty value(s)")
+    require_rows(con, table, [c for c in types if c not in nullable], label)
     key = _quote(next(iter(types)))
     if fetch_one(con, f"SELECT count(*) - count(DISTINCT {key}) FROM {table}")[0]:
         raise DataFormatError(f"{label}: column '{next(iter(types))}' must be unique")

@@ -43,12 +43,12 @@ from rmtl_env.data.engine import (
     _check_truth,
     _quote,
     fetch_one,
-    first_empty,
     nest_labels,
     preparation,
     read_checked,
     read_table,
     require_content,
+    require_rows,
     session_impressions,
     sessionised,
     sorted_in_file_order,
@@ -271,19 +271,14 @@ def _read_logs(con, files: KuaiRandFiles, used: list[str]) -> None:
             path,
             "interaction log file",
         )
-        rows = fetch_one(con, f"SELECT count(*) FROM raw_log WHERE rowid >= {start}")[0]
-        if rows == 0:
-            raise DataFormatError(f"interaction log file {path} has a header but no data rows")
-        empty = first_empty(con, "raw_log", used, f"rowid >= {start}")
-        if empty:
-            raise DataFormatError(f"interaction log file {path}: column '{empty[0]}' has "
-                                  f"{empty[1]} empty value(s)")  # fmt: skip
-        bad = con.execute(f"SELECT {outside} FROM raw_log WHERE rowid >= {start}").fetchall()[0]
+        label, this_file = f"interaction log file {path}", f"rowid >= {start}"
+        rows = require_rows(con, "raw_log", used, label, this_file)
+        bad = con.execute(f"SELECT {outside} FROM raw_log WHERE {this_file}").fetchall()[0]
         for column, count in zip([c for c in used if c in FEEDBACK_COLUMNS], bad, strict=True):
             if count:
                 raise DataFormatError(
-                    f"interaction log file {path}: label column '{column}' has {count} value(s) "
-                    "outside {0, 1}; expected 0 or 1"
+                    f"{label}: label column '{column}' has {count} value(s) outside {{0, 1}}; "
+                    "expected 0 or 1"
                 )
         start += rows
 

@@ -42,10 +42,10 @@ from rmtl_env.data.engine import (
     _check_truth,
     _quote,
     fetch_one,
-    first_empty,
     preparation,
     read_checked,
     read_table,
+    require_rows,
     session_impressions,
     sessionised,
     sorted_in_file_order,
@@ -137,13 +137,8 @@ def _read_events(con, path: Path) -> dict:
         path,
         "events file",
     )
-    read = fetch_one(con, "SELECT count(*) FROM raw_events")[0]
-    if read == 0:
-        raise DataFormatError(f"events file {path} has a header but no data rows")
-    empty = first_empty(con, "raw_events", ["timestamp", "visitorid", "event", "itemid"])
-    if empty:
-        raise DataFormatError(f"events file {path}: column '{empty[0]}' has {empty[1]} empty "
-                              "value(s); expected a value in every row")  # fmt: skip
+    columns = ["timestamp", "visitorid", "event", "itemid"]  # transactionid: transactions only
+    read = require_rows(con, "raw_events", columns, f"events file {path}")
     kinds = ", ".join(f"'{k}'" for k in EVENT_TYPES)
     unknown = fetch_one(
         con,
