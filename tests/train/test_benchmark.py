@@ -346,3 +346,9 @@ def test_balancers_block_runs_resumes_and_tests_against_equal_and_rmtl(tmp_path)
     again = pd.read_csv(carried / "quick" / "balancers.csv")
     pd.testing.assert_frame_equal(again.drop(columns="cell_seconds"),
                                   rows.drop(columns="cell_seconds"))  # fmt: skip
+    # A seed not yet started is named and left out; the finished seeds are still tabulated.
+    later = io.StringIO()
+    with contextlib.redirect_stdout(later):
+        assert benchmark.main([*moved, "--report-only", "--seeds", "0", "1", "2"]) == 0
+    assert "seed 2: not finished" in later.getvalue()
+    assert set(pd.read_csv(carried / "quick" / "balancers.csv")["seed"]) == {0, 1}
