@@ -211,8 +211,7 @@ def balancers(cells: Cells, args: argparse.Namespace, seeds: list[int]) -> None:
     atomic_write_bytes(out / "balancers_summary.csv", summary.to_csv(index=False).encode())
     # The cells behind the table: of the tabulated seeds only (an unfinished seed's probe may
     # have named a folder that does not exist yet).
-    tabulated = {f"seed{seed}" for seed in done}
-    folders = {d: [f for f in cells.used if f.parent.parent.name == d and f.parent.name in tabulated]
+    folders = {d: [f for f in cells.used if any(f == cells.folder(d, s, f.name) for s in done)]
                for d in args.datasets}  # fmt: skip
     text = (
         tables.balancers_markdown(summary, done)

@@ -156,9 +156,7 @@ def require_rows(con, table: str, columns: list[str], label: str, where: str = "
     a ``DataFormatError`` naming ``label`` (the file) if there are none or if one of ``columns``
     has an empty (NULL) value in them."""
     counts = ", ".join(f"count(*) FILTER (WHERE {_quote(c)} IS NULL)" for c in columns)
-    rows, *empty = con.execute(f"SELECT count(*), {counts} FROM {table} WHERE {where}").fetchall()[
-        0
-    ]
+    rows, *empty = fetch_one(con, f"SELECT count(*), {counts} FROM {table} WHERE {where}")
     if rows == 0:
         raise DataFormatError(f"{label} has a header but no data rows")
     for column, count in zip(columns, empty, strict=True):
