@@ -34,7 +34,7 @@ from agents.offline_rl import OFFLINE_METHODS, OfflineConfig
 from agents.rl_reference import ONLINE_METHODS, OnlineConfig
 from rmtl_bench import plots
 from rmtl_bench.cells import Cells, MissingCell, whole_seeds
-from rmtl_bench.run_folder import environment_info, read_json, write_json
+from rmtl_bench.run_folder import copy_summaries, environment_info, read_json, write_json
 from rmtl_env.data.io import atomic_write_bytes
 from rmtl_env.evaluation import constant_policy, evaluate_policy, uniform_policy
 
@@ -77,6 +77,33 @@ def rl_folder(cells: Cells, dataset: str, seed: int, method: str) -> Path:
     return cells.args.out / f"rl-{cells.args.profile}" / dataset / f"seed{seed}" / method
 
 
+def exported_supervised(cells: Cells, dataset: str, seed: int, method: str) -> Path:
+    """Where ``--export-cells`` keeps a supervised row's summaries: beside the seed's RL cells,
+    so that the exported block is whole (Table 1's own cells of the same profile may differ, in
+    torch threads, from the block's)."""
+    return rl_folder(cells, dataset, seed, "supervised") / method
+
+
+def export_rl_cells(cells: Cells, target: Path) -> tuple[int, Path]:
+    """Copy every finished RL cell's summaries and, for each exported seed, its finished
+    supervised rows to ``target/rl-<profile>``; a ``--report-only`` run with ``--out target``
+    tabulates them as they are. Returns the number of cells and the folder."""
+    root = cells.args.out / f"rl-{cells.args.profile}"
+    out = target / root.name
+    count = 0
+    for metrics in sorted(root.glob("*/seed*/*/metrics.json")):
+        copy_summaries(metrics.parent, out / metrics.parent.relative_to(root))
+        count += 1
+    for seed_folder in sorted(root.glob("*/seed*")):
+        dataset, seed = seed_folder.parent.name, int(seed_folder.name.removeprefix("seed"))
+        for method in SUPERVISED_ROWS:
+            cell = cells.folder(dataset, seed, method)
+            if (cell / "metrics.json").is_file():
+                copy_summaries(cell, out / dataset / seed_folder.name / "supervised" / method)
+                count += 1
+    return count, out
+
+
 def write_cell(folder: Path, config: dict, score, curve: list[dict], seconds: float) -> None:
     """A finished RL cell: ``config.json``, ``curve.csv`` and, last, ``metrics.json``."""
     write_json(folder / "config.json", {**config, "environment": environment_info()})
@@ -107,8 +134,10 @@ def d3rlpy_python() -> str:
 def run_cell(cells: Cells, dataset: str, seed: int, method: str) -> dict:
     """The cell's ``metrics.json``, running it first unless it finished before."""
     if method in SUPERVISED_ROWS:
-        folder = cells.folder(dataset, seed, method)
-        cells.method(dataset, seed, method)
+        folder = exported_supervised(cells, dataset, seed, method)
+        if not (folder / "metrics.json").is_file():
+            folder = cells.folder(dataset, seed, method)
+            cells.method(dataset, seed, method)
         metrics = read_json(folder / "metrics.json")
         scores = metrics.get("policy_scores") or {}
         if method not in scores:

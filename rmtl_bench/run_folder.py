@@ -114,6 +114,14 @@ def run_seconds(folder: Path) -> float:
     return (folder / "metrics.json").stat().st_mtime - (folder / "config.json").stat().st_mtime
 
 
+def copy_summaries(cell: Path, target: Path) -> None:
+    """Copy a run folder's summaries (every JSON and CSV file, none under ``checkpoints``) to
+    ``target``, keeping the layout: what a committed result keeps of a run."""
+    for path in sorted(cell.rglob("*")):
+        if path.is_file() and path.suffix in (".json", ".csv") and "checkpoints" not in path.parts:
+            atomic_write_bytes(target / path.relative_to(cell), path.read_bytes())
+
+
 class DifferentConfig(Exception):
     """The folder holds a run with another configuration."""
 

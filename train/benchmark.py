@@ -37,7 +37,7 @@ import torch
 from agents.weighting import WEIGHTINGS
 from rmtl_bench import blocks, plots, rl_block, tables
 from rmtl_bench.cells import Cells, MissingCell, whole_seeds
-from rmtl_bench.run_folder import environment_info, read_json, run_seconds
+from rmtl_bench.run_folder import copy_summaries, environment_info, read_json, run_seconds
 from rmtl_bench.studies import METHODS, PROFILES, RMTL, RUN_ORDER, STUDIES
 from rmtl_env.data.errors import run_command
 from rmtl_env.data.io import atomic_write_bytes
@@ -83,7 +83,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--export-cells", type=Path, metavar="DIR",
                    help="run nothing; copy every finished cell's summaries (JSON and CSV, no "
                    "checkpoints or figures) from <out>/<profile> to DIR/<profile>, to commit "
-                   "them or resume elsewhere")
+                   "them or resume elsewhere; with --block rl, those of <out>/rl-<profile> and "
+                   "each of its seeds' supervised rows, to DIR/rl-<profile>")
     # fmt: on
     args = p.parse_args(argv)
     args.command = "python train/benchmark.py " + shlex.join(sys.argv[1:] if argv is None else argv)
@@ -276,24 +277,19 @@ def export_cells(root: Path, target: Path) -> int:
     """Copy the summaries of every finished cell under ``root`` (one with ``metrics.json``) to
     ``target``, keeping the layout; returns the number of cells. A benchmark run on ``target``
     reuses them and retrains a backbone whose checkpoint a remaining cell needs."""
-    count = 0
-    for metrics in sorted(root.glob("*/seed*/*/metrics.json")):
-        cell = metrics.parent
-        for path in cell.rglob("*"):
-            if (
-                path.is_file()
-                and path.suffix in (".json", ".csv")
-                and "checkpoints" not in path.parts
-            ):
-                out = target / cell.relative_to(root) / path.relative_to(cell)
-                atomic_write_bytes(out, path.read_bytes())
-        count += 1
-    return count
+    cells = sorted(metrics.parent for metrics in root.glob("*/seed*/*/metrics.json"))
+    for cell in cells:
+        copy_summaries(cell, target / cell.relative_to(root))
+    return len(cells)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cells = Cells(args)
+    if args.export_cells is not None and args.block == "rl":
+        count, target = rl_block.export_rl_cells(cells, args.export_cells)
+        print(f"{count} finished cells exported to {target}")
+        return 0
     if args.export_cells is not None:
         count = export_cells(cells.root, args.export_cells / cells.root.name)
         print(f"{count} finished cells exported to {args.export_cells / cells.root.name}")

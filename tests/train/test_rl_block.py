@@ -73,6 +73,20 @@ def test_quick_block_tabulates_every_kind_of_row_and_resumes(tmp_path, capsys) -
     assert quick_block(tmp_path, methods) == 0  # everything finished: nothing runs again
     assert "--- " not in capsys.readouterr().out
 
+    # exported (summaries only, the supervised rows beside the RL cells), the block tabulates
+    # the same rows from the export alone: no Table 1 run folder, no checkpoint
+    exported = tmp_path / "exported"
+    assert benchmark.main(["--block", "rl", "--profile", "quick", "--out", str(tmp_path),
+                           "--export-cells", str(exported)]) == 0  # fmt: skip
+    supervised = exported / "rl-quick" / "retailrocket-synthetic" / "seed0" / "supervised"
+    assert sorted(p.name for p in supervised.iterdir()) == ["ple"]
+    assert not list(exported.rglob("*.pt")) and not (exported / "quick").exists()
+    assert benchmark.main(["--block", "rl", "--profile", "quick", "--datasets",
+                           "retailrocket-synthetic", "--seeds", "0", "--out", str(exported),
+                           "--rl-methods", *methods, "--report-only"]) == 0  # fmt: skip
+    rebuilt = pd.read_csv(exported / "rl-quick" / "rl_algorithms.csv")
+    pd.testing.assert_frame_equal(rebuilt, rows)
+
 
 @pytest.mark.slow
 def test_offline_rows_learn_on_a_twin_with_a_constant_feature(tmp_path) -> None:
