@@ -5,7 +5,8 @@ Rows, per twin and seed (every row scored by ``rmtl_env.evaluate_policy`` on the
 
 - ``uniform`` and ``constant`` (each task's training base rate, the score's 0);
 - ``ple``, ``rmtl-ple``, ``d-ple``: the Table 1 cells of the same profile (shared with Table 1's
-  runs under ``<out>/<profile>``);
+  runs under ``<out>/<profile>``), or their exported summaries beside the seed's RL cells
+  (``seed<k>/supervised/<method>/``, written by ``--export-cells``);
 - the online SB3 agents of ``agents.rl_reference`` at one budget of env steps;
 - the offline d3rlpy algorithms of ``agents.offline_rl`` at one budget of gradient steps, run in
   d3rlpy's own virtual environment (``RMTL_D3RLPY_PYTHON``, or this Python if it has d3rlpy).
