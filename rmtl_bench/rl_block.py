@@ -35,7 +35,13 @@ from agents.offline_rl import OFFLINE_METHODS, OfflineConfig
 from agents.rl_reference import ONLINE_METHODS, OnlineConfig
 from rmtl_bench import plots
 from rmtl_bench.cells import Cells, MissingCell, whole_seeds
-from rmtl_bench.run_folder import copy_summaries, environment_info, read_json, write_json
+from rmtl_bench.run_folder import (
+    copy_summaries,
+    environment_info,
+    export_cells,
+    read_json,
+    write_json,
+)
 from rmtl_env.data.io import atomic_write_bytes
 from rmtl_env.evaluation import constant_policy, evaluate_policy, uniform_policy
 
@@ -74,8 +80,13 @@ BUDGETS = {
 BUDGETS["bf16"] = BUDGETS["full"]
 
 
+def rl_root(args: argparse.Namespace) -> Path:
+    """The block's folder: ``<out>/rl-<profile>``."""
+    return args.out / f"rl-{args.profile}"
+
+
 def rl_folder(cells: Cells, dataset: str, seed: int, method: str) -> Path:
-    return cells.args.out / f"rl-{cells.args.profile}" / dataset / f"seed{seed}" / method
+    return rl_root(cells.args) / dataset / f"seed{seed}" / method
 
 
 def exported_supervised(cells: Cells, dataset: str, seed: int, method: str) -> Path:
@@ -89,12 +100,9 @@ def export_rl_cells(cells: Cells, target: Path) -> tuple[int, Path]:
     """Copy every finished RL cell's summaries and, for each exported seed, its finished
     supervised rows to ``target/rl-<profile>``; a ``--report-only`` run with ``--out target``
     tabulates them as they are. Returns the number of cells and the folder."""
-    root = cells.args.out / f"rl-{cells.args.profile}"
+    root = rl_root(cells.args)
     out = target / root.name
-    count = 0
-    for metrics in sorted(root.glob("*/seed*/*/metrics.json")):
-        copy_summaries(metrics.parent, out / metrics.parent.relative_to(root))
-        count += 1
+    count = export_cells(root, out)
     for seed_folder in sorted(root.glob("*/seed*")):
         dataset, seed = seed_folder.parent.name, int(seed_folder.name.removeprefix("seed"))
         for method in SUPERVISED_ROWS:
@@ -287,7 +295,7 @@ def rl_block(args: argparse.Namespace, seeds: list[int]) -> Path:
     rows, done = whole_seeds(  # whole seeds only, as Table 1
         seeds, lambda seed: rl_frame(cells, args.datasets, methods, [seed]), "the RL block"
     )
-    out = args.out / f"rl-{args.profile}"
+    out = rl_root(args)
     budget = BUDGETS[args.profile]
     atomic_write_bytes(out / "rl_algorithms.csv", rows.to_csv(index=False).encode())
     curves = curves_frame(cells, args.datasets, methods, done)

@@ -122,6 +122,16 @@ def copy_summaries(cell: Path, target: Path) -> None:
             atomic_write_bytes(target / path.relative_to(cell), path.read_bytes())
 
 
+def export_cells(root: Path, target: Path) -> int:
+    """Copy the summaries of every finished cell under ``root`` (one with ``metrics.json``) to
+    ``target``, keeping the layout; returns the number of cells. A benchmark run on ``target``
+    reuses them and retrains a backbone whose checkpoint a remaining cell needs."""
+    cells = sorted(metrics.parent for metrics in root.glob("*/seed*/*/metrics.json"))
+    for cell in cells:
+        copy_summaries(cell, target / cell.relative_to(root))
+    return len(cells)
+
+
 class DifferentConfig(Exception):
     """The folder holds a run with another configuration."""
 

@@ -37,7 +37,7 @@ import torch
 from agents.weighting import WEIGHTINGS
 from rmtl_bench import blocks, plots, rl_block, tables
 from rmtl_bench.cells import Cells, MissingCell, whole_seeds
-from rmtl_bench.run_folder import copy_summaries, environment_info, read_json, run_seconds
+from rmtl_bench.run_folder import environment_info, export_cells, read_json, run_seconds
 from rmtl_bench.studies import METHODS, PROFILES, RMTL, RUN_ORDER, STUDIES
 from rmtl_env.data.errors import run_command
 from rmtl_env.data.io import atomic_write_bytes
@@ -273,26 +273,16 @@ def run_seeds_in_parallel(cells: Cells, args: argparse.Namespace, seeds: list[in
             cells.ran += ran
 
 
-def export_cells(root: Path, target: Path) -> int:
-    """Copy the summaries of every finished cell under ``root`` (one with ``metrics.json``) to
-    ``target``, keeping the layout; returns the number of cells. A benchmark run on ``target``
-    reuses them and retrains a backbone whose checkpoint a remaining cell needs."""
-    cells = sorted(metrics.parent for metrics in root.glob("*/seed*/*/metrics.json"))
-    for cell in cells:
-        copy_summaries(cell, target / cell.relative_to(root))
-    return len(cells)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cells = Cells(args)
-    if args.export_cells is not None and args.block == "rl":
-        count, target = rl_block.export_rl_cells(cells, args.export_cells)
-        print(f"{count} finished cells exported to {target}")
-        return 0
     if args.export_cells is not None:
-        count = export_cells(cells.root, args.export_cells / cells.root.name)
-        print(f"{count} finished cells exported to {args.export_cells / cells.root.name}")
+        if args.block == "rl":
+            count, target = rl_block.export_rl_cells(cells, args.export_cells)
+        else:
+            target = args.export_cells / cells.root.name
+            count = export_cells(cells.root, target)
+        print(f"{count} finished cells exported to {target}")
         return 0
     seeds = args.seeds if args.seeds is not None else list(PROFILES[args.profile].seeds)
     cells.root.mkdir(parents=True, exist_ok=True)
