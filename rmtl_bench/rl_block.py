@@ -177,7 +177,9 @@ def run_rl_cell(cells: Cells, dataset: str, seed: int, method: str, folder: Path
     elif method in ONLINE_METHODS:
         from agents.rl_reference import train_online
 
-        checkpoint = cells.backbone(dataset, seed, "ple")[0] if method == "td3-ple" else None
+        checkpoint = None
+        if method == "td3-ple":  # a backbone folder carried without its checkpoint is retrained
+            checkpoint = cells.backbone(dataset, seed, "ple", for_cell=folder)[0]
         run = train_online(method, data, budget.online, seed, checkpoint,
                            progress=cells.args.progress)  # fmt: skip
         config = {**base, "budget": budget.online.to_dict(), "env_steps_per_second":

@@ -4,6 +4,7 @@ runners: one quick run of every kind of row, resumed without rerunning, and the 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -72,6 +73,19 @@ def test_quick_block_tabulates_every_kind_of_row_and_resumes(tmp_path, capsys) -
     capsys.readouterr()
     assert quick_block(tmp_path, methods) == 0  # everything finished: nothing runs again
     assert "--- " not in capsys.readouterr().out
+
+    # a backbone carried without its checkpoint (summaries only) is retrained for TD3-PLE
+    seed0 = tmp_path / "quick" / "retailrocket-synthetic" / "seed0" / "ple"
+    (seed0 / "checkpoints" / "ple.pt").unlink()
+    shutil.rmtree(out / "retailrocket-synthetic" / "seed0" / "td3-ple")
+    assert quick_block(tmp_path, methods) == 0
+    assert "ple.pt does not load" in capsys.readouterr().out
+    assert (seed0 / "checkpoints" / "ple.pt").is_file()
+    again = pd.read_csv(out / "rl_algorithms.csv")  # same seed, same weights, same scores
+    timeless = ["cell_seconds"]
+    pd.testing.assert_frame_equal(again.drop(columns=timeless), rows.drop(columns=timeless))
+    assert quick_block(tmp_path, methods) == 0  # tabulates the retrained backbone's own row
+    rows = pd.read_csv(out / "rl_algorithms.csv")
 
     # exported (summaries only, the supervised rows beside the RL cells), the block tabulates
     # the same rows from the export alone: no Table 1 run folder, no checkpoint
