@@ -98,15 +98,18 @@ def exported_supervised(cells: Cells, dataset: str, seed: int, method: str) -> P
 
 def export_rl_cells(cells: Cells, target: Path) -> tuple[int, Path]:
     """Copy every finished RL cell's summaries and, for each exported seed, its finished
-    supervised rows to ``target/rl-<profile>``; a ``--report-only`` run with ``--out target``
-    tabulates them as they are. Returns the number of cells and the folder."""
+    supervised rows (those the block reads: an exported row before Table 1's cell) to
+    ``target/rl-<profile>``; a ``--report-only`` run with ``--out target`` tabulates them as
+    they are. Returns the number of cells and the folder."""
     root = rl_root(cells.args)
     out = target / root.name
     count = export_cells(root, out)
     for seed_folder in sorted(root.glob("*/seed*")):
         dataset, seed = seed_folder.parent.name, int(seed_folder.name.removeprefix("seed"))
         for method in SUPERVISED_ROWS:
-            cell = cells.folder(dataset, seed, method)
+            cell = exported_supervised(cells, dataset, seed, method)
+            if not (cell / "metrics.json").is_file():
+                cell = cells.folder(dataset, seed, method)
             if (cell / "metrics.json").is_file():
                 copy_summaries(cell, out / dataset / seed_folder.name / "supervised" / method)
                 count += 1

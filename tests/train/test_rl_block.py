@@ -3,6 +3,7 @@ runners: one quick run of every kind of row, resumed without rerunning, and the 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -100,6 +101,17 @@ def test_quick_block_tabulates_every_kind_of_row_and_resumes(tmp_path, capsys) -
                            "--rl-methods", *methods, "--report-only"]) == 0  # fmt: skip
     rebuilt = pd.read_csv(exported / "rl-quick" / "rl_algorithms.csv")
     pd.testing.assert_frame_equal(rebuilt, rows)
+
+    # a block resumed from an export (the supervised rows copied beside its RL cells) exports
+    # the rows it reads, not Table 1's cells of the same seed
+    shutil.copytree(supervised, out / "retailrocket-synthetic" / "seed0" / "supervised")
+    table1 = tmp_path / "quick" / "retailrocket-synthetic" / "seed0" / "ple" / "metrics.json"
+    table1.write_text(json.dumps({**json.loads(table1.read_text()), "seconds": 1e9}))
+    again = tmp_path / "again"
+    assert benchmark.main(["--block", "rl", "--profile", "quick", "--out", str(tmp_path),
+                           "--export-cells", str(again)]) == 0  # fmt: skip
+    ple = again / "rl-quick" / "retailrocket-synthetic" / "seed0" / "supervised" / "ple"
+    assert json.loads((ple / "metrics.json").read_text())["seconds"] < 1e9
 
 
 @pytest.mark.slow
