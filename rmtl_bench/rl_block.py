@@ -96,6 +96,15 @@ def exported_supervised(cells: Cells, dataset: str, seed: int, method: str) -> P
     return rl_folder(cells, dataset, seed, "supervised") / method
 
 
+def supervised_row(cells: Cells, dataset: str, seed: int, method: str) -> Path:
+    """The folder of the supervised row the block reads: its exported summaries beside the
+    seed's RL cells when they are finished, else Table 1's cell of the same profile."""
+    exported = exported_supervised(cells, dataset, seed, method)
+    if (exported / "metrics.json").is_file():
+        return exported
+    return cells.folder(dataset, seed, method)
+
+
 def export_rl_cells(cells: Cells, target: Path) -> tuple[int, Path]:
     """Copy every finished RL cell's summaries and, for each exported seed, its finished
     supervised rows (those the block reads: an exported row before Table 1's cell) to
@@ -107,9 +116,7 @@ def export_rl_cells(cells: Cells, target: Path) -> tuple[int, Path]:
     for seed_folder in sorted(root.glob("*/seed*")):
         dataset, seed = seed_folder.parent.name, int(seed_folder.name.removeprefix("seed"))
         for method in SUPERVISED_ROWS:
-            cell = exported_supervised(cells, dataset, seed, method)
-            if not (cell / "metrics.json").is_file():
-                cell = cells.folder(dataset, seed, method)
+            cell = supervised_row(cells, dataset, seed, method)
             if (cell / "metrics.json").is_file():
                 copy_summaries(cell, out / dataset / seed_folder.name / "supervised" / method)
                 count += 1
@@ -146,9 +153,8 @@ def d3rlpy_python() -> str:
 def run_cell(cells: Cells, dataset: str, seed: int, method: str) -> dict:
     """The cell's ``metrics.json``, running it first unless it finished before."""
     if method in SUPERVISED_ROWS:
-        folder = exported_supervised(cells, dataset, seed, method)
-        if not (folder / "metrics.json").is_file():
-            folder = cells.folder(dataset, seed, method)
+        folder = supervised_row(cells, dataset, seed, method)
+        if folder == cells.folder(dataset, seed, method):  # Table 1's cell: run or resume it
             cells.method(dataset, seed, method)
         metrics = read_json(folder / "metrics.json")
         scores = metrics.get("policy_scores") or {}
