@@ -10,9 +10,12 @@ import torch
 from agents import distributed
 from agents.critic import CriticConfig, MultiCritic
 from agents.models import MODELS, MultiTaskModel, build_model
+from agents.models.layers import migrate_legacy_experts
 from rmtl_env.data.io import atomic_write_bytes
 
-FORMAT = "rmtl-backbone/1"
+FORMAT = "rmtl-backbone/2"
+# /1 stored every Experts first-layer weight [E, in, out]; /2 stores it [in, E, out] (layers.py)
+LEGACY_FORMATS = ("rmtl-backbone/1",)
 
 
 def model_name(model: MultiTaskModel) -> str:
@@ -39,8 +42,11 @@ class CheckpointError(ValueError):
     the data it is used with."""
 
 
-def read_checkpoint(path: str | Path, expected_format: str, kind: str) -> dict:
-    """Load a checkpoint payload on the CPU and check that it is a ``kind`` checkpoint.
+def read_checkpoint(
+    path: str | Path, expected_format: str, kind: str, legacy_formats: tuple[str, ...] = ()
+) -> dict:
+    """Load a checkpoint payload on the CPU and check that it is a ``kind`` checkpoint (of
+    ``expected_format`` or one of the ``legacy_formats`` its loader still migrates).
 
     Loads with ``weights_only=True``: a checkpoint holds tensors and plain values only, so a
     crafted file cannot run code; anything else is refused with the path named."""
@@ -56,7 +62,10 @@ def read_checkpoint(path: str | Path, expected_format: str, kind: str) -> dict:
             "it may be truncated, or not written by this package (only tensors and plain "
             "values are loaded)"
         ) from None
-    if not isinstance(payload, dict) or payload.get("format") != expected_format:
+    if not isinstance(payload, dict) or payload.get("format") not in (
+        expected_format,
+        *legacy_formats,
+    ):
         raise CheckpointError(
             f"{path} is not a {kind} checkpoint (expected format {expected_format!r})"
         )
@@ -112,7 +121,7 @@ def save_model(model: MultiTaskModel, path: str | Path, **extra) -> Path:
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> MultiTaskModel:
     """Rebuild a backbone saved by ``save_model``."""
-    payload = read_checkpoint(path, FORMAT, "backbone")
+    payload = read_checkpoint(path, FORMAT, "backbone", LEGACY_FORMATS)
     model = build_model(
         payload["model"],
         payload["field_dims"],
@@ -120,7 +129,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> MultiTas
         payload["num_tasks"],
         **payload["config"],
     )
-    model.load_state_dict(payload["state_dict"])
+    state_dict = payload["state_dict"]
+    if payload["format"] in LEGACY_FORMATS:
+        state_dict = migrate_legacy_experts(model, state_dict)
+    model.load_state_dict(state_dict)
     return model.to(device)
 
 

@@ -129,6 +129,12 @@ class Experts(nn.Module):
 
     Input ``[B, in]`` (every expert sees the same input) or ``[E, B, in]`` (expert ``e`` sees
     slice ``e``); output ``[E, B, out]``. Each layer is ``Linear -> ReLU -> Dropout``.
+
+    The first layer's weight is stored ``[in, E, out]`` (the deeper layers' ``[E, in, out]``):
+    viewed as ``[in, E * out]`` it serves all experts in one GEMM on a ``[B, in]`` input without
+    the transposing copy of the whole weight, forward and backward, that ``[E, in, out]`` costs
+    (the largest weight of the model: ``in`` is every embedded field). Older checkpoints
+    (``rmtl-backbone/1``) are migrated by :func:`migrate_legacy_experts`.
     """
 
     def __init__(
@@ -140,10 +146,12 @@ class Experts(nn.Module):
         self.num_experts = num_experts
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        for dim in hidden_dims:
+        for layer, dim in enumerate(hidden_dims):
             weight = torch.empty(num_experts, input_dim, dim)
             bound = 1.0 / input_dim**0.5  # nn.Linear's default initialisation, per expert
             nn.init.uniform_(weight, -bound, bound)
+            if layer == 0:  # drawn in [E, in, out] order, so a seed gives the same experts
+                weight = weight.permute(1, 0, 2).contiguous()
             self.weights.append(nn.Parameter(weight))
             self.biases.append(
                 nn.Parameter(torch.empty(num_experts, 1, dim).uniform_(-bound, bound))
@@ -153,19 +161,29 @@ class Experts(nn.Module):
         self.output_dim = input_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight, bias = self.weights[0], self.biases[0]
-        if x.dim() == 2:
-            # One GEMM for all experts: [B, in] @ [in, E * out] is far faster than E small ones.
-            e, d_in, d_out = weight.shape
-            flat_weight = weight.permute(1, 0, 2).reshape(d_in, e * d_out)
-            h = torch.addmm(bias.reshape(1, e * d_out), x, flat_weight)  # [B, E * out]
+        weight, bias = self.weights[0], self.biases[0]  # weight [in, E, out]
+        d_in, e, d_out = weight.shape
+        if x.dim() == 2:  # one GEMM for all experts: far faster than E small ones
+            h = torch.addmm(bias.reshape(1, e * d_out), x, weight.view(d_in, e * d_out))
             h = h.view(-1, e, d_out).transpose(0, 1)  # [E, B, out]
         else:
-            h = torch.baddbmm(bias, x, weight)  # [E, B, out]
+            h = torch.baddbmm(bias, x, weight.permute(1, 0, 2))  # [E, B, out]
         h = self.dropout(torch.relu(h))
         for weight, bias in zip(self.weights[1:], self.biases[1:], strict=True):
             h = self.dropout(torch.relu(torch.baddbmm(bias, h, weight)))
         return h
+
+
+def migrate_legacy_experts(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> dict:
+    """``state_dict`` of ``model`` saved before ``Experts`` stored its first layer ``[in, E,
+    out]`` (every first-layer weight ``[E, in, out]``), rewritten in today's layout."""
+    migrated = dict(state_dict)
+    for name, module in model.named_modules():
+        if isinstance(module, Experts):
+            key = f"{name}.weights.0" if name else "weights.0"
+            if key in migrated:
+                migrated[key] = migrated[key].permute(1, 0, 2).contiguous()
+    return migrated
 
 
 class Gate(nn.Module):

@@ -129,6 +129,59 @@ def test_ple_stacks_expert_outputs_batch_major_without_changing_a_bit() -> None:
     assert torch.equal(joined, torch.cat(parts)) and joined.transpose(0, 1).is_contiguous()
 
 
+def test_experts_first_layer_layout_changes_no_bit_of_outputs_or_gradients() -> None:
+    """The first layer stored ``[in, E, out]`` and read as one ``[in, E * out]`` GEMM gives
+    exactly what the ``[E, in, out]`` weight (drawn by the same seed) gave through its
+    transposing copy: outputs, input gradients and weight gradients."""
+    from agents.models.layers import Experts
+
+    torch.manual_seed(3)
+    experts = Experts(4, 24, [16, 8], dropout=0.0)
+    torch.manual_seed(3)
+    legacy = torch.empty(4, 24, 16).uniform_(-(24**-0.5), 24**-0.5)  # the old draw
+    assert torch.equal(experts.weights[0].detach(), legacy.permute(1, 0, 2))
+    legacy = legacy.requires_grad_()
+    x = torch.randn(32, 24, requires_grad=True)
+    out = experts(x)
+    (out * torch.arange(out.numel()).view_as(out).sin()).sum().backward()
+    x_grad, weight_grad = x.grad.clone(), experts.weights[0].grad.clone()
+    x.grad = None
+    bias = experts.biases[0].detach()
+    flat = legacy.permute(1, 0, 2).reshape(24, 4 * 16)  # what forward did before
+    h = torch.addmm(bias.reshape(1, -1), x, flat).view(-1, 4, 16).transpose(0, 1).relu()
+    w1, b1 = experts.weights[1].detach(), experts.biases[1].detach()
+    reference = torch.baddbmm(b1, h, w1).relu()
+    (reference * torch.arange(out.numel()).view_as(out).sin()).sum().backward()
+    assert torch.equal(out.detach(), reference.detach())
+    assert torch.equal(x_grad, x.grad)
+    assert torch.equal(weight_grad, legacy.grad.permute(1, 0, 2))
+    sliced = torch.randn(4, 32, 24)  # the per-expert input path reads the same weights
+    torch.testing.assert_close(
+        experts(sliced),
+        torch.baddbmm(b1, torch.baddbmm(bias, sliced, legacy.detach()).relu(), w1).relu(),
+    )
+
+
+@pytest.mark.parametrize("name", ["ple", "mmoe", "esmm"])
+def test_legacy_backbone_checkpoints_load_into_the_new_expert_layout(name, tmp_path) -> None:
+    """An ``rmtl-backbone/1`` file (first expert layer saved ``[E, in, out]``) still loads and
+    predicts exactly what the model that wrote it predicted."""
+    from agents.models.layers import Experts
+
+    model = build_model(name, FIELD_DIMS, NUM_NUMERICAL, 2, **SMALL).eval()
+    path = save_model(model, tmp_path / "new.pt")
+    payload = torch.load(path, weights_only=True)
+    legacy = [n for n, m in model.named_modules() if isinstance(m, Experts)]
+    assert legacy, f"{name} has no Experts to migrate"
+    for module in legacy:
+        key = f"{module}.weights.0"
+        payload["state_dict"][key] = payload["state_dict"][key].permute(1, 0, 2).contiguous()
+    payload["format"] = "rmtl-backbone/1"
+    torch.save(payload, tmp_path / "legacy.pt")
+    restored = load_model(tmp_path / "legacy.pt").eval()
+    torch.testing.assert_close(restored(*batch()), model(*batch()), rtol=0, atol=0)
+
+
 def test_int16_dropout_masks_keep_the_rate_and_the_mean() -> None:
     from agents.models.layers import Dropout, dropout_masks
     from agents.trainer import TrainConfig
