@@ -32,6 +32,7 @@ from stable_baselines3.common.noise import NormalActionNoise
 from tqdm.auto import tqdm
 
 from agents.domains import at_least, check_domains, within
+from agents.online_state import restore_training_state, save_training_state
 from agents.sb3 import BackboneTD3Policy, CategoricalEmbeddingExtractor
 from rmtl_env.data import SessionDataset
 from rmtl_env.evaluation import PolicyScore, evaluate_policy
@@ -89,13 +90,15 @@ class OnlineConfig:
 @dataclass
 class OnlineRun:
     """One trained agent: its curve (``steps``, ``score``, ``mean_return``, ``seconds`` per
-    point), the test split's score, its wall time and env steps per second."""
+    point), the test split's score, its wall time (of every part, if it was resumed) and env
+    steps per second."""
 
     model: BaseAlgorithm
     curve: list[dict[str, float]]
     test: PolicyScore
     seconds: float
     env_steps_per_second: float
+    resumed_at: list[int] = field(default_factory=list)  # env steps where the run was resumed
 
 
 def check_online_method(method: str) -> None:
@@ -147,26 +150,55 @@ def make_online(
 
 
 class ScoreCurve(BaseCallback):
-    """Scores the agent on ``split`` every ``every`` env steps (and before the first step)."""
+    """Scores the agent on ``split`` every ``every`` env steps (and before the first step).
+
+    With ``state_path``, the run's training state is saved there after each point, at the start
+    of the next rollout (``agents.online_state``), with the curve so far and its seconds.
+    """
 
     def __init__(self, dataset: SessionDataset, every: int, split: str, total: int,
-                 progress: bool = True) -> None:  # fmt: skip
+                 progress: bool = True, state_path: str | Path | None = None) -> None:  # fmt: skip
         super().__init__()
         self.dataset, self.every, self.split = dataset, every, split
         self.points: list[dict[str, float]] = []
+        self.resumed_at: list[int] = []
+        self.seconds_before = 0.0  # of the runs this one resumes
         self.started = time.perf_counter()
+        self.state_path, self.save_due = state_path, False
         self.bar = tqdm(total=total, desc="env steps", disable=not progress)
+
+    def elapsed(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.started
+
+    def resume(self, saved: dict[str, Any]) -> None:
+        """Continue the curve of the run whose state was saved (``saved``: its ``extra``)."""
+        self.points = [dict(point) for point in saved["points"]]
+        self.seconds_before = float(saved["seconds"])
+        self.resumed_at = [*saved["resumed_at"], int(self.points[-1]["steps"])]
+        self.bar.update(int(self.points[-1]["steps"]))
 
     def record(self) -> None:
         score = evaluate_policy(self.model, self.dataset, self.split)
         self.points.append({
             "steps": int(self.num_timesteps), "score": score.score, "mean_return": score.mean_return,
-            "seconds": time.perf_counter() - self.started,
+            "seconds": self.elapsed(),
         })  # fmt: skip
         self.bar.set_postfix(score=f"{score.score:.1f}" if score.score is not None else "-")
+        self.save_due = self.state_path is not None
 
     def _on_training_start(self) -> None:
-        self.record()
+        if not self.points:  # a resumed run has its first point
+            self.record()
+
+    def _on_rollout_start(self) -> None:
+        if self.save_due:  # between two rollouts: the last step is stored and trained on
+            extra = {
+                "points": self.points,
+                "seconds": self.elapsed(),
+                "resumed_at": self.resumed_at,
+            }
+            save_training_state(self.model, self.state_path, extra)
+            self.save_due = False
 
     def _on_step(self) -> bool:
         self.bar.update(self.training_env.num_envs)
@@ -188,15 +220,28 @@ def train_online(
     backbone_checkpoint: str | Path | None = None,
     device: str = "cpu",
     progress: bool = True,
+    state_path: str | Path | None = None,
 ) -> OnlineRun:
     """Train ``method`` for ``config.env_steps`` env steps, with its learning curve, and score
-    it on the test split."""
+    it on the test split.
+
+    ``state_path`` (off-policy methods): the training state is saved there at every point of
+    the curve, and a run that finds one there continues from it, to the same result as a run
+    never interrupted.
+    """
     model = make_online(method, dataset, config, seed, backbone_checkpoint, device)
-    curve = ScoreCurve(dataset, config.eval_every, config.eval_split, config.env_steps, progress)
-    started = time.perf_counter()
-    model.learn(config.env_steps, callback=curve)
-    seconds = time.perf_counter() - started
+    if state_path is not None and method == "ppo":
+        raise ValueError("state_path: PPO's run cannot be resumed mid-training (its rollout "
+                         "buffer is not saved); leave state_path out for ppo")  # fmt: skip
+    curve = ScoreCurve(dataset, config.eval_every, config.eval_split, config.env_steps, progress,
+                       state_path)  # fmt: skip
+    if state_path is not None and Path(state_path).is_file():
+        curve.resume(restore_training_state(model, state_path))
+    model.learn(config.env_steps - model.num_timesteps, callback=curve,
+                reset_num_timesteps=not curve.resumed_at)  # fmt: skip
+    seconds = curve.elapsed()
     return OnlineRun(
         model=model, curve=curve.points, test=evaluate_policy(model, dataset, "test"),
         seconds=seconds, env_steps_per_second=config.env_steps / seconds,
+        resumed_at=curve.resumed_at,
     )  # fmt: skip

@@ -363,6 +363,35 @@ class SessionRecEnv(gym.Env):
             f"{self._end - self._start}: " + ", ".join(f"{k}={int(v)}" for k, v in fields.items())
         )
 
+    # --- checkpointing ---------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        """Where the env stands, as plain values: the episode's rows, the sequential cursor and
+        the state of ``np_random``. ``set_state`` on an env made with the same arguments resumes
+        it exactly (a training run continued after an interruption draws the same sessions)."""
+        return {
+            "split": self.data.name,
+            "cursor": [self._next_sequential, self._row, self._start, self._end,
+                       self._current_session_id],
+            "np_random": self.np_random.bit_generator.state,
+        }  # fmt: skip
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``get_state`` returned (from an env made with the same arguments)."""
+        if not isinstance(state, dict) or set(state) != {"split", "cursor", "np_random"}:
+            raise ValueError("set_state: expected the dict get_state returns (keys split, "
+                             f"cursor, np_random), got {type(state).__name__}")  # fmt: skip
+        if state["split"] != self.data.name:
+            raise ValueError(f"set_state: the state is of split {state['split']!r}, this env "
+                             f"plays {self.data.name!r}")  # fmt: skip
+        cursor = [int(v) for v in state["cursor"]]
+        if len(cursor) != 5 or cursor[3] > len(self._labels) or cursor[0] >= self.data.num_sessions:
+            raise ValueError(f"set_state: cursor {cursor} does not fit split {self.data.name!r} "
+                             f"({self.data.num_sessions} sessions, {len(self._labels)} rows)")  # fmt: skip
+        generator = self.np_random  # created (and seeded from entropy) if it was not yet
+        generator.bit_generator.state = state["np_random"]
+        (self._next_sequential, self._row, self._start, self._end,
+         self._current_session_id) = cursor  # fmt: skip
+
     # --- helpers -------------------------------------------------------------------------------
     def _observation(self, row: int) -> dict[str, np.ndarray] | np.ndarray:
         if self.observation_mode == "flat":

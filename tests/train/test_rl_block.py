@@ -61,6 +61,7 @@ def test_quick_block_tabulates_every_kind_of_row_and_resumes(tmp_path, capsys) -
         methods.append("bc-labels")
     assert quick_block(tmp_path, methods) == 0
     out = tmp_path / "rl-quick"
+    assert not list(out.rglob("training_state.pt"))  # a finished cell drops its saved state
     rows = pd.read_csv(out / "rl_algorithms.csv")
     assert list(dict.fromkeys(rows["method"])) == methods
     score = rows.groupby("method")["score"].first()
