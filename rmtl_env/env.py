@@ -200,7 +200,8 @@ class SessionRecEnv(gym.Env):
 
     ## Version History
     - v0: first version; observation and reward modes, rendering and uniform info keys added
-      without changing the defaults.
+      without changing the defaults; ``get_state``/``set_state`` (an interrupted training run
+      continues with the same sessions) added.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}  # fps: Gymnasium's checker asks
