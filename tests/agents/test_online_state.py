@@ -3,6 +3,8 @@ same weights, curve and test score, bit for bit, as the run never interrupted.""
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
@@ -40,12 +42,26 @@ def weights(run) -> list[torch.Tensor]:
     return [p.detach().clone() for p in run.model.policy.parameters()]
 
 
-@pytest.mark.parametrize("method", ["td3", "sac", "td3-flat"])
-def test_a_run_resumed_from_its_saved_state_ends_bit_identical(method, tiny, tmp_path,
+@pytest.fixture(scope="module")
+def small_ple(tiny, tmp_path_factory):
+    """A small PLE backbone checkpoint, the actor TD3-PLE starts from."""
+    from agents.checkpoint import save_model
+    from agents.models import build_model
+
+    torch.manual_seed(0)
+    ple = build_model("ple", tiny.field_dims, len(tiny.numerical_fields), len(tiny.tasks),
+                      embed_dim=4, bottom_dims=(16, 8), tower_dims=(8,), num_experts=4)  # fmt: skip
+    return save_model(ple, tmp_path_factory.mktemp("ple") / "ple.pt")
+
+
+@pytest.mark.parametrize("method", ["td3", "sac", "td3-flat", "td3-ple"])
+def test_a_run_resumed_from_its_saved_state_ends_bit_identical(method, tiny, small_ple, tmp_path,
                                                                monkeypatch) -> None:  # fmt: skip
-    whole = train_online(method, tiny, CONFIG, seed=3, progress=False)
+    backbone = small_ple if method == "td3-ple" else None
+    run = functools.partial(train_online, method, tiny, CONFIG, 3, backbone, progress=False)
+    whole = run()
     state = tmp_path / "state.pt"
-    saving = train_online(method, tiny, CONFIG, seed=3, progress=False, state_path=state)
+    saving = run(state_path=state)
     assert all(map(torch.equal, weights(saving), weights(whole)))  # saving changes nothing
     state.unlink()
 
@@ -54,9 +70,9 @@ def test_a_run_resumed_from_its_saved_state_ends_bit_identical(method, tiny, tmp
             4, patch
         )  # at env step 96 (saves at 0, 32, 64, 96), past the random warm-up: updates have begun
         with pytest.raises(Killed):
-            train_online(method, tiny, CONFIG, seed=3, progress=False, state_path=state)
+            run(state_path=state)
     torch.manual_seed(99)  # the new process's generators start elsewhere
-    resumed = train_online(method, tiny, CONFIG, seed=3, progress=False, state_path=state)
+    resumed = run(state_path=state)
 
     assert resumed.resumed_at == [96] and resumed.model.num_timesteps == CONFIG.env_steps
     assert all(map(torch.equal, weights(resumed), weights(whole)))
