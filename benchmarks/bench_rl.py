@@ -4,9 +4,11 @@ so that a run can be planned before it starts.
 For each off-policy method of ``agents.rl_reference`` (stock SB3 on ``SessionRecEnv``), at each
 torch thread count: seconds per update (one gradient step at the block's batch size, TD3's
 delayed actor step included at its rate), env steps per second of the agent's own rollout (policy
-call and vector env step), seconds of one evaluation on the validation split, and the cell's wall
-time projected from them at the block's budget (``rmtl_bench.rl_block.BUDGETS["full"]``: its
-updates, its env steps and its learning-curve points). ``td3-ple`` carries the paper-size PLE as
+call and vector env step), seconds of one evaluation on the validation split, seconds and size of
+one save of the training state (``agents.online_state``, at each curve point, with the replay
+buffer as filled by the random warm-up), and the cell's wall time projected from them at the
+block's budget (``rmtl_bench.rl_block.BUDGETS["full"]``: its updates, its env steps and its
+learning-curve points). ``td3-ple`` carries the paper-size PLE as
 its actor (an untrained one of the same size: the cost does not depend on the weights), which is
 what makes it the block's one cell of hours.
 
@@ -27,6 +29,7 @@ import torch
 from agents import pipeline
 from agents.checkpoint import save_model
 from agents.models import ModelConfig
+from agents.online_state import save_training_state
 from agents.pipeline import DataConfig
 from agents.rl_reference import ONLINE_METHODS, OnlineConfig, make_online
 from agents.runtime import flush_denormals, seed_everything
@@ -43,6 +46,8 @@ class Cost(NamedTuple):
     update_seconds: float
     env_steps_per_second: float
     eval_seconds: float
+    save_seconds: float  # one save of the training state (the cell saves one per curve point)
+    state_megabytes: float
 
     def projected_seconds(self, config: OnlineConfig) -> float:
         """The cell's wall time at ``config``'s budget."""
@@ -50,10 +55,12 @@ class Cost(NamedTuple):
         updates = vector_steps * config.gradient_steps
         evaluations = config.env_steps // config.eval_every + 2  # the curve's points and the test
         return (updates * self.update_seconds + config.env_steps / self.env_steps_per_second
-                + evaluations * self.eval_seconds)  # fmt: skip
+                + evaluations * (self.eval_seconds + self.save_seconds))  # fmt: skip
 
 
-def measure(model, dataset: SessionDataset, config: OnlineConfig, updates: int) -> Cost:
+def measure(
+    model, dataset: SessionDataset, config: OnlineConfig, updates: int, state_path: Path
+) -> Cost:
     """One method's cost at the current thread count (``model``'s buffer already filled)."""
     model.train(gradient_steps=2, batch_size=config.batch_size)  # warm-up, both TD3 step kinds
     start = time.perf_counter()
@@ -68,7 +75,13 @@ def measure(model, dataset: SessionDataset, config: OnlineConfig, updates: int) 
     env_rate = vector_steps * config.n_envs / (time.perf_counter() - start)
     start = time.perf_counter()
     evaluate_policy(model, dataset, config.eval_split)
-    return Cost(update_seconds, env_rate, time.perf_counter() - start)
+    eval_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    save_training_state(model, state_path, {})
+    save_seconds = time.perf_counter() - start
+    return Cost(
+        update_seconds, env_rate, eval_seconds, save_seconds, state_path.stat().st_size / 2**20
+    )
 
 
 def main() -> None:
@@ -99,7 +112,7 @@ def main() -> None:
           f"{config.gradient_steps} updates per {config.n_envs} env steps at batch "
           f"{config.batch_size}, a validation score every {config.eval_every:,}")  # fmt: skip
     print(f"{'method':<9} {'threads':>7} {'s/update':>9} {'env steps/s':>12} {'eval s':>7} "
-          f"{'cell (projected)':>18}", flush=True)  # fmt: skip
+          f"{'save s':>7} {'state MB':>9} {'cell (projected)':>18}", flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for method in args.methods:
             checkpoint = None
@@ -113,10 +126,11 @@ def main() -> None:
             model.learn(config.learning_starts)  # fills the buffer with random actions
             for threads in args.threads:
                 torch.set_num_threads(threads)
-                cost = measure(model, data, config, updates)
+                cost = measure(model, data, config, updates, Path(tmp) / "state.pt")
                 minutes = cost.projected_seconds(config) / 60
                 print(f"{method:<9} {threads:>7} {cost.update_seconds:>9.3f} "
                       f"{cost.env_steps_per_second:>12,.0f} {cost.eval_seconds:>7.1f} "
+                      f"{cost.save_seconds:>7.1f} {cost.state_megabytes:>9,.0f} "
                       f"{minutes:>14,.1f} min", flush=True)  # fmt: skip
 
 
