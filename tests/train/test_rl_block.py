@@ -131,9 +131,26 @@ def test_offline_rows_learn_on_a_twin_with_a_constant_feature(tmp_path) -> None:
 def test_the_block_refuses_workers_and_names_the_missing_d3rlpy(tmp_path, monkeypatch) -> None:
     with pytest.raises(SystemExit):
         benchmark.parse_args(["--block", "rl", "--workers", "2"])
+    for flags in (["--block", "rl", "--rl-threads", "0"], ["--rl-threads", "2"]):
+        with pytest.raises(SystemExit):
+            benchmark.parse_args(flags)
     monkeypatch.delenv("RMTL_D3RLPY_PYTHON", raising=False)
     try:
         import d3rlpy  # noqa: F401
     except ImportError:
         with pytest.raises(SystemExit, match="RMTL_D3RLPY_PYTHON"):
             quick_block(tmp_path, ["bc"])
+
+
+def test_rl_threads_reach_the_cells_and_are_recorded(tmp_path) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert benchmark.main(["--block", "rl", "--profile", "quick", "--seeds", "0",
+                               "--datasets", "retailrocket-synthetic", "--rl-methods", "constant",
+                               "--rl-threads", "2", "--out", str(tmp_path)]) == 0  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    config = json.loads(next(tmp_path.rglob("constant/config.json")).read_text())
+    assert config["environment"]["torch_threads"] == 2
