@@ -71,10 +71,12 @@ def _buffer_state(buffer: ReplayBuffer) -> dict[str, Any]:
     state: dict[str, Any] = {"pos": int(buffer.pos), "full": bool(buffer.full)}
     for name in BUFFER_ARRAYS:
         value = getattr(buffer, name)
-        if isinstance(value, dict):
-            state[name] = {key: _tensors(array[:filled]) for key, array in value.items()}
-        else:
-            state[name] = _tensors(value[:filled])
+        rows = (
+            {key: a[:filled] for key, a in value.items()}
+            if isinstance(value, dict)
+            else value[:filled]
+        )
+        state[name] = _tensors(rows)
     return state
 
 
@@ -113,7 +115,7 @@ def save_training_state(model: OffPolicyAlgorithm, path: str | Path, extra: dict
             "num_timesteps": int(model.num_timesteps),
             "n_updates": int(model._n_updates),
             "episode_num": int(model._episode_num),
-        },  # fmt: skip
+        },
         "last_obs": _tensors(model._last_obs),
         "last_episode_starts": _tensors(model._last_episode_starts),
         "buffer": _buffer_state(model.replay_buffer),
