@@ -1,4 +1,4 @@
-"""Shared fixtures: a private cache folder for the whole run and the real raw samples.
+"""Shared fixtures: private cache and SB3 log folders for the whole run, and the real raw samples.
 
 The scripts in ``train/`` are scripts, not a package: tests import them by name (``import
 benchmark``), so their folder goes on ``sys.path`` here, once. Their support code is the installed
@@ -7,8 +7,8 @@ package ``rmtl_bench``."""
 from __future__ import annotations
 
 import itertools
-import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,16 +20,15 @@ if str(SCRIPTS) not in sys.path:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Point ``$RMTL_DATA_DIR`` at a fresh folder so tests never touch a user's cache."""
-    folder = tmp_path_factory.mktemp("rmtl-cache")
-    previous = os.environ.get("RMTL_DATA_DIR")
-    os.environ["RMTL_DATA_DIR"] = str(folder)
-    yield folder
-    if previous is None:
-        os.environ.pop("RMTL_DATA_DIR", None)
-    else:
-        os.environ["RMTL_DATA_DIR"] = previous
+def private_folders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Point ``$RMTL_DATA_DIR`` at a fresh folder so tests never touch a user's cache, and
+    ``$SB3_LOGDIR`` beside it: stock SB3 models learning without a logger (as the README's
+    examples do) otherwise leave an empty ``SB3-<date>`` folder in /tmp."""
+    cache = tmp_path_factory.mktemp("rmtl-cache")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RMTL_DATA_DIR", str(cache))
+        env.setenv("SB3_LOGDIR", str(tmp_path_factory.mktemp("sb3-logs")))
+        yield cache
 
 
 @pytest.fixture(scope="session")
