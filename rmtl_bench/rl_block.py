@@ -42,6 +42,7 @@ from rmtl_bench.run_folder import (
     read_json,
     write_json,
 )
+from rmtl_bench.tables import paired_p_value
 from rmtl_env.data.io import atomic_write_bytes
 from rmtl_env.evaluation import constant_policy, evaluate_policy, uniform_policy
 
@@ -296,6 +297,46 @@ def rl_markdown(rows: pd.DataFrame, budget: Budget, seeds: list[int],
     return "\n".join(lines)
 
 
+def paired_score_markdown(rows: pd.DataFrame, baseline: str = "ple") -> str:
+    """Per twin, each row's score against ``baseline``'s and against 0 (the state-blind base
+    rates, the same on every seed): the mean difference over seeds and its two-sided paired
+    t-test p-value. Empty when the baseline is not a row or fewer than 2 seeds are in."""
+    scores = rows.drop_duplicates(["dataset", "seed", "method"])
+    lines: list[str] = []
+    for dataset, d in scores.groupby("dataset", sort=False):
+        table = d.pivot(index="seed", columns="method", values="score")
+        if baseline not in table or len(table) < 2:
+            continue
+        header = f"| method | score - {baseline} | p | score - 0 | p |"
+        lines += [f"### {dataset}", "", header, "|---" * 5 + "|"]
+        zero = np.zeros(len(table))
+        for method in dict.fromkeys(d["method"]):
+            if method == "constant":
+                continue
+            score = table[method].to_numpy(float)
+            versus = table[baseline].to_numpy(float)
+            against_baseline = (
+                "- | -" if method == baseline
+                else f"{np.mean(score - versus):+.1f} | {_p(paired_p_value(score, versus))}"
+            )  # fmt: skip
+            lines.append(f"| {method} | {against_baseline} | {np.mean(score):+.1f} | "
+                         f"{_p(paired_p_value(score, zero))} |")  # fmt: skip
+        lines.append("")
+    if not lines:
+        return ""
+    intro = (
+        "## Paired tests of the score over seeds\n\nTwo-sided paired t-tests over the seeds "
+        f"of each row's score against {baseline}'s and against 0 (the state-blind base rates); "
+        "`*`: p < 0.05; `-`: the difference is the same on every seed, so the test is "
+        "undefined.\n\n"
+    )
+    return intro + "\n".join(lines)
+
+
+def _p(value: float) -> str:
+    return "-" if np.isnan(value) else f"{value:.3f}" + ("*" if value < 0.05 else "")
+
+
 def _ms(values: pd.Series, digits: int = 1) -> str:
     values = values.astype(float)
     if values.isna().all():
@@ -316,7 +357,9 @@ def rl_block(args: argparse.Namespace, seeds: list[int]) -> Path:
     atomic_write_bytes(out / "rl_algorithms.csv", rows.to_csv(index=False).encode())
     curves = curves_frame(cells, args.datasets, methods, done)
     changes = last_quarter_change(curves) if len(curves) else {}
-    text = rl_markdown(rows, budget, done, changes) + "\n" + (
+    text = rl_markdown(rows, budget, done, changes) + "\n" + paired_score_markdown(rows) + (
+        "\n" if len(done) > 1 else ""
+    ) + (
         f"Command: `{args.command}`; {environment_info()['cpu']}, "
         f"{time.strftime('%Y-%m-%d', time.gmtime())}.\n"
     )  # fmt: skip

@@ -154,3 +154,23 @@ def test_rl_threads_reach_the_cells_and_are_recorded(tmp_path) -> None:
         torch.set_num_threads(before)
     config = json.loads(next(tmp_path.rglob("constant/config.json")).read_text())
     assert config["environment"]["torch_threads"] == 2
+
+
+def test_paired_score_tests_compare_each_row_with_ple_and_with_zero_over_seeds() -> None:
+    from rmtl_bench.rl_block import paired_score_markdown
+
+    scores = {"ple": [30.0, 20.0, 25.0], "constant": [0.0] * 3, "sac": [-50.0, -70.0, -60.0],
+              "ppo": [-9.0] * 3, "cql": [2.0, -3.0, 4.0]}  # fmt: skip
+    rows = pd.DataFrame([
+        {"dataset": "twin", "seed": seed, "method": method, "task": task, "score": values[seed]}
+        for method, values in scores.items() for seed in range(3) for task in ("a", "b")
+    ])  # fmt: skip
+    text = paired_score_markdown(rows)
+    lines = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ")}
+    assert "constant" not in lines  # 0 on every seed by construction
+    assert lines["ple"] == "| ple | - | - | +25.0 | 0.013* |"
+    assert lines["sac"] == "| sac | -85.0 | 0.001* | -60.0 | 0.009* |"
+    assert lines["ppo"].endswith("| -9.0 | - |")  # the same on every seed: t-test undefined
+    assert lines["cql"].split(" | ")[1:] == ["-24.0", "0.007*", "+1.0", "0.678 |"]
+    assert paired_score_markdown(rows[rows["seed"] == 0]) == ""  # one seed: nothing to test
+    assert paired_score_markdown(rows[rows["method"] != "ple"]) == ""
