@@ -186,8 +186,10 @@ def export_minari(
     The dataset's metadata: ``eval_env`` is the same env spec on ``eval_split`` (the held-out
     sessions), and on a twin ``ref_min_score`` / ``ref_max_score`` are the returns of the base-rate
     constant and of the true probabilities there, so Minari's ``get_normalized_score`` is
-    ``rmtl_env.evaluate_policy``'s score divided by 100. ``author``, ``author_email`` and
-    ``code_permalink`` (default: this package's name and version) are recorded as given.
+    ``rmtl_env.evaluate_policy``'s score divided by 100. ``algorithm_name`` defaults to the
+    behaviour's name (``"uniform"``, ...), a policy's qualified name, or ``"given actions"`` for
+    an array. ``author``, ``author_email`` and ``code_permalink`` (default: this package's name
+    and version) are recorded as given; Minari warns while ``author_email`` is missing.
 
     Cost: Minari stores every episode separately, and sessions are short, so a session costs
     about 30 KB and a few milliseconds in HDF5 (the small RetailRocket twin's 35,603 training
@@ -216,6 +218,12 @@ def export_minari(
     env = gym.make("SessionRecEnv-v0", **env_kwargs)
     core: SessionRecEnv = env.unwrapped
     data = core.data
+    if algorithm_name is None:
+        algorithm_name = (
+            actions if isinstance(actions, str)
+            else getattr(actions, "__qualname__", type(actions).__qualname__) if callable(actions)
+            else "given actions"
+        )  # fmt: skip
     if isinstance(actions, str):
         actions = behaviour_actions(data, actions, seed)
     elif callable(actions):

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -86,8 +87,17 @@ def minari_home(tmp_path, monkeypatch):
     return tmp_path / "minari"
 
 
+def minari_missing(caught) -> list[str]:
+    """The metadata fields Minari warned were missing, in ``caught`` warnings."""
+    return [str(w.message).split()[0] for w in caught if "is set to None" in str(w.message)]
+
+
 def test_minari_example_exports_and_records(run_readme, minari_home) -> None:
-    ns = run_readme("### Minari", TINY)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ns = run_readme("### Minari", TINY)
+    # the export leaves one field to its user; the recording passes every field Minari asks for
+    assert minari_missing(caught) == ["`author_email`"]
     exported, recorded = ns["dataset"], ns["recorded"]
     train = load_dataset("retailrocket-synthetic", scale="tiny").split("train")
     lengths = np.diff(train.session_starts)
@@ -98,6 +108,9 @@ def test_minari_example_exports_and_records(run_readme, minari_home) -> None:
     assert set(episode.infos) == {"session_id", "session_length", "step", "task_rewards", "labels"}
     assert len(episode) == episode.infos["session_length"][0]  # an episode is one session
     assert (minari_home / "rmtl" / "retailrocket-train-uniform-v0").is_dir()
+    metadata = recorded.storage.metadata  # the recording's metadata is whole: Minari warned on none
+    assert metadata["algorithm_name"] == "uniform random" and metadata["author"]
+    assert recorded.recover_environment(eval_env=True).unwrapped.data.name == "test"
 
 
 def test_minari_export_equals_what_data_collector_records(minari_home) -> None:
@@ -370,6 +383,14 @@ def test_minari_metadata_evaluates_on_the_test_split_with_our_score(minari_home)
     metadata = exported.storage.metadata
     assert metadata["algorithm_name"] == "uniform" and metadata["description"]
     assert metadata["code_permalink"].startswith("rmtl-env ") and metadata["author"]
+    with pytest.warns(UserWarning) as caught:  # the defaults leave Minari only the email to ask
+        default = export_minari("rmtl/meta-default-v0", "labels", max_sessions=3,
+                                dataset="retailrocket-synthetic", scale="tiny")  # fmt: skip
+    assert minari_missing(caught) == ["`author_email`"]
+    assert default.storage.metadata["algorithm_name"] == "labels"
+    called = export_minari("rmtl/meta-policy-v0", constant_policy([0.1, 0.05]), max_sessions=3,
+                           dataset="retailrocket-synthetic", scale="tiny")  # fmt: skip
+    assert called.storage.metadata["algorithm_name"] == "constant_policy.<locals>.act"
     assert exported.recover_environment(eval_env=True).unwrapped.data.name == "test"
     score = rmtl_env.evaluate_policy(constant_policy([0.1, 0.05]), "retailrocket-synthetic",
                                      scale="tiny")  # fmt: skip
