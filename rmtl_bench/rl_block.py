@@ -309,12 +309,11 @@ def paired_score_markdown(rows: pd.DataFrame, baseline: str = "ple") -> str:
             continue
         header = f"| method | score - {baseline} | p | score - 0 | p |"
         lines += [f"### {dataset}", "", header, "|---" * 5 + "|"]
-        zero = np.zeros(len(table))
+        zero, versus = np.zeros(len(table)), table[baseline].to_numpy(float)
         for method in dict.fromkeys(d["method"]):
             if method == "constant":
                 continue
             score = table[method].to_numpy(float)
-            versus = table[baseline].to_numpy(float)
             against_baseline = (
                 "- | -" if method == baseline
                 else f"{np.mean(score - versus):+.1f} | {_p(paired_p_value(score, versus))}"
@@ -357,9 +356,8 @@ def rl_block(args: argparse.Namespace, seeds: list[int]) -> Path:
     atomic_write_bytes(out / "rl_algorithms.csv", rows.to_csv(index=False).encode())
     curves = curves_frame(cells, args.datasets, methods, done)
     changes = last_quarter_change(curves) if len(curves) else {}
-    text = rl_markdown(rows, budget, done, changes) + "\n" + paired_score_markdown(rows) + (
-        "\n" if len(done) > 1 else ""
-    ) + (
+    paired = paired_score_markdown(rows)
+    text = rl_markdown(rows, budget, done, changes) + "\n" + (f"{paired}\n" if paired else "") + (
         f"Command: `{args.command}`; {environment_info()['cpu']}, "
         f"{time.strftime('%Y-%m-%d', time.gmtime())}.\n"
     )  # fmt: skip

@@ -218,16 +218,15 @@ def export_minari(
     env = gym.make("SessionRecEnv-v0", **env_kwargs)
     core: SessionRecEnv = env.unwrapped
     data = core.data
-    if algorithm_name is None:
-        algorithm_name = (
-            actions if isinstance(actions, str)
-            else getattr(actions, "__qualname__", type(actions).__qualname__) if callable(actions)
-            else "given actions"
-        )  # fmt: skip
     if isinstance(actions, str):
-        actions = behaviour_actions(data, actions, seed)
+        default_name, actions = actions, behaviour_actions(data, actions, seed)
     elif callable(actions):
+        default_name = getattr(actions, "__qualname__", type(actions).__qualname__)
         actions = policy_actions(data, actions)
+    else:
+        default_name = "given actions"
+    if algorithm_name is None:
+        algorithm_name = default_name
     buffers = minari_buffers(
         data, actions, core.reward_weights, core.prob_clip, core.observation_mode, max_sessions
     )
